@@ -1,0 +1,1 @@
+"""CLI subcommands: each module exports register(subparsers) and sits on the plain-Python core."""
