@@ -167,12 +167,14 @@ class Claim:
     selector: str
     gpu_uuid: str | None
     error: str | None = None
+    mig_uuid: str | None = None  # the MIG device asked for ("MIG-…", "0:1"); gpu_uuid is its parent
 
     def to_json(self) -> dict:
         return {
             "mechanism": self.mechanism,
             "selector": self.selector,
             "gpu_uuid": self.gpu_uuid,
+            "mig_uuid": self.mig_uuid,
             "error": self.error,
         }
 
