@@ -1,0 +1,262 @@
+"""The main screen: the live GPU table and the highlighted GPU's details.
+
+The table is keyed by GPU UUID (index when NVML gave none) and updated in place: only changed cells
+are written, rows are added or removed by key, and the table is never cleared, so the operator's
+cursor and selection survive every refresh. Narrow terminals (80 columns) get short forms of the
+bus id and device node; nothing is dropped that an operator needs to tell cards apart.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from gpudock.model import Gpu, HostSnapshot
+
+WIDE = 110  # columns from which the table shows the full forms and the model name
+
+# (key, label) in display order; the name column exists only when wide.
+NARROW_COLUMNS = [
+    ("idx", "#"), ("bus", "BUS"), ("dev", "DEV"), ("util", "GPU%"), ("mem%", "MEM%"),
+    ("mem", "MEMORY GiB"), ("temp", "TEMP"), ("power", "POWER W"), ("holder", "HOLDER"),
+]
+WIDE_COLUMNS = [
+    ("idx", "#"), ("bus", "PCI BUS ID"), ("dev", "DEVICE"), ("name", "NAME"), ("util", "GPU%"),
+    ("mem%", "MEM%"), ("mem", "MEMORY MiB"), ("temp", "TEMP"), ("power", "POWER W"), ("holder", "HOLDER"),
+]
+
+
+def _na(v, fmt: str = "{}") -> str:
+    return "N/A" if v is None else fmt.format(v)
+
+
+def _short_bus(bus: str | None) -> str:
+    if not bus:
+        return "N/A"
+    s = bus.lower().split(":")
+    if len(s) == 3 and int(s[0], 16) == 0:
+        return f"{s[1]}:{s[2]}"
+    return bus.lower()
+
+
+def _util(v: int | None) -> Text:
+    if v is None:
+        return Text("N/A", style="dim")
+    style = "bold red" if v >= 90 else "yellow" if v >= 50 else "green" if v > 0 else "dim"
+    return Text(f"{v:>3}", style=style)
+
+
+def gpu_cells(g: Gpu, wide: bool, holder: str = "") -> dict[str, object]:
+    """The table cells of one GPU, by column key."""
+    if g.error:
+        err = Text(g.error.split(":")[0], style="bold red")
+        base = {
+            "idx": str(g.index), "bus": g.pci_bus_id or "N/A" if wide else _short_bus(g.pci_bus_id),
+            "dev": _na(g.device) if wide else _na(g.minor, "nvidia{}"), "name": _na(g.name),
+            "util": err, "mem%": "", "mem": "", "temp": "", "power": "", "holder": holder,
+        }
+        return base
+    if wide:
+        mem = f"{_na(g.memory_used_mib)}/{_na(g.memory_total_mib)}"
+    else:
+        mem = (
+            f"{g.memory_used_mib / 1024:.1f}/{g.memory_total_mib / 1024:.0f}"
+            if g.memory_used_mib is not None and g.memory_total_mib is not None else "N/A"
+        )
+    power = f"{_na(g.power_w, '{:.0f}')}/{_na(g.power_limit_w, '{:.0f}')}"
+    return {
+        "idx": str(g.index),
+        "bus": (g.pci_bus_id or "N/A") if wide else _short_bus(g.pci_bus_id),
+        "dev": _na(g.device) if wide else _na(g.minor, "nvidia{}"),
+        "name": _na(g.name),
+        "util": _util(g.utilization_gpu),
+        "mem%": _util(g.utilization_memory),
+        "mem": mem,
+        "temp": _na(g.temperature_c, "{}C"),
+        "power": power,
+        "holder": holder,
+    }
+
+
+def gpu_details(g: Gpu) -> Text:
+    """The details of one GPU, as the operator reads them under the table."""
+    t = Text()
+
+    def row(label: str, value: str, style: str = "") -> None:
+        t.append(f"{label:<12}", style="bold")
+        t.append(f"{value}\n", style=style)
+
+    row("GPU", f"{g.index}  {_na(g.name)}")
+    if g.error:
+        row("Error", g.error, "bold red")
+    row("UUID", _na(g.uuid))
+    row("Bus / minor", f"{_na(g.pci_bus_id)}  minor {_na(g.minor)}  {_na(g.device)}")
+    row("Serial", _na(g.serial))
+    row("Modes", f"persistence {_onoff(g.persistence_mode)}  compute {_na(g.compute_mode)}  "
+        f"MIG {_onoff(g.mig_mode_current)}" + (
+            f" (pending {_onoff(g.mig_mode_pending)})" if g.mig_mode_pending != g.mig_mode_current else ""))
+    row("Clocks", f"SM {_na(g.clock_sm_mhz)}/{_na(g.clock_sm_max_mhz)} MHz  "
+        f"mem {_na(g.clock_mem_mhz)}/{_na(g.clock_mem_max_mhz)} MHz")
+    for m in g.mig_devices:
+        row(f"  MIG {m.index}", f"{_na(m.profile):<8} {m.uuid}  {_na(m.memory_used_mib)}/{_na(m.memory_total_mib)} MiB")
+    if g.processes:
+        t.append(f"{'Processes':<12}", style="bold")
+        t.append(f"{len(g.processes)}\n")
+        for p in g.processes:
+            where = f" on {p.mig_uuid[:12]}…" if p.mig_uuid else ""
+            t.append(f"  {p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  "
+                     f"{_na(p.command)}{where}\n")
+    elif not g.error:
+        row("Processes", "none")
+    return t
+
+
+def _onoff(v: bool | None) -> str:
+    return "N/A" if v is None else ("on" if v else "off")
+
+
+def header_text(snap: HostSnapshot | None, banner: str | None) -> Text:
+    t = Text()
+    if snap is None:
+        t.append("Reading the GPUs…", style="dim")
+        return t
+    if snap.nvml_failure:
+        f = snap.nvml_failure
+        t.append(f"NVML could not start: {f.nvml_text}\n", style="bold red")
+        t.append(f.message)
+        return t
+    t.append("Driver ", style="dim")
+    t.append(_na(snap.driver_version), style="bold")
+    t.append("  CUDA ", style="dim")
+    t.append(_na(snap.cuda_driver_version), style="bold")
+    t.append("  NVML ", style="dim")
+    t.append(_na(snap.nvml_version), style="bold")
+    t.append(f"  {len(snap.gpus)} GPUs", style="dim")
+    if snap.source != "nvml":
+        t.append(f"  [{snap.source}]", style="bold magenta")
+    if banner:
+        t.append("\n" + banner, style="yellow")
+    return t
+
+
+class GpuScreen(Screen):
+    """Every GPU, live."""
+
+    BINDINGS = [
+        Binding("enter", "details", "Details", id="details", show=False),
+    ]
+
+    def __init__(self, banner: str | None = None) -> None:
+        super().__init__()
+        self.banner = banner
+        self._wide: bool | None = None
+        self._rows: dict[str, dict[str, object]] = {}  # row key -> last cells written
+        self._snapshot: HostSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(header_text(None, self.banner), id="host-header")
+        yield DataTable(id="gpu-table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="gpu-details-box"):
+            yield Static("", id="gpu-details")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+        app_snap = getattr(self.app, "snapshot", None)
+        if app_snap is not None:
+            self.show_snapshot(app_snap)
+
+    def on_resize(self) -> None:
+        if self._snapshot is not None:
+            self.show_snapshot(self._snapshot)
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    @staticmethod
+    def row_key(g: Gpu) -> str:
+        return g.uuid or f"index-{g.index}"
+
+    def holder_text(self, g: Gpu) -> str:
+        """The holder column's text for a GPU (filled by the holders map)."""
+        holders = getattr(self.app, "holders_by_gpu", None)
+        if not holders or not g.uuid:
+            return ""
+        return holders.get(g.uuid, "")
+
+    def show_snapshot(self, snap: HostSnapshot) -> None:
+        self._snapshot = snap
+        self.query_one("#host-header", Static).update(header_text(snap, self.banner))
+        table = self.query_one(DataTable)
+        wide = self.size.width >= WIDE
+        if wide != self._wide:
+            self._rebuild_columns(table, wide)
+        columns = WIDE_COLUMNS if wide else NARROW_COLUMNS
+        seen = set()
+        for g in snap.gpus:
+            key = self.row_key(g)
+            seen.add(key)
+            cells = gpu_cells(g, wide, self.holder_text(g))
+            old = self._rows.get(key)
+            if old is None:
+                table.add_row(*(cells[k] for k, _ in columns), key=key)
+            else:
+                for k, _ in columns:
+                    if old.get(k) != cells[k]:
+                        table.update_cell(key, k, cells[k], update_width=k in ("holder", "name"))
+            self._rows[key] = cells
+        for key in [k for k in self._rows if k not in seen]:
+            table.remove_row(key)
+            del self._rows[key]
+        self._show_details()
+
+    def _rebuild_columns(self, table: DataTable, wide: bool) -> None:
+        # Only on a change of width class (rare): keep the cursor on the same GPU.
+        current = self.current_gpu_key()
+        table.clear(columns=True)
+        self._rows.clear()
+        for key, label in WIDE_COLUMNS if wide else NARROW_COLUMNS:
+            table.add_column(label, key=key)
+        self._wide = wide
+        self._restore_cursor = current
+
+    def current_gpu_key(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - no valid cursor yet
+            return None
+
+    def current_gpu(self) -> Gpu | None:
+        key = self.current_gpu_key()
+        if key is None or self._snapshot is None:
+            return None
+        for g in self._snapshot.gpus:
+            if self.row_key(g) == key:
+                return g
+        return None
+
+    def _show_details(self) -> None:
+        restore = getattr(self, "_restore_cursor", None)
+        if restore is not None:
+            table = self.query_one(DataTable)
+            try:
+                table.move_cursor(row=table.get_row_index(restore))
+            except Exception:  # noqa: BLE001 - the GPU is gone
+                pass
+            self._restore_cursor = None
+        g = self.current_gpu()
+        details = self.query_one("#gpu-details", Static)
+        details.update(gpu_details(g) if g else "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_details()
+
+    def action_details(self) -> None:
+        box = self.query_one("#gpu-details-box")
+        box.focus()
