@@ -1,0 +1,76 @@
+"""Can this Docker engine launch in this mode? Decided from ``docker info`` alone.
+
+This module owns the mode-support rules, as a pure function of the ``docker info`` dict (the
+Engine API's ``GET /info``), so that the CLI, the TUI and the tests give the same verdict before
+anything is created:
+
+- ``legacy``: any engine (plain ``--device`` and a local volume).
+- ``runtime``: a runtime whose name is ``nvidia`` or whose path is ``nvidia-container-runtime``
+  is registered (``Runtimes``); its name is what ``--runtime=`` gets.
+- ``gpus``: Docker 19.03 or newer (DeviceRequests). Whether dockerd found
+  ``nvidia-container-runtime-hook`` on its PATH is not in ``docker info``; the engine's own error
+  at start says so.
+- ``cdi``: Docker 25 or newer with CDI enabled, which ``docker info`` shows as a non-empty
+  ``CDISpecDirs``.
+
+Plain Python; no Textual, no Docker import.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .spec import LaunchError
+
+__all__ = ["nvidia_runtime_name", "check_mode_supported", "server_version"]
+
+
+def server_version(info: dict) -> tuple[int, ...]:
+    m = re.match(r"(\d+)\.(\d+)", str(info.get("ServerVersion") or ""))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def nvidia_runtime_name(info: dict) -> str | None:
+    """The name of the NVIDIA runtime registered with the engine, or None."""
+    runtimes = info.get("Runtimes") or {}
+    if "nvidia" in runtimes:
+        return "nvidia"
+    for name, rt in sorted(runtimes.items()):
+        path = (rt or {}).get("path") or (rt or {}).get("Path") or ""
+        if os.path.basename(path).startswith("nvidia-container-runtime"):
+            return name
+    return None
+
+
+def check_mode_supported(mode: str, info: dict) -> str | None:
+    """Raise :class:`LaunchError` when the engine cannot launch in ``mode``; return the runtime
+    name to use for ``runtime`` mode (None otherwise)."""
+    version = server_version(info)
+    shown = info.get("ServerVersion") or "unknown"
+    if mode == "legacy":
+        return None
+    if mode == "runtime":
+        name = nvidia_runtime_name(info)
+        if name is None:
+            have = ", ".join(sorted(info.get("Runtimes") or {})) or "none"
+            raise LaunchError(
+                f"runtime mode needs the NVIDIA runtime registered with Docker (runtimes: {have}); "
+                "run 'nvidia-ctk runtime configure --runtime=docker' and restart dockerd, or use --mode gpus"
+            )
+        return name
+    if mode == "gpus":
+        if version < (19, 3):
+            raise LaunchError(f"gpus mode needs Docker 19.03 or newer (this engine is {shown}); use --mode runtime")
+        return None
+    if mode == "cdi":
+        if version < (25, 0):
+            raise LaunchError(f"cdi mode needs Docker 25 or newer with CDI enabled (this engine is {shown})")
+        if not info.get("CDISpecDirs"):
+            raise LaunchError(
+                f"cdi mode: CDI is not enabled in this Docker engine ({shown}); set "
+                '"features": {"cdi": true} in daemon.json (nvidia-ctk runtime configure --runtime=docker '
+                "--cdi.enabled) and restart dockerd"
+            )
+        return None
+    raise LaunchError(f"unknown mode {mode!r}")

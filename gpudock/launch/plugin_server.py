@@ -1,0 +1,379 @@
+"""``gpudock serve``: nvidia-docker-plugin's REST API, for scripts that still curl it.
+
+This module owns the HTTP side of the compatibility layer: the paths, parameters, status codes,
+content types and text layouts of nvidia-docker-plugin 1.0's REST API (reference notes §1), on
+``127.0.0.1`` only (the plugin's default was ``localhost:3476``; gpudock never listens on another
+address). Every answer is built from the current :class:`~gpudock.model.HostSnapshot` and, for
+``/docker/cli``, from the same generator as ``gpudock args --mode legacy`` (:mod:`.spec`), so
+``docker run $(curl -s localhost:3476/v1.0/docker/cli?dev=0+2&vol=nvidia_driver) image`` keeps
+working. One deliberate difference: the GPUs come out in the order asked (the plugin lost it).
+
+Values NVML or CUDA gave the plugin that the snapshot lacks (BAR1, PCIe bandwidth, topology, CUDA
+architecture, core counts, ECC counters, encoder use) are JSON ``null`` and ``N/A`` in text, as the
+plugin printed them when unavailable.
+
+Plain Python (http.server); no Textual.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+from gpudock.host.root import HostRoot
+from gpudock.model import Gpu, HostSnapshot
+
+from .selection import SelectionError, parse_plugin_devices
+from .spec import DRIVER_VOLUME, LaunchError, build_spec, plugin_line
+
+__all__ = ["DEFAULT_PORT", "PluginServer", "tabwrite", "gpu_info_json", "gpu_status_json", "serve"]
+
+DEFAULT_PORT = 3476
+LOOPBACK = "127.0.0.1"
+_ROUTES = ("/gpu/info", "/gpu/info/json", "/gpu/status", "/gpu/status/json", "/docker/cli",
+           "/docker/cli/json", "/mesos/cli")
+
+
+# -- Go's text/tabwriter (minwidth 0, tabwidth 4, padding 0, pad char ' ', no flags) -------------
+
+
+def tabwrite(text: str, minwidth: int = 0, padding: int = 0, padchar: str = " ") -> str:
+    """Align ``text`` the way Go's ``tabwriter.NewWriter(w, minwidth, 4, padding, padchar, 0)``
+    does: tab-terminated cells form columns over runs of consecutive lines that have them."""
+    out: list[str] = []
+    lines: list[list[str]] = [[]]
+    cell = ""
+
+    def write_lines(widths: list[int], line0: int, line1: int) -> None:
+        for i in range(line0, line1):
+            for j, c in enumerate(lines[i]):
+                out.append(c)
+                if j < len(widths):
+                    out.append(padchar * (widths[j] - len(c)))
+            if i + 1 != len(lines):
+                out.append("\n")
+
+    def fmt(widths: list[int], line0: int, line1: int) -> None:
+        column = len(widths)
+        this = line0
+        while this < line1:
+            if column >= len(lines[this]) - 1:
+                this += 1
+                continue
+            write_lines(widths, line0, this)
+            line0 = this
+            width = minwidth
+            while this < line1 and column < len(lines[this]) - 1:
+                width = max(width, len(lines[this][column]) + padding)
+                this += 1
+            widths.append(width)
+            fmt(widths, line0, this)
+            widths.pop()
+            line0 = this
+            this += 1  # Go's for-loop post statement
+        write_lines(widths, line0, line1)
+
+    def flush() -> None:
+        fmt([], 0, len(lines))
+
+    for ch in text:
+        if ch in "\t\n":
+            lines[-1].append(cell)
+            cell = ""
+            if ch == "\n":
+                single = len(lines[-1]) == 1
+                lines.append([])
+                if single:
+                    flush()
+                    lines[:] = [[]]
+        else:
+            cell += ch
+    if cell:
+        lines[-1].append(cell)
+    flush()
+    return "".join(out)
+
+
+# -- bodies -------------------------------------------------------------------------------------
+
+
+def _go_json(obj) -> bytes:
+    """Go's json.Encoder: compact, HTML-escaped, newline-terminated."""
+    s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        s = s.replace(a, b)
+    return (s + "\n").encode()
+
+
+def _int(v) -> int | None:
+    return None if v is None else int(v)
+
+
+def _numa_node(g: Gpu, root: HostRoot) -> int:
+    # The plugin read sysfs with the NVML id lowercased, missed it on 8-digit domains, and said 0;
+    # we normalise the id first, and still say 0 when sysfs has nothing (or -1, no NUMA).
+    if not g.sysfs_bus_id:
+        return 0
+    try:
+        text = root.read_text(f"/sys/bus/pci/devices/{g.sysfs_bus_id}/numa_node")
+        node = int(text.strip()) if text else 0
+    except (OSError, ValueError):
+        return 0
+    return max(node, 0)
+
+
+def _device_info(g: Gpu, root: HostRoot) -> dict:
+    return {
+        "UUID": g.uuid,
+        "Path": g.device,
+        "Model": g.name,
+        "Power": _int(g.power_limit_w),
+        "CPUAffinity": _numa_node(g, root),
+        "PCI": {"BusID": g.pci_bus_id, "BAR1": None, "Bandwidth": None},
+        "Clocks": {"Cores": g.clock_sm_max_mhz, "Memory": g.clock_mem_max_mhz},
+        "Topology": None,
+        "Family": None,
+        "Arch": None,
+        "Cores": None,
+        "Memory": {"ECC": None, "Global": g.memory_total_mib, "Shared": None, "Constant": None,
+                   "L2Cache": None, "Bandwidth": None},
+    }
+
+
+def gpu_info_json(snap: HostSnapshot, root: HostRoot) -> dict:
+    return {
+        "Version": {"Driver": snap.driver_version or "", "CUDA": snap.cuda_driver_version or ""},
+        "Devices": [_device_info(g, root) for g in snap.gpus],
+    }
+
+
+def _status(g: Gpu) -> dict:
+    procs = [
+        {"PID": p.pid, "Name": (p.command or "").split(" ")[0], "MemoryUsed": p.used_memory_mib or 0}
+        for p in g.processes
+        if p.kind == "compute"
+    ]
+    return {
+        "Power": _int(g.power_w),
+        "Temperature": g.temperature_c,
+        "Utilization": {"GPU": g.utilization_gpu, "Memory": g.utilization_memory, "Encoder": None, "Decoder": None},
+        "Memory": {"GlobalUsed": g.memory_used_mib, "ECCErrors": {"L1Cache": None, "L2Cache": None, "Global": None}},
+        "Clocks": {"Cores": g.clock_sm_mhz, "Memory": g.clock_mem_mhz},
+        "PCI": {"BAR1Used": None, "Throughput": {"RX": None, "TX": None}},
+        "Processes": procs or None,
+    }
+
+
+def gpu_status_json(snap: HostSnapshot) -> dict:
+    return {"Devices": [_status(g) for g in snap.gpus]}
+
+
+def _na(v, unit: str = "") -> str:
+    return "N/A" if v is None else f"{v}{unit}"
+
+
+def gpu_info_text(snap: HostSnapshot, root: HostRoot) -> str:
+    info = gpu_info_json(snap, root)
+    t = ["\n\tDriver version:  \t", info["Version"]["Driver"], "\n\tSupported CUDA version:  \t",
+         info["Version"]["CUDA"], "\n\t"]
+    for i, d in enumerate(info["Devices"]):
+        pci, mem, clk = d["PCI"], d["Memory"], d["Clocks"]
+        t += [
+            f"\n\tDevice #{i}\n",
+            f"\t  Model:  \t{_na(d['Model'])}\n",
+            f"\t  UUID:  \t{d['UUID'] or ''}\n",
+            f"\t  Path:  \t{d['Path'] or ''}\n",
+            f"\t  Family: \t{_na(d['Family'])}\n",
+            f"\t  Arch:  \t{_na(d['Arch'])}\n",
+            f"\t  Cores:  \t{_na(d['Cores'])}\n",
+            f"\t  Power:  \t{_na(d['Power'], ' W')}\n",
+            f"\t  CPU Affinity:  \tNUMA node{d['CPUAffinity']}\n",
+            "\t  PCI\n",
+            f"\t    Bus ID:  \t{pci['BusID'] or ''}\n",
+            f"\t    BAR1:  \t{_na(pci['BAR1'], ' MiB')}\n",
+            f"\t    Bandwidth:  \t{_na(pci['Bandwidth'], ' MB/s')}\n",
+            "\t  Memory\n",
+            f"\t    ECC:  \t{_na(mem['ECC'])}\n",
+            f"\t    Global:  \t{_na(mem['Global'], ' MiB')}\n",
+            f"\t    Constant:  \t{_na(mem['Constant'], ' KiB')}\n",
+            f"\t    Shared:  \t{_na(mem['Shared'], ' KiB')}\n",
+            f"\t    L2 Cache:  \t{_na(mem['L2Cache'], ' KiB')}\n",
+            f"\t    Bandwidth:  \t{_na(mem['Bandwidth'], ' MB/s')}\n",
+            "\t  Clocks\n",
+            f"\t    Cores:  \t{_na(clk['Cores'], ' MHz')}\n",
+            f"\t    Memory:  \t{_na(clk['Memory'], ' MHz')}\n",
+            "\t  P2P Available:  \tNone\n\t",  # topology is not in the snapshot
+        ]
+    t.append("\n\t")
+    return tabwrite("".join(t))
+
+
+def gpu_status_text(snap: HostSnapshot) -> str:
+    t: list[str] = []
+    for i, g in enumerate(snap.gpus):
+        s = _status(g)
+        u, m, pci, clk = s["Utilization"], s["Memory"], s["PCI"], s["Clocks"]
+        limit = _int(g.power_limit_w)
+        power = f"{s['Power']} / {limit} W" if s["Power"] is not None and limit is not None else "N/A"
+        glob = (f"{m['GlobalUsed']} / {g.memory_total_mib} MiB"
+                if m["GlobalUsed"] is not None and g.memory_total_mib is not None else "N/A")
+        t += [
+            f"\n\tDevice #{i}\n",
+            f"\t  Power:  \t{power}\n",
+            f"\t  Temperature:  \t{_na(s['Temperature'], ' °C')}\n",
+            "\t  Utilization\n",
+            f"\t    GPU:  \t{_na(u['GPU'], ' %')}\n",
+            f"\t    Memory:  \t{_na(u['Memory'], ' %')}\n",
+            f"\t    Encoder:  \t{_na(u['Encoder'], ' %')}\n",
+            f"\t    Decoder:  \t{_na(u['Decoder'], ' %')}\n",
+            "\t  Memory\n",
+            f"\t    Global:  \t{glob}\n",
+            "\t    ECC Errors\n",
+            "\t      L1 Cache:  \tN/A\n",
+            "\t      L2 Cache:  \tN/A\n",
+            "\t      Global:  \tN/A\n",
+            "\t  PCI\n",
+            "\t    BAR1:  \tN/A\n",
+            "\t    Throughput\n",
+            "\t      RX:  \tN/A\n",
+            "\t      TX:  \tN/A\n",
+            "\t  Clocks\n",
+            f"\t    Cores:  \t{_na(clk['Cores'], ' MHz')}\n",
+            f"\t    Memory:  \t{_na(clk['Memory'], ' MHz')}\n",
+        ]
+        if not s["Processes"]:
+            t.append("\t  Processes:  \tNone")
+        else:
+            t.append("\t  Processes")
+            for p in s["Processes"]:
+                t += [f"\n\t    - PID:  \t{p['PID']}", f"\n\t      Name:  \t{p['Name']}",
+                      f"\n\t      Memory:  \t{p['MemoryUsed']} MiB"]
+        t.append("\n\t")
+    t.append("\n\t")
+    return tabwrite("".join(t))
+
+
+def mesos_cli(snap: HostSnapshot, root: HostRoot) -> str:
+    raw = zlib.compress(_go_json(gpu_info_json(snap, root)))
+    attr = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"--attributes=gpus:{attr} --resources=gpus:{{{','.join(g.uuid or '' for g in snap.gpus)}}}"
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "PluginServer"
+    server_version = "gpudock-serve"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's name
+        if self.server.log:
+            self.server.log(f"{self.address_string()} {format % args}")
+
+    def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8", nosniff: bool = False) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        if nosniff:
+            self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _error(self, code: int, text: str) -> None:
+        self._send(code, (text + "\n").encode(), nosniff=True)  # Go's http.Error
+
+    def _not_found(self) -> None:
+        self._error(404, "404 page not found")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_found
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        path = url.path
+        if path.startswith("/v1.0/"):
+            path = path[len("/v1.0"):]
+        if path not in _ROUTES:
+            return self._not_found()
+        query = parse_qs(url.query, keep_blank_values=True)
+        try:
+            snap = self.server.snapshot_fn()
+        except Exception as e:  # noqa: BLE001 - the plugin answered 500 on any panic
+            return self._error(500, f"internal error: {e}")
+        if snap.nvml_failure:
+            return self._error(500, f"internal error: NVML: {snap.nvml_failure.nvml_text}")
+        root = self.server.root
+        if path == "/gpu/info":
+            return self._send(200, gpu_info_text(snap, root).encode())
+        if path == "/gpu/info/json":
+            return self._send(200, _go_json(gpu_info_json(snap, root)), "application/json")
+        if path == "/gpu/status":
+            return self._send(200, gpu_status_text(snap).encode())
+        if path == "/gpu/status/json":
+            return self._send(200, _go_json(gpu_status_json(snap)), "application/json")
+        if path == "/mesos/cli":
+            return self._send(200, mesos_cli(snap, root).encode())
+        dev = query.get("dev", [""])[0]
+        vols = query.get("vol", [""])[0].split(" ")
+        if len(vols) == 1 and vols[0] in ("", "*"):
+            vols = [DRIVER_VOLUME]  # every known volume; there is only the one
+        bad = next((v for v in vols if v != DRIVER_VOLUME), None)
+        try:
+            sel = parse_plugin_devices(dev, snap)
+            if bad is not None:  # the plugin checked devices first, then volumes
+                return self._error(400, f"invalid volume: {bad}")
+            spec = build_spec(snap, sel, "legacy", uvm_tools=root.exists("/dev/nvidia-uvm-tools"))
+        except SelectionError as e:
+            return self._error(400, str(e))
+        except LaunchError as e:
+            return self._error(500, f"internal error: {e}")
+        args = spec.plugin_args(volumes=len(vols))
+        if path == "/docker/cli":
+            return self._send(200, plugin_line(args).encode())
+        return self._send(200, _go_json(args), "application/json")
+
+
+class PluginServer(ThreadingHTTPServer):
+    """The REST server. ``snapshot_fn`` is called per request (status must be current)."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        snapshot_fn: Callable[[], HostSnapshot],
+        port: int = DEFAULT_PORT,
+        host: str = LOOPBACK,
+        root: HostRoot | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if host not in (LOOPBACK, "localhost"):
+            raise LaunchError(
+                f"gpudock serve listens on {LOOPBACK} only, not {host!r}: the plugin API has no "
+                "authentication, and its answers open GPUs to whoever runs docker with them"
+            )
+        self.snapshot_fn = snapshot_fn
+        self.root = root or HostRoot("/")
+        self.log = log
+        super().__init__((LOOPBACK, port), _Handler)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def start_background(self) -> threading.Thread:
+        t = threading.Thread(target=self.serve_forever, name="gpudock-serve", daemon=True)
+        t.start()
+        return t
+
+
+def serve(snapshot_fn: Callable[[], HostSnapshot], port: int = DEFAULT_PORT, host: str = LOOPBACK,
+          root: HostRoot | None = None, log: Callable[[str], None] | None = None) -> None:
+    """Serve until interrupted."""
+    with PluginServer(snapshot_fn, port, host, root, log) as srv:
+        srv.serve_forever()
