@@ -1,0 +1,271 @@
+"""`gpudock toolkit`: the NVIDIA Container Toolkit's config.toml and Docker's daemon.json from the
+command line, on the same core as the toolkit screen (``gpudock.toolkit``).
+
+Owns the sub-commands ``status``, ``debug on|off``, ``runtime register`` and ``defaults``. Every
+failure prints one line to stderr saying what is wrong and what to do, and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gpudock.toolkit import config as tkconfig
+from gpudock.toolkit import daemon_json as dj
+from gpudock.toolkit.atomic import AtomicWriteError
+
+EXIT_OK, EXIT_ERROR = 0, 2
+
+
+class _Fail(Exception):
+    pass
+
+
+def _err(msg: str) -> int:
+    print(f"gpudock toolkit: {msg}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _root(args) -> str:
+    return getattr(args, "root", None) or "/"
+
+
+def _daemon_json_path(args) -> str:
+    return args.daemon_json or tkconfig.join_root(_root(args), dj.DEFAULT_PATH)
+
+
+def docker_info(timeout: float = 3.0) -> tuple[dict | None, str | None]:
+    """``docker info`` from the engine DOCKER_HOST names (or the local socket), or the error."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        try:
+            return client.info(), None
+        finally:
+            client.close()
+    except Exception as e:  # noqa: BLE001 - any failure means "engine not reachable", said as such
+        return None, f"cannot reach the Docker engine: {e}"
+
+
+# --------------------------------------------------------------------------- status
+
+
+def collect_status(args) -> tuple[dict, list[str]]:
+    """The JSON status document and the list of errors (files that cannot be used)."""
+    errors: list[str] = []
+    loc = tkconfig.locate_config(args.config, root=_root(args))
+    cfg_out: dict = {"path": loc.path, "source": loc.source, "exists": loc.exists, "error": None,
+                     "settings": None, "debug": None}
+    if loc.exists:
+        try:
+            st = tkconfig.load_config(loc.path).status()
+            cfg_out.update(settings=st.to_json()["settings"], debug=st.to_json()["debug"])
+        except (tkconfig.ConfigError, AtomicWriteError) as e:
+            cfg_out["error"] = str(e)
+            errors.append(str(e))
+    else:
+        cfg_out["error"] = (f"{loc.path} does not exist; `gpudock toolkit defaults --config {loc.path}` "
+                            "writes the toolkit's defaults")
+
+    dpath = _daemon_json_path(args)
+    doc = None
+    try:
+        doc = dj.load_daemon_json(dpath)
+        dj_out = doc.to_json() | {"error": None}
+    except (dj.DaemonJsonError, AtomicWriteError) as e:
+        dj_out = {"path": dpath, "exists": True, "error": str(e)}
+        errors.append(str(e))
+
+    if getattr(args, "no_engine", False):
+        engine = {"reachable": False, "error": "not asked (--no-engine)"}
+    else:
+        info, ierr = docker_info()
+        if info is None:
+            engine = {"reachable": False, "error": ierr}
+        else:
+            engine = {"reachable": True, "error": None} | dj.engine_runtimes(info, "nvidia", doc).to_json()
+    return {"config": cfg_out, "daemon_json": dj_out, "engine": engine}, errors
+
+
+def _onoff(d: dict) -> str:
+    if d["enabled"]:
+        return f"on  -> {d['log_path']} (line {d['line']})"
+    if d["state"] == "commented":
+        return f"off (commented default {d['commented_path']!r} at line {d['line']})"
+    if d["state"] == "set":
+        return f"off (set to an off value at line {d['line']})"
+    return "off (no debug line)"
+
+
+def render_status_text(doc: dict) -> str:
+    c = doc["config"]
+    out = [f"config.toml   {c['path']}  ({c['source']})"]
+    if c["error"]:
+        out.append(f"  {c['error']}")
+    if c["settings"]:
+        for name, s in c["settings"].items():
+            where = f"line {s['line']}" if s["line"] else "not in file"
+            state = "set" if s["state"] == "set" else f"default ({s['state']}, {where})"
+            out.append(f"  {name:<12} {json.dumps(s['value']):<28} {state if s['state'] != 'set' else where}")
+        for comp, d in c["debug"].items():
+            label = "hook debug" if comp == "hook" else "runtime debug"
+            out.append(f"  {label:<14} [{d['table']}] {_onoff(d)}")
+    d = doc["daemon_json"]
+    out.append(f"daemon.json   {d['path']}" + ("" if d.get("exists", True) else "  (does not exist)"))
+    if d["error"]:
+        out.append(f"  {d['error']}")
+    else:
+        rts = ", ".join(f"{n}={p}" for n, p in d["runtimes"].items()) or "none"
+        out.append(f"  runtimes       {rts}")
+        out.append(f"  nvidia         {'registered' if d['nvidia_registered'] else 'not registered'}"
+                   + (f"; toolkit runtimes: {', '.join(d['toolkit_runtimes'])}" if d["toolkit_runtimes"] else ""))
+        out.append(f"  default        {d['default_runtime'] or 'runc (not set)'}")
+    e = doc["engine"]
+    if not e["reachable"]:
+        out.append(f"engine        {e['error']}")
+    else:
+        out.append(f"engine        default {e['default_runtime']}; runtimes {', '.join(e['runtimes']) or 'none'}; "
+                   f"nvidia {'known' if e['knows_runtime'] else 'unknown'}")
+        for r in e["reasons"]:
+            out.append(f"  {r}")
+        if e["restart_needed"]:
+            out.append(f"  {dj.RESTART_HINT}")
+    return "\n".join(out)
+
+
+def cmd_status(args) -> int:
+    doc, errors = collect_status(args)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(render_status_text(doc))
+    if errors:
+        return _err(errors[0])
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- debug
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin or not sys.stdin.isatty():
+        return False
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def cmd_debug(args) -> int:
+    component = "runtime" if args.runtime else "hook"
+    loc = tkconfig.locate_config(args.config, root=_root(args))
+    try:
+        cfg = tkconfig.load_config(loc.path)
+        plan = tkconfig.plan_debug(cfg, component, args.state == "on", args.path)
+    except (tkconfig.ConfigError, AtomicWriteError) as e:
+        return _err(str(e))
+    print(plan.describe())
+    if not plan.changed:
+        return EXIT_OK
+    if not args.yes and not _confirm("Write this change?"):
+        return _err(f"not written: confirm on a terminal or pass --yes to change {plan.path}")
+    try:
+        res = tkconfig.apply_plan(plan)
+    except AtomicWriteError as e:
+        return _err(str(e))
+    if res is not None and res.backup:
+        print(f"written; the previous version is kept in {res.backup}")
+    if plan.enable:
+        print(f"{plan.table} debug logging goes to {plan.log_path}; it takes effect on the next container start")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- runtime register
+
+
+def cmd_runtime_register(args) -> int:
+    path = _daemon_json_path(args)
+    try:
+        plan = dj.plan_register(dj.load_daemon_json(path), args.path, args.name,
+                                True if args.default else (False if args.no_default else None))
+        res = dj.apply_register(plan)
+    except (dj.DaemonJsonError, AtomicWriteError) as e:
+        return _err(str(e))
+    if getattr(args, "json", False):
+        print(json.dumps(plan.to_json() | {"backup": res.backup if res else None}, indent=2))
+        return EXIT_OK
+    if not plan.changed:
+        print(f"{path}: runtime \"{args.name}\" is already registered as asked; nothing to change")
+        return EXIT_OK
+    for c in plan.changes:
+        print(f"{path}: {c}")
+    if res is not None and res.backup:
+        print(f"the previous version is kept in {res.backup}")
+    print(dj.RESTART_HINT)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def cmd_defaults(args) -> int:
+    loc = tkconfig.locate_config(args.config, root=_root(args))
+    if loc.exists:
+        return _err(f"{loc.path} already exists; gpudock writes the defaults only where there is no file")
+    try:
+        tkconfig.write_defaults(loc.path, root=_root(args))
+    except (tkconfig.ConfigError, AtomicWriteError) as e:
+        return _err(str(e))
+    print(f"wrote the toolkit's default configuration to {loc.path}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "toolkit", help="the NVIDIA Container Toolkit's config.toml and Docker's daemon.json",
+        description="Show and change the NVIDIA Container Toolkit's configuration safely: every edit "
+        "keeps the rest of the file byte for byte, keeps a .gpudock-bak backup and is refused if the file "
+        "changed meanwhile.",
+    )
+    sub = p.add_subparsers(dest="toolkit_action", metavar="ACTION", required=True)
+
+    s = sub.add_parser("status", help="config.toml as the toolkit reads it, daemon.json and the engine")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--config", metavar="PATH", help="the toolkit's config.toml (default: as the toolkit finds it)")
+    s.add_argument("--daemon-json", metavar="PATH", help="Docker's daemon.json (default /etc/docker/daemon.json)")
+    s.add_argument("--no-engine", action="store_true", help="do not ask the running Docker engine")
+    s.set_defaults(func=cmd_status)
+
+    d = sub.add_parser("debug", help="turn the hook's or the runtime's debug log on or off")
+    d.add_argument("state", choices=("on", "off"))
+    which = d.add_mutually_exclusive_group()
+    which.add_argument("--hook", action="store_true",
+                       help="[nvidia-container-cli] debug: the hook's log (the default)")
+    which.add_argument("--runtime", action="store_true", help="[nvidia-container-runtime] debug: the runtime's log")
+    d.add_argument("--path", metavar="LOG", help="log file to write to (default: the path on the shipped line)")
+    d.add_argument("--config", metavar="PATH", help="the toolkit's config.toml (default: as the toolkit finds it)")
+    d.add_argument("--yes", "-y", action="store_true", help="write without asking")
+    d.set_defaults(func=cmd_debug)
+
+    r = sub.add_parser("runtime", help="Docker's runtime registration for the toolkit")
+    rsub = r.add_subparsers(dest="runtime_action", metavar="ACTION", required=True)
+    rr = rsub.add_parser("register", help="register nvidia-container-runtime in daemon.json (merging)")
+    dflt = rr.add_mutually_exclusive_group()
+    dflt.add_argument("--default", action="store_true", help="also make it Docker's default runtime")
+    dflt.add_argument("--no-default", action="store_true",
+                      help="stop it being the default runtime (removes default-runtime if it names it)")
+    rr.add_argument("--daemon-json", metavar="PATH", help="default /etc/docker/daemon.json")
+    rr.add_argument("--path", metavar="RUNTIME", default=dj.RUNTIME_BINARY,
+                    help="the runtime binary (default: nvidia-container-runtime, found in dockerd's PATH)")
+    rr.add_argument("--name", default="nvidia", help="runtime name (default nvidia)")
+    rr.add_argument("--json", action="store_true", help="machine-readable output")
+    rr.set_defaults(func=cmd_runtime_register)
+
+    df = sub.add_parser("defaults", help="write the toolkit's default config.toml where there is none")
+    df.add_argument("--config", metavar="PATH", help="where to write (default: as the toolkit finds it)")
+    df.set_defaults(func=cmd_defaults)
