@@ -1,0 +1,119 @@
+"""Shared test set-up: the private Docker engine, fake NVIDIA device nodes, and the CI skip guard.
+
+Fixtures
+- `docker_engine` (session): a running `helpers.engine.Engine` — `.base_url`, `.socket`, `.client`
+  (docker.DockerClient), `.image` ("gpudock-test/busybox:latest"), `.dev_dir`, `.workdir`,
+  `.hook_config`, `.hook_log`, `.stop()`, `.restart()`, `.make_image(tag, env=, labels=)`.
+  If the engine cannot start the test FAILS (never skips) with the reason.
+- `engine` (function): the same engine, made sure to be running, and after the test every
+  container created during the test is removed (and a stopped engine is started again).
+- `fake_nvidia_devs` (session): a directory with char device nodes nvidiactl (195:255),
+  nvidia-modeset (195:254), nvidia0..nvidia7 (195:N), nvidia-uvm (511:0), nvidia-uvm-tools (511:1);
+  it is also `docker_engine.dev_dir`.
+
+Tests using `docker_engine` or `engine` get the `docker` marker (`-m "not docker"` to leave them out).
+
+With CI=true (as .ci/run sets it) a skipped test — at collection or run time — is reported as a
+failure: in CI nothing may be skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from helpers.engine import Engine, EngineError, make_nvidia_dev_nodes  # noqa: E402
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# --------------------------------------------------------------------------- CI: no skips
+
+
+def _skip_reason(longrepr) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (CI=true), which counts as a failure: {_skip_reason(report.longrepr)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if _in_ci() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{collector.nodeid or collector.name}: skipped at collection in CI (CI=true), "
+            f"which counts as a failure: {_skip_reason(report.longrepr)}"
+        )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if {"docker_engine", "engine"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def fake_nvidia_devs(tmp_path_factory) -> Path:
+    """A directory of fake NVIDIA character device nodes (see helpers.engine.NVIDIA_DEV_NODES)."""
+    try:
+        return make_nvidia_dev_nodes(tmp_path_factory.mktemp("nvidia-dev"))
+    except EngineError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(fake_nvidia_devs):
+    """The session's private Docker engine (helpers.engine.Engine), started once."""
+    try:
+        eng = Engine.start(dev_dir=fake_nvidia_devs)
+    except EngineError as e:
+        where = " (CI=true)" if _in_ci() else ""
+        pytest.fail(f"private Docker engine unavailable{where}: {e}\nRun the tests with ./scripts/test, "
+                    "which installs docker.io and busybox-static.", pytrace=False)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+def _container_ids(eng: Engine) -> set[str]:
+    return {c["Id"] for c in eng.client.api.containers(all=True, quiet=True)}
+
+
+@pytest.fixture
+def engine(docker_engine):
+    """The session engine, running; containers created during the test are removed afterwards."""
+    if not docker_engine.running():
+        docker_engine.restart()
+    before = _container_ids(docker_engine)
+    yield docker_engine
+    if not docker_engine.running():
+        docker_engine.restart()
+    for cid in _container_ids(docker_engine) - before:
+        try:
+            docker_engine.client.api.remove_container(cid, force=True, v=True)
+        except Exception:
+            pass
