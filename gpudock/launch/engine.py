@@ -18,8 +18,9 @@ Plain Python; no Textual, no Docker import.
 
 from __future__ import annotations
 
-import os
 import re
+
+from gpudock.host.claims import nvidia_runtimes
 
 from .spec import LaunchError
 
@@ -32,15 +33,12 @@ def server_version(info: dict) -> tuple[int, ...]:
 
 
 def nvidia_runtime_name(info: dict) -> str | None:
-    """The name of the NVIDIA runtime registered with the engine, or None."""
+    """The name of the NVIDIA runtime registered with the engine (``nvidia`` first), or None."""
     runtimes = info.get("Runtimes") or {}
     if "nvidia" in runtimes:
         return "nvidia"
-    for name, rt in sorted(runtimes.items()):
-        path = (rt or {}).get("path") or (rt or {}).get("Path") or ""
-        if os.path.basename(path).startswith("nvidia-container-runtime"):
-            return name
-    return None
+    names = sorted(nvidia_runtimes(runtimes))
+    return names[0] if names else None
 
 
 def check_mode_supported(mode: str, info: dict) -> str | None:

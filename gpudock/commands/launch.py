@@ -1,0 +1,189 @@
+"""``gpudock args``, ``gpudock run`` and ``gpudock serve``: the launcher on the command line.
+
+    gpudock args [--mode legacy|runtime|gpus|cdi] [--format cli|plugin|json|compose|k8s|sdk|run] GPU...
+    gpudock run  [--mode ...] --gpu GPU... [--name N] [--env K=V]... [--cap CAPS] [--mps PCT] [--force] IMAGE [CMD...]
+    gpudock serve [--port 3476]
+
+GPUs are NVML indices, UUIDs, PCI bus ids, an ``NV_GPU``-style list ("2,0") or ``all``; their
+order is kept. ``run`` takes them from ``--gpu`` or, failing that, from ``$NV_GPU``. Every refusal
+is one line on stderr and exit status 2; nothing is launched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from gpudock.launch.selection import SelectionError, parse_selection
+from gpudock.launch.spec import FORMATS, MODES, LaunchError, build_spec
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def _err(msg: str) -> int:
+    print(f"gpudock: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _add_spec_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=MODES, default="runtime",
+                   help="legacy (nvidia-docker 1.0 devices + driver volume), runtime (--runtime=nvidia), "
+                        "gpus (--gpus, Docker 19.03+), cdi (--device nvidia.com/gpu=…); default runtime")
+    p.add_argument("--ids", choices=("uuid", "index"), default="uuid",
+                   help="name cards to the runtime/--gpus/CDI by UUID (default, stable) or NVML index")
+    p.add_argument("--cap", action="append", metavar="CAPS",
+                   help="driver capabilities, e.g. compute,utility (default) or all; repeatable")
+    p.add_argument("--mps", type=int, metavar="PCT",
+                   help="MPS client: CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=PCT and --ipc=host")
+    p.add_argument("--dev-dir", default="/dev", metavar="DIR",
+                   help="legacy mode: where the Docker host has the /dev/nvidia* nodes (default /dev)")
+
+
+def _uvm_tools(args) -> bool:
+    from gpudock.host.root import HostRoot
+
+    if args.dev_dir != "/dev":
+        return os.path.exists(os.path.join(args.dev_dir, "nvidia-uvm-tools"))
+    return HostRoot(getattr(args, "root", "/") or "/").exists("/dev/nvidia-uvm-tools")
+
+
+def _spec(args, snap, gpu_items, **extra):
+    sel = parse_selection(gpu_items, snap)
+    return build_spec(
+        snap, sel, args.mode, ids=args.ids, capabilities=args.cap, mps_thread_percentage=args.mps,
+        dev_dir=args.dev_dir, uvm_tools=_uvm_tools(args) if args.mode == "legacy" else True, **extra,
+    )
+
+
+def _snapshot(args):
+    from gpudock.cli import load_snapshot
+
+    snap = load_snapshot(args)
+    if snap.nvml_failure:
+        raise LaunchError(f"NVML could not start: {snap.nvml_failure.nvml_text}. {snap.nvml_failure.message}")
+    return snap
+
+
+def cmd_args(args) -> int:
+    try:
+        snap = _snapshot(args)
+        spec = _spec(args, snap, args.gpu, image=args.image)
+        if args.format == "run" and not args.image:
+            raise LaunchError("--format run needs --image")
+        print(spec.render(args.format).rstrip("\n"))
+    except (LaunchError, SelectionError) as e:
+        return _err(str(e))
+    return EXIT_OK
+
+
+def _ensure_driver_volume(args, client, spec) -> None:
+    """Legacy launches need nvidia_driver_<version>; build it like the plugin did on first use."""
+    import docker.errors
+
+    from gpudock.host.root import HostRoot
+    from gpudock.launch.volume import DEFAULT_VOLUME_DIR, build_driver_volume, ensure_docker_volume
+
+    try:
+        client.volumes.get(spec.driver_volume)
+        return
+    except docker.errors.NotFound:
+        pass
+    root = HostRoot(getattr(args, "root", "/") or "/")
+    vol = build_driver_volume(root, root.path(DEFAULT_VOLUME_DIR), spec.driver_volume.rsplit("_", 1)[1])
+    ensure_docker_volume(client, vol, host_path=f"{DEFAULT_VOLUME_DIR}/nvidia_driver/{vol.version}")
+    print(f"gpudock: built driver volume {vol.name} ({len(vol.files)} files) at {vol.path}", file=sys.stderr)
+
+
+def cmd_run(args) -> int:
+    import docker
+
+    from gpudock.launch.run import first_logs, launch
+
+    gpus = args.gpu or ([os.environ["NV_GPU"]] if os.environ.get("NV_GPU") else [])
+    try:
+        snap = _snapshot(args)
+        spec = _spec(args, snap, gpus, image=args.image, command=args.command or None, name=args.name,
+                     env=args.env or ())
+        client = docker.from_env()
+        if spec.mode == "legacy":
+            _ensure_driver_volume(args, client, spec)
+        container, warnings = launch(client, spec, snap, force=args.force)
+    except (LaunchError, SelectionError) as e:
+        return _err(str(e))
+    except docker.errors.DockerException as e:
+        return _err(f"Docker: {e}")
+    for w in warnings:
+        print(f"gpudock: warning: {w}", file=sys.stderr)
+    deadline = time.monotonic() + args.wait
+    logs: list[str] = []
+    while True:
+        logs = first_logs(container, args.logs)
+        container.reload()
+        if logs or container.status != "running" or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if args.json:
+        print(json.dumps({"id": container.id, "name": container.name, "status": container.status,
+                          "warnings": list(warnings), "logs": logs, "docker_run": spec.docker_run_line()},
+                         indent=2))
+    else:
+        print(f"{container.name} {container.id[:12]} {container.status}")
+        for line in logs:
+            print(f"  {line}")
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    from gpudock.cli import load_snapshot
+    from gpudock.host.root import HostRoot
+    from gpudock.launch.plugin_server import PluginServer
+
+    try:
+        srv = PluginServer(lambda: load_snapshot(args), port=args.port, host=args.host,
+                           root=HostRoot(getattr(args, "root", "/") or "/"),
+                           log=lambda line: print(line, file=sys.stderr))
+    except LaunchError as e:
+        return _err(str(e))
+    except OSError as e:
+        return _err(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+    print(f"gpudock: nvidia-docker-plugin API on http://127.0.0.1:{srv.port}/v1.0/", file=sys.stderr)
+    with srv:
+        try:
+            srv.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("args", help="print the docker arguments that give a container these GPUs")
+    _add_spec_options(p)
+    p.add_argument("--format", choices=FORMATS, default="cli",
+                   help="cli (shell-quoted args), plugin (nvidia-docker-plugin's /docker/cli line, legacy), "
+                        "json, compose, k8s, sdk (Docker SDK call), run (a whole docker run line)")
+    p.add_argument("--image", help="image for the json/compose/sdk/run formats")
+    p.add_argument("gpu", nargs="+", metavar="GPU", help="index, UUID, bus id, '2,0' or all; order kept")
+    p.set_defaults(func=cmd_args)
+
+    p = sub.add_parser("run", help="launch a container on these GPUs (detached), after the checks")
+    _add_spec_options(p)
+    p.add_argument("--gpu", action="append", metavar="GPU",
+                   help="GPUs (index, UUID, bus id, '2,0', all); repeatable; default $NV_GPU")
+    p.add_argument("--name", help="container name")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable; repeatable")
+    p.add_argument("--force", action="store_true", help="launch even if the image needs a newer CUDA")
+    p.add_argument("--logs", type=int, default=10, metavar="N", help="print the first N log lines (default 10)")
+    p.add_argument("--wait", type=float, default=2.0, metavar="S",
+                   help="wait up to S seconds for the first log lines (default 2)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments (no shell)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("serve", help="answer the nvidia-docker-plugin REST API on 127.0.0.1")
+    p.add_argument("--port", type=int, default=3476, help="TCP port (default 3476)")
+    p.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_serve)

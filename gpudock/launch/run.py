@@ -1,0 +1,144 @@
+"""Launching a :class:`~gpudock.launch.spec.LaunchSpec` through the Docker API, after the checks.
+
+This module owns the order of the pre-flight checks and the one call that creates a container:
+
+1. the engine supports the mode (:func:`gpudock.launch.engine.check_mode_supported`);
+2. the image is present locally (gpudock never pulls);
+3. the image's CUDA requirement against the driver (:mod:`gpudock.launch.cudacheck`): a refusal
+   names both versions and stops the launch unless ``force``;
+4. cards another container already holds: warnings, returned to the caller (the TUI asks the
+   operator; the CLI prints them), never a refusal;
+5. in ``legacy`` mode, the driver volume exists (gpudock builds it with
+   :mod:`gpudock.launch.volume`).
+
+Any failure raises :class:`~gpudock.launch.spec.LaunchError` and nothing is created. The container
+is started detached and never privileged. Plain Python; no Textual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import docker
+import docker.errors
+
+from gpudock.host.claims import claims_from_inspect, nvidia_runtimes
+from gpudock.model import HostSnapshot
+
+from . import cudacheck
+from .engine import check_mode_supported
+from .spec import LaunchError, LaunchSpec
+
+__all__ = ["Preflight", "first_logs", "holders_by_gpu", "launch", "preflight"]
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """What the checks found: the runtime to use, the CUDA verdict, warnings to show."""
+
+    runtime: str | None
+    cuda_message: str
+    warnings: tuple[str, ...]
+
+
+def holders_by_gpu(client: docker.DockerClient, snapshot: HostSnapshot,
+                   info: Mapping | None = None) -> dict[str, tuple[str, ...]]:
+    """GPU UUID -> names of the running containers that claim it (through the shared claim rules
+    of :mod:`gpudock.host.claims`). A container that vanishes while being read is skipped."""
+    info = info if info is not None else client.info()
+    names = set(nvidia_runtimes(info.get("Runtimes"))) | {"nvidia"}
+    default_rt = info.get("DefaultRuntime") or "runc"
+    out: dict[str, list[str]] = {}
+    for c in client.api.containers(filters={"status": "running"}):
+        try:
+            attrs = client.api.inspect_container(c["Id"])
+        except docker.errors.NotFound:
+            continue
+        for uuid in {cl.gpu_uuid for cl in claims_from_inspect(attrs, snapshot.gpus, names, default_rt)}:
+            if uuid:
+                out.setdefault(uuid, []).append(attrs.get("Name", "").lstrip("/") or c["Id"][:12])
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def preflight(
+    client: docker.DockerClient,
+    spec: LaunchSpec,
+    snapshot: HostSnapshot,
+    *,
+    force: bool = False,
+    holders: Mapping[str, Sequence[str]] | None = None,
+) -> Preflight:
+    """Run every check; raise :class:`LaunchError` on the first that refuses."""
+    if not spec.image:
+        raise LaunchError("no image given")
+    try:
+        info = client.info()
+    except docker.errors.DockerException as e:
+        raise LaunchError(f"cannot reach the Docker engine: {e}") from None
+    runtime = check_mode_supported(spec.mode, info)
+
+    try:
+        image = client.images.get(spec.image)
+    except docker.errors.ImageNotFound:
+        raise LaunchError(
+            f"image {spec.image} is not present on this engine; gpudock does not pull: "
+            f"run 'docker pull {spec.image}' first"
+        ) from None
+    except docker.errors.APIError as e:
+        raise LaunchError(f"cannot inspect image {spec.image}: {e.explanation or e}") from None
+
+    requirement = cudacheck.image_cuda_requirement(image.attrs)
+    ok, message = cudacheck.check(requirement, snapshot.cuda_driver_version, snapshot.driver_version)
+    warnings: list[str] = []
+    if not ok:
+        if not force:
+            raise LaunchError(f"{spec.image}: {message} (--force launches anyway)")
+        warnings.append(f"forced past the CUDA check: {message}")
+
+    if holders is None:
+        holders = holders_by_gpu(client, snapshot, info)
+    for g in spec.gpus:
+        who = holders.get(g.uuid or "", ())
+        if who:
+            warnings.append(f"GPU {g.index} ({g.uuid}) is already held by {', '.join(who)}")
+
+    if spec.mode == "legacy" and spec.driver_volume:
+        try:
+            client.volumes.get(spec.driver_volume)
+        except docker.errors.NotFound:
+            raise LaunchError(
+                f"driver volume {spec.driver_volume} does not exist; build it first "
+                "(gpudock volume create, or gpudock.launch.volume.ensure_docker_volume)"
+            ) from None
+    return Preflight(runtime, message, tuple(warnings))
+
+
+def launch(
+    client: docker.DockerClient,
+    spec: LaunchSpec,
+    snapshot: HostSnapshot,
+    *,
+    force: bool = False,
+    holders: Mapping[str, Sequence[str]] | None = None,
+):
+    """Check, then create and start the container. Returns ``(container, warnings)``."""
+    pre = preflight(client, spec, snapshot, force=force, holders=holders)
+    kwargs = spec.sdk_kwargs()
+    if spec.mode == "runtime" and pre.runtime:
+        kwargs["runtime"] = pre.runtime
+    kwargs["detach"] = True
+    try:
+        container = client.containers.run(**kwargs)
+    except docker.errors.APIError as e:
+        raise LaunchError(f"Docker refused the container: {e.explanation or e}") from None
+    return container, pre.warnings
+
+
+def first_logs(container, n: int = 20) -> list[str]:
+    """The first ``n`` lines the container wrote (stdout and stderr), as text."""
+    try:
+        raw = container.logs(stdout=True, stderr=True)
+    except docker.errors.APIError:
+        return []
+    return raw.decode("utf-8", "replace").splitlines()[:n]
