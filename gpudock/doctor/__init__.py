@@ -1,0 +1,39 @@
+"""The doctor: live troubleshooting of driver/library mismatches and the other known GPU-container
+failures (failures.md), from the host alone.
+
+Plain Python, no Textual: ``gather`` reads the host once (:mod:`gpudock.doctor.facts`), the checks
+are pure functions of those facts (:mod:`gpudock.doctor.checks`), and :func:`diagnose` does both.
+The CLI (``gpudock doctor``) and the diagnostics screen are thin layers over :func:`diagnose`.
+"""
+
+from __future__ import annotations
+
+from gpudock.doctor.checks import CHECK_IDS, CHECKS, run_checks
+from gpudock.doctor.facts import HostFacts, gather
+from gpudock.doctor.finding import SEVERITIES, Evidence, Finding, severity_rank
+
+__all__ = ["CHECK_IDS", "CHECKS", "Evidence", "Finding", "HostFacts", "SEVERITIES", "diagnose", "gather",
+           "run_checks", "severity_rank", "worst", "report_json"]
+
+
+def diagnose(root="/", nvml_session=None, docker=None, **kw) -> tuple[HostFacts, tuple[Finding, ...]]:
+    """Gather the facts and run every check: (facts, findings in CHECKS order)."""
+    facts = gather(root, nvml_session, docker, **kw)
+    return facts, run_checks(facts)
+
+
+def worst(findings) -> str:
+    return max((f.severity for f in findings), key=severity_rank, default="ok")
+
+
+def report_json(facts: HostFacts, findings) -> dict:
+    counts = {s: 0 for s in SEVERITIES}
+    for f in findings:
+        counts[f.severity] += 1
+    return {
+        "root": facts.root.root,
+        "taken_at": facts.taken_at,
+        "worst": worst(findings),
+        "counts": counts,
+        "findings": [f.to_json() for f in findings],
+    }

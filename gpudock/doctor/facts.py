@@ -1,0 +1,298 @@
+"""Everything the doctor's checks look at, gathered once per run: :class:`HostFacts`.
+
+This module owns the I/O of a doctor run. :func:`gather` reads the host under a root prefix
+(procfs, sysfs, /dev, /lib/modules, ld.so.cache through ``gpudock.host.driverlibs``, Docker and
+toolkit config files), asks NVML for one snapshot when given a session, and asks the Docker engine
+when given a client. The checks (``gpudock.doctor.checks``) are pure functions of the facts, so
+tests can build facts from test roots and the screen can re-run checks without re-reading.
+
+A probe that fails leaves its field None and records why in ``errors`` (keyed by the field's
+name); it never raises out of :func:`gather`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpudock.host import procfs
+from gpudock.host.root import HostRoot
+from gpudock.model import HostSnapshot
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
+CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOOK = "nvidia-container-runtime-hook"
+MAX_IMAGES = 500  # inspecting every image is one API call each; a registry mirror can hold thousands
+
+
+@dataclass(frozen=True, slots=True)
+class FileText:
+    """A config file as read: host path, text (None when absent) and parse result or error."""
+
+    path: str
+    text: str | None
+    parsed: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dockerd:
+    """The running dockerd as /proc shows it (live root only, or a root with a copied /proc)."""
+
+    pid: int
+    path_env: str | None  # PATH from /proc/<pid>/environ; None when unreadable
+    cmdline: tuple[str, ...]
+    started: float | None  # epoch seconds, from /proc/<pid>/stat starttime and btime
+
+
+@dataclass
+class HostFacts:
+    root: HostRoot
+    taken_at: float = 0.0
+    # kernel side (gpudock.host.procfs)
+    kernel_release: str | None = None
+    driver: procfs.DriverVersion | None = None
+    sys_module_version: str | None = None
+    modules: dict | None = None
+    majors: dict | None = None
+    proc_gpus: tuple | None = None
+    nodes: dict = field(default_factory=dict)
+    pci: tuple | None = None
+    on_disk: procfs.OnDiskModule | None = None
+    boot_time: int | None = None
+    cgroup_controllers: tuple | None = None
+    reboot_required: tuple | None = None
+    # user space (gpudock.host.driverlibs): the NVIDIA libraries in ld.so.cache
+    libs: Any = None
+    # NVML
+    nvml: HostSnapshot | None = None
+    nvml_checked: bool = False
+    nvml_library: str | None = None  # which libnvidia-ml was loaded, when known
+    # Docker and the toolkit
+    daemon_json: FileText | None = None
+    toolkit_config: FileText | None = None
+    cdi_specs: tuple[FileText, ...] = ()
+    dockerd: tuple[Dockerd, ...] = ()
+    hook_paths: tuple[str, ...] = ()  # hook binaries found on dockerd's PATH (host paths)
+    docker_checked: bool = False
+    docker_info: dict | None = None
+    containers: tuple[dict, ...] = ()  # inspect dicts of running containers
+    images: tuple[dict, ...] = ()  # inspect dicts of local images
+    images_truncated: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def module_loaded(self) -> bool | None:
+        if self.modules is None:
+            return None
+        return "nvidia" in self.modules
+
+    @property
+    def kernel_version(self) -> str | None:
+        """The loaded module's version: /proc/driver/nvidia/version, else /sys/module/nvidia/version."""
+        if self.driver:
+            return self.driver.version
+        return self.sys_module_version
+
+
+def _try(facts: HostFacts, name: str, fn, *args, default=None):
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - a probe bug must become a finding, not a crash
+        facts.errors[name] = f"{type(e).__name__}: {e}"
+        return default
+
+
+def read_json_file(root: HostRoot, path: str) -> FileText:
+    try:
+        text = root.read_text(path)
+    except OSError as e:
+        return FileText(path, None, None, f"unreadable: {e.strerror or e}")
+    if text is None:
+        return FileText(path, None)
+    if not text.strip():
+        return FileText(path, text, {})  # dockerd accepts an empty file
+    try:
+        return FileText(path, text, json.loads(text))
+    except json.JSONDecodeError as e:
+        return FileText(path, text, None, f"invalid JSON: {e}")
+
+
+def read_toml_file(root: HostRoot, path: str) -> FileText:
+    import tomllib
+
+    try:
+        text = root.read_text(path)
+    except OSError as e:
+        return FileText(path, None, None, f"unreadable: {e.strerror or e}")
+    if text is None:
+        return FileText(path, None)
+    try:
+        return FileText(path, text, tomllib.loads(text))
+    except tomllib.TOMLDecodeError as e:
+        return FileText(path, text, None, f"invalid TOML: {e}")
+
+
+def read_cdi_specs(root: HostRoot, dirs: tuple[str, ...] = CDI_DIRS) -> tuple[FileText, ...]:
+    import yaml
+
+    out = []
+    for d in dirs:
+        for p in root.glob(f"{d}/*"):
+            if not p.endswith((".yaml", ".yml", ".json")):
+                continue
+            try:
+                text = root.read_text(p)
+            except OSError as e:
+                out.append(FileText(p, None, None, f"unreadable: {e.strerror or e}"))
+                continue
+            if text is None:
+                continue
+            try:
+                out.append(FileText(p, text, yaml.safe_load(text)))
+            except yaml.YAMLError as e:
+                out.append(FileText(p, text, None, f"invalid YAML: {e}"))
+    return tuple(out)
+
+
+def find_dockerd(root: HostRoot, btime: int | None) -> tuple[Dockerd, ...]:
+    """dockerd processes under the root's /proc (comm "dockerd")."""
+    out = []
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for d in root.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            comm = (root.read_text(f"/proc/{d}/comm", 256) or "").strip()
+        except OSError:
+            continue
+        if comm != "dockerd":
+            continue
+        path_env = None
+        try:
+            env = root.read_bytes(f"/proc/{d}/environ", 1 << 20)
+            for item in (env or b"").split(b"\0"):
+                if item.startswith(b"PATH="):
+                    path_env = item[5:].decode(errors="replace")
+        except OSError:
+            pass
+        cmdline: tuple[str, ...] = ()
+        started = None
+        try:
+            cmdline = tuple(a.decode(errors="replace") for a in (root.read_bytes(f"/proc/{d}/cmdline") or b"").split(b"\0") if a)
+            stat = root.read_text(f"/proc/{d}/stat", 4096) or ""
+            fields = stat.rsplit(")", 1)[-1].split()
+            if btime is not None and len(fields) > 19:
+                started = btime + int(fields[19]) / ticks
+        except (OSError, ValueError):
+            pass
+        out.append(Dockerd(int(d), path_env, cmdline, started))
+    return tuple(out)
+
+
+def find_on_path(root: HostRoot, name: str, path_env: str | None) -> tuple[str, ...]:
+    found = []
+    for d in (path_env or DEFAULT_PATH).split(":"):
+        if not d.startswith("/"):
+            continue
+        p = f"{d.rstrip('/')}/{name}"
+        try:
+            st = root.stat(p)
+        except OSError:
+            continue
+        if st.st_mode & 0o111 and not os.path.isdir(root.real(p)):
+            found.append(p)
+    return tuple(dict.fromkeys(found))
+
+
+def _daemon_json_path(dockerds: tuple[Dockerd, ...]) -> str:
+    """The config file the running daemon uses: --config-file when given, else the default."""
+    for d in dockerds:
+        args = list(d.cmdline)
+        for i, a in enumerate(args):
+            if a.startswith("--config-file="):
+                return a.split("=", 1)[1]
+            if a == "--config-file" and i + 1 < len(args):
+                return args[i + 1]
+    return DAEMON_JSON
+
+
+def gather_docker(facts: HostFacts, client) -> None:
+    """Engine info, running containers and local images (inspect dicts) from a docker client."""
+    facts.docker_checked = True
+    if client is None:
+        facts.errors["docker"] = "no Docker engine was given (none reachable)"
+        return
+    api = getattr(client, "api", client)
+    try:
+        facts.docker_info = api.info()
+    except Exception as e:  # noqa: BLE001 - docker.errors.*, requests errors, socket errors
+        facts.errors["docker"] = f"the Docker engine did not answer: {e}"
+        return
+    containers = []
+    try:
+        for c in api.containers(filters={"status": "running"}):
+            try:
+                containers.append(api.inspect_container(c["Id"]))
+            except Exception:  # noqa: BLE001 - gone between list and inspect
+                continue
+    except Exception as e:  # noqa: BLE001
+        facts.errors["containers"] = f"could not list containers: {e}"
+    facts.containers = tuple(containers)
+    images = []
+    try:
+        summaries = api.images()
+        facts.images_truncated = len(summaries) > MAX_IMAGES
+        for s in summaries[:MAX_IMAGES]:
+            try:
+                images.append(api.inspect_image(s["Id"]))
+            except Exception:  # noqa: BLE001 - removed meanwhile
+                continue
+    except Exception as e:  # noqa: BLE001
+        facts.errors["images"] = f"could not list images: {e}"
+    facts.images = tuple(images)
+
+
+def gather_libs(facts: HostFacts) -> None:
+    from gpudock.doctor import libview
+
+    facts.libs = _try(facts, "libs", libview.scan, facts.root)
+
+
+def gather(root: HostRoot | str = "/", nvml_session=None, docker=None, *, use_docker: bool = True,
+           nvml_library: str | None = None) -> HostFacts:
+    """Read every fact the checks need. ``nvml_session``: an NvmlSession (or None: NVML not
+    asked); ``docker``: a docker client (or None: engine unreachable / not asked)."""
+    root = root if isinstance(root, HostRoot) else HostRoot(root)
+    f = HostFacts(root=root, taken_at=time.time())
+    f.kernel_release = _try(f, "kernel_release", procfs.kernel_release, root)
+    f.driver = _try(f, "driver", procfs.driver_version, root)
+    f.sys_module_version = _try(f, "sys_module_version", procfs.sys_module_version, root)
+    f.modules = _try(f, "modules", procfs.loaded_modules, root)
+    f.majors = _try(f, "majors", procfs.char_majors, root)
+    f.proc_gpus = _try(f, "proc_gpus", procfs.proc_gpus, root)
+    f.nodes = _try(f, "nodes", procfs.device_nodes, root, default={})
+    f.pci = _try(f, "pci", procfs.pci_devices, root)
+    f.on_disk = _try(f, "on_disk", procfs.module_on_disk, root, f.kernel_release)
+    f.boot_time = _try(f, "boot_time", procfs.boot_time, root)
+    f.cgroup_controllers = _try(f, "cgroup_controllers", procfs.cgroup_controllers, root)
+    f.reboot_required = _try(f, "reboot_required", procfs.reboot_required, root)
+    gather_libs(f)
+    if nvml_session is not None:
+        f.nvml_checked = True
+        f.nvml_library = nvml_library
+        f.nvml = _try(f, "nvml", nvml_session.snapshot, False)
+    f.dockerd = _try(f, "dockerd", find_dockerd, root, f.boot_time, default=())
+    f.daemon_json = _try(f, "daemon_json", read_json_file, root, _daemon_json_path(f.dockerd))
+    f.toolkit_config = _try(f, "toolkit_config", read_toml_file, root, TOOLKIT_CONFIG)
+    f.cdi_specs = _try(f, "cdi_specs", read_cdi_specs, root, default=())
+    path_env = next((d.path_env for d in f.dockerd if d.path_env), None)
+    f.hook_paths = _try(f, "hook_paths", find_on_path, root, HOOK, path_env, default=())
+    if use_docker:
+        gather_docker(f, docker)
+    return f
