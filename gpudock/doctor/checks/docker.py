@@ -79,7 +79,7 @@ def container_runtime(f: HostFacts) -> Finding:
     dockerd = f.dockerd[0] if f.dockerd else None
     if dockerd:
         ev.append(Evidence(f"/proc/{dockerd.pid}/environ", f"PATH={dockerd.path_env}" if dockerd.path_env
-                           else "PATH not readable (default PATH assumed)", dockerd.path_env))
+                           else "PATH not readable (default PATH assumed)", None))
     hook = f.hook_paths[0] if f.hook_paths else None
     ev.append(Evidence(hook or "PATH", f"{HOOK} found at {hook}" if hook else f"{HOOK} not on dockerd's PATH",
                        hook))
