@@ -1,0 +1,483 @@
+"""The holders map: which containers hold each GPU, which processes run on it, and what is wrong.
+
+This module owns the join of a :class:`~gpudock.model.HostSnapshot` (GPUs and their NVML
+processes, host PIDs) with the containers from :mod:`gpudock.host.docker` (their resolved
+claims) and :mod:`gpudock.host.procmap` (host PID → container, PID inside it). It reads nothing
+but ``/proc/<pid>`` (through the PID mapper) and returns immutable values with ``to_json()``.
+
+Conflicts (:class:`Conflict` ``kind``):
+
+* ``shared`` — two or more *running* containers hold the same GPU (MIG: the same MIG device, or
+  one of them holds the whole GPU);
+* ``holds-all`` — a running container holds every GPU of a host with more than one;
+* ``no-container`` — a GPU process that runs in no container (a host process);
+* ``foreign-container`` — a GPU process in a container this Docker engine does not know
+  (Kubernetes/containerd, CRI-O, podman, another engine);
+* ``unclaimed`` — a process on a GPU its container was not given (``--privileged``, a
+  hand-mapped ``/dev/nvidia*`` the rules could not see, a stale claim);
+* ``unresolved`` — a running container asks for a GPU that does not exist on this host.
+
+Stopped containers (with ``--all``) are listed with what they would hold, and take no part in
+``shared``/``holds-all``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Callable, Literal, Sequence
+
+from gpudock.host.procmap import ContainerPid, PidMapper
+from gpudock.model import Claim, Container, Gpu, GpuProcess, HostSnapshot
+
+__all__ = [
+    "Holder",
+    "HeldProcess",
+    "GpuRef",
+    "GpuHolders",
+    "ContainerGpus",
+    "Conflict",
+    "HoldersMap",
+    "build_holders",
+]
+
+ConflictKind = Literal["shared", "holds-all", "no-container", "foreign-container", "unclaimed", "unresolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """One container holding one GPU, and how (all of its claims on that GPU)."""
+
+    container_id: str
+    name: str
+    status: str
+    mechanisms: tuple[str, ...]  # "device", "runtime-env", "device-request", "cdi" (no repeats)
+    selectors: tuple[str, ...]  # what it asked for, verbatim ("/dev/nvidia3", "count=2", "all")
+    mig_uuids: tuple[str, ...] = ()  # the MIG devices it holds on this GPU; () = the whole GPU
+    whole: bool = True  # holds the whole GPU (not only MIG devices)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def short_id(self) -> str:
+        return self.container_id[:12]
+
+    def to_json(self) -> dict:
+        return {
+            "container_id": self.container_id,
+            "name": self.name,
+            "status": self.status,
+            "mechanisms": list(self.mechanisms),
+            "selectors": list(self.selectors),
+            "mig_uuids": list(self.mig_uuids),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HeldProcess:
+    """A GPU process (NVML, host PID) with the container it runs in.
+
+    ``claimed``: True when its container holds this GPU, False when it does not (a conflict),
+    None when it is in no container this engine knows.
+    """
+
+    pid: int
+    gpu_uuid: str | None
+    gpu_index: int
+    container_id: str | None  # full id; set for a foreign container too
+    container_name: str | None  # None when Docker does not know the container
+    container_pid: int | None  # NSpid: the PID inside the container
+    used_memory_mib: int | None = None
+    kind: str = "compute"
+    command: str | None = None
+    mig_uuid: str | None = None
+    claimed: bool | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "pid": self.pid,
+            "gpu_uuid": self.gpu_uuid,
+            "gpu_index": self.gpu_index,
+            "container_id": self.container_id,
+            "container_name": self.container_name,
+            "container_pid": self.container_pid,
+            "used_memory_mib": self.used_memory_mib,
+            "type": self.kind,
+            "command": self.command,
+            "mig_uuid": self.mig_uuid,
+            "claimed": self.claimed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GpuRef:
+    uuid: str
+    index: int | None
+    minor: int | None
+    mechanisms: tuple[str, ...] = ()
+    mig_uuids: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "uuid": self.uuid,
+            "index": self.index,
+            "minor": self.minor,
+            "mechanisms": list(self.mechanisms),
+            "mig_uuids": list(self.mig_uuids),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GpuHolders:
+    """One GPU: who holds it and what runs on it."""
+
+    index: int
+    uuid: str | None
+    minor: int | None
+    pci_bus_id: str | None
+    name: str | None
+    holders: tuple[Holder, ...]
+    processes: tuple[HeldProcess, ...]
+    conflicts: tuple["Conflict", ...] = ()
+
+    @property
+    def running_holders(self) -> tuple[Holder, ...]:
+        return tuple(h for h in self.holders if h.running)
+
+    def label(self, width: int | None = None) -> str:
+        """The holder column's text: "" (free), "name", "name +2" (running holders only)."""
+        names = [h.name for h in self.holders if h.running]
+        if not names:
+            return ""
+        s = names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1}"
+        if width is not None and len(s) > width:
+            tail = "" if len(names) == 1 else f" +{len(names) - 1}"
+            keep = max(1, width - len(tail) - 1)
+            s = names[0][:keep] + "…" + tail
+        return s
+
+    def to_json(self) -> dict:
+        return {
+            "index": self.index,
+            "uuid": self.uuid,
+            "minor": self.minor,
+            "pci_bus_id": self.pci_bus_id,
+            "name": self.name,
+            "holders": [h.to_json() for h in self.holders],
+            "processes": [p.to_json() for p in self.processes],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerGpus:
+    """One container: the GPUs it holds (by index order), its GPU processes, its bad claims."""
+
+    container: Container
+    gpus: tuple[GpuRef, ...]
+    processes: tuple[HeldProcess, ...]
+    unresolved: tuple[Claim, ...]  # claims whose gpu_uuid is None (error says why)
+    holds_all: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    @property
+    def name(self) -> str:
+        return self.container.name
+
+    def label(self) -> str:
+        """GPU indices for the container panel: "0,1,3", "all (8)", "" (none)."""
+        if self.holds_all and len(self.gpus) > 1:
+            return f"all ({len(self.gpus)})"
+        return ",".join(str(g.index) if g.index is not None else "?" for g in self.gpus)
+
+    def to_json(self) -> dict:
+        out = self.container.to_json()
+        out["gpus"] = [g.to_json() for g in self.gpus]
+        out["processes"] = [p.to_json() for p in self.processes]
+        out["holds_all"] = self.holds_all
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    kind: ConflictKind
+    message: str
+    gpu_uuid: str | None = None
+    gpu_index: int | None = None
+    container_ids: tuple[str, ...] = ()
+    pid: int | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "gpu_uuid": self.gpu_uuid,
+            "gpu_index": self.gpu_index,
+            "container_ids": list(self.container_ids),
+            "pid": self.pid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HoldersMap:
+    gpus: tuple[GpuHolders, ...]
+    containers: tuple[ContainerGpus, ...]
+    conflicts: tuple[Conflict, ...]
+    docker: object | None = None  # gpudock.host.docker.DockerStatus (or None when not asked)
+
+    def gpu(self, uuid: str) -> GpuHolders | None:
+        for g in self.gpus:
+            if g.uuid == uuid:
+                return g
+        return None
+
+    def gpu_at(self, index: int) -> GpuHolders | None:
+        for g in self.gpus:
+            if g.index == index:
+                return g
+        return None
+
+    def container(self, cid: str) -> ContainerGpus | None:
+        """By full id, short id prefix or name."""
+        for c in self.containers:
+            if c.id == cid:
+                return c
+        for c in self.containers:
+            if c.id.startswith(cid) or c.name == cid:
+                return c
+        return None
+
+    def conflicts_for_container(self, cid: str) -> tuple[Conflict, ...]:
+        return tuple(c for c in self.conflicts if cid in c.container_ids)
+
+    def to_json(self) -> dict:
+        d = self.docker
+        return {
+            "docker": d.to_json() if d is not None and hasattr(d, "to_json") else None,
+            "gpus": [g.to_json() for g in self.gpus],
+            "containers": [c.to_json() for c in self.containers],
+            "conflicts": [c.to_json() for c in self.conflicts],
+        }
+
+
+def _short(cid: str) -> str:
+    return cid[:12]
+
+
+def _uniq(items) -> tuple:
+    return tuple(dict.fromkeys(i for i in items if i is not None))
+
+
+def _overlap(a: Holder, b: Holder) -> bool:
+    if a.whole or b.whole:
+        return True
+    return bool(set(a.mig_uuids) & set(b.mig_uuids))
+
+
+def build_holders(
+    snapshot: HostSnapshot,
+    containers: Sequence[Container],
+    *,
+    pid_mapper: Callable[[int], ContainerPid | None] | None = None,
+    proc_root: str = "/proc",
+    docker_status: object | None = None,
+) -> HoldersMap:
+    """Join GPUs, containers and GPU processes into a :class:`HoldersMap`.
+
+    ``pid_mapper`` maps a host PID to :class:`ContainerPid` (default: a fresh
+    :class:`~gpudock.host.procmap.PidMapper` over ``proc_root``). A process whose PID cannot be
+    read keeps the container the snapshot already gave it (simulated hosts), else none.
+    """
+    mapper = pid_mapper if pid_mapper is not None else PidMapper(proc_root)
+    gpus: tuple[Gpu, ...] = snapshot.gpus
+    by_uuid = {g.uuid: g for g in gpus if g.uuid}
+    known = {c.id: c for c in containers}
+
+    # --- claims → per GPU holders, per container GPUs
+    claims_on: dict[str, dict[str, list[Claim]]] = {}  # gpu uuid → container id → claims
+    unresolved: dict[str, list[Claim]] = {}
+    for c in containers:
+        for cl in c.claims:
+            if cl.gpu_uuid is None:
+                unresolved.setdefault(c.id, []).append(cl)
+            elif cl.gpu_uuid in by_uuid:
+                claims_on.setdefault(cl.gpu_uuid, {}).setdefault(c.id, []).append(cl)
+            else:  # resolved against another GPU list; treat as unresolved now
+                unresolved.setdefault(c.id, []).append(
+                    replace(cl, gpu_uuid=None, error=f"no GPU with UUID {cl.gpu_uuid} on this host")
+                )
+
+    holders_of: dict[str, tuple[Holder, ...]] = {}
+    for uuid, per in claims_on.items():
+        hs = []
+        for cid, cls in per.items():
+            c = known[cid]
+            migs = _uniq(cl.mig_uuid for cl in cls)
+            hs.append(
+                Holder(
+                    container_id=cid,
+                    name=c.name,
+                    status=c.status,
+                    mechanisms=_uniq(cl.mechanism for cl in cls),
+                    selectors=_uniq(cl.selector for cl in cls),
+                    mig_uuids=migs,
+                    whole=any(cl.mig_uuid is None for cl in cls),
+                )
+            )
+        hs.sort(key=lambda h: (not h.running, h.name))
+        holders_of[uuid] = tuple(hs)
+
+    # --- processes
+    procs_of_gpu: dict[int, list[HeldProcess]] = {}
+    procs_of_container: dict[str, list[HeldProcess]] = {}
+    conflicts: list[Conflict] = []
+    for g in gpus:
+        out = procs_of_gpu.setdefault(g.index, [])
+        for p in g.processes:
+            hp = _map_process(p, g, mapper, known, claims_on)
+            out.append(hp)
+            if hp.container_id and hp.container_id in known:
+                procs_of_container.setdefault(hp.container_id, []).append(hp)
+            what = f"PID {p.pid}" + (f" ({p.command})" if p.command else "")
+            if hp.container_id is None:
+                conflicts.append(
+                    Conflict("no-container", f"{what} on GPU {g.index} runs in no container",
+                             g.uuid, g.index, (), p.pid)
+                )
+            elif hp.container_name is None:
+                conflicts.append(
+                    Conflict(
+                        "foreign-container",
+                        f"{what} on GPU {g.index} runs in container {_short(hp.container_id)}, "
+                        "which this Docker engine does not know (Kubernetes, containerd, podman or another engine?)",
+                        g.uuid, g.index, (hp.container_id,), p.pid,
+                    )
+                )
+            elif hp.claimed is False:
+                conflicts.append(
+                    Conflict(
+                        "unclaimed",
+                        f"{what} in container {hp.container_name} runs on GPU {g.index}, "
+                        f"which {hp.container_name} was not given",
+                        g.uuid, g.index, (hp.container_id,), p.pid,
+                    )
+                )
+
+    # --- per GPU
+    gpu_out = []
+    n_gpus = len(by_uuid)
+    for g in gpus:
+        hs = holders_of.get(g.uuid, ()) if g.uuid else ()
+        running = [h for h in hs if h.running]
+        gconf = []
+        if len(running) > 1:
+            clash = {h.container_id for i, h in enumerate(running) for o in running[i + 1:] if _overlap(h, o)}
+            clash |= {o.container_id for i, h in enumerate(running) for o in running[i + 1:] if _overlap(h, o)}
+            if clash:
+                names = [h.name for h in running if h.container_id in clash]
+                gconf.append(
+                    Conflict(
+                        "shared",
+                        f"GPU {g.index} is held by {len(names)} running containers: {', '.join(names)}",
+                        g.uuid, g.index, tuple(h.container_id for h in running if h.container_id in clash),
+                    )
+                )
+        conflicts.extend(gconf)
+        gpu_out.append(
+            GpuHolders(
+                index=g.index,
+                uuid=g.uuid,
+                minor=g.minor,
+                pci_bus_id=g.pci_bus_id,
+                name=g.name,
+                holders=hs,
+                processes=tuple(procs_of_gpu.get(g.index, ())),
+                conflicts=tuple(gconf),
+            )
+        )
+
+    # --- per container
+    cont_out = []
+    for c in containers:
+        refs = []
+        for g in gpus:
+            cls = claims_on.get(g.uuid, {}).get(c.id) if g.uuid else None
+            if cls:
+                refs.append(
+                    GpuRef(g.uuid, g.index, g.minor, _uniq(cl.mechanism for cl in cls), _uniq(cl.mig_uuid for cl in cls))
+                )
+        holds_all = n_gpus > 1 and len(refs) == n_gpus
+        bad = tuple(unresolved.get(c.id, ()))
+        cont_out.append(
+            ContainerGpus(
+                container=c,
+                gpus=tuple(refs),
+                processes=tuple(procs_of_container.get(c.id, ())),
+                unresolved=bad,
+                holds_all=holds_all,
+            )
+        )
+        if c.running and holds_all:
+            conflicts.append(
+                Conflict("holds-all", f"container {c.name} holds every GPU ({n_gpus})", None, None, (c.id,))
+            )
+        if c.running:
+            for cl in bad:
+                conflicts.append(
+                    Conflict("unresolved", f"container {c.name} asks for {cl.selector!r} ({cl.mechanism}): {cl.error}",
+                             None, None, (c.id,))
+                )
+
+    return HoldersMap(tuple(gpu_out), tuple(cont_out), tuple(conflicts), docker_status)
+
+
+def _map_process(
+    p: GpuProcess,
+    g: Gpu,
+    mapper: Callable[[int], ContainerPid | None],
+    known: dict[str, Container],
+    claims_on: dict[str, dict[str, list[Claim]]],
+) -> HeldProcess:
+    cp = mapper(p.pid)
+    cid: str | None = None
+    cpid: int | None = None
+    if cp is not None:
+        depth = next((i for i, x in enumerate(cp.ids) if x in known), None)
+        if depth is not None:
+            cid = cp.ids[depth]
+            cpid = cp.container_pid(depth)
+        elif cp.ids:
+            cid = cp.ids[0]
+            cpid = cp.container_pid(0)
+    elif p.container_id:  # PID not readable here (simulated host): keep what the snapshot says
+        cid = p.container_id
+        cpid = p.container_pid
+        if cid not in known:
+            cid = next((k for k in known if k.startswith(cid)), cid)
+    c = known.get(cid) if cid else None
+    claimed: bool | None = None
+    if c is not None and g.uuid:
+        cls = claims_on.get(g.uuid, {}).get(c.id, ())
+        claimed = any(cl.mig_uuid is None or p.mig_uuid is None or cl.mig_uuid == p.mig_uuid for cl in cls)
+    return HeldProcess(
+        pid=p.pid,
+        gpu_uuid=g.uuid,
+        gpu_index=g.index,
+        container_id=cid,
+        container_name=c.name if c is not None else None,
+        container_pid=cpid,
+        used_memory_mib=p.used_memory_mib,
+        kind=p.kind,
+        command=p.command,
+        mig_uuid=p.mig_uuid,
+        claimed=claimed,
+    )
+
+
+def proc_root_for(root: str | None) -> str:
+    """``<root>/proc`` for a ``--root`` prefix ("/" or None: "/proc")."""
+    return os.path.join(root or "/", "proc")
