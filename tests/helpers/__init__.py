@@ -1,1 +1,2 @@
-"""Reusable test fixtures: fake host roots with real ELF libraries and real ld.so.cache files."""
+"""Reusable test helpers, shared by all suites (imported as ``helpers.<module>``: tests/conftest.py
+puts tests/ on sys.path)."""

@@ -3,7 +3,7 @@
 For every test that needs "a host with driver X installed here and leftovers of driver Y there":
 the doctor (driver-library-mismatch, stray-driver-libraries), the driver volume, ``gpudock libs``.
 
-    from tests.helpers.libroot import make_driver_root
+    from helpers.libroot import make_driver_root
     dr = make_driver_root(tmp_path, versions={"535.129.03": ["/usr/lib/x86_64-linux-gnu"],
                                               "470.57.02": ["/usr/lib64/nvidia"]})
     cache = ldcache.read(HostRoot(dr.root))
