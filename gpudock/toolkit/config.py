@@ -21,7 +21,6 @@ Plain Python, no Textual.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import tomllib
@@ -331,8 +330,23 @@ def _render_string(value: str, like: str) -> str:
         ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value
     ):
         return f"'{value}'"
-    # JSON string escapes are a subset of TOML basic-string escapes
-    return json.dumps(value, ensure_ascii=False)
+    return _basic_string(value)
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _basic_string(value: str) -> str:
+    """A TOML basic string: control characters (DEL included, which JSON leaves raw) escaped."""
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 # --------------------------------------------------------------------------- status

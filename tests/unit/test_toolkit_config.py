@@ -1,0 +1,433 @@
+"""config.toml: locating, status as the toolkit reads it, and the debug toggle (byte-exact)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpudock.toolkit import config as tc
+from gpudock.toolkit.atomic import BACKUP_SUFFIX, FileChangedError
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "config-toml"
+REAL = sorted(DATA.glob("*.toml"))
+DEBUG_PATHS = {
+    "hook-era-ubuntu.toml": {"hook": "/var/log/nvidia-container-runtime-hook.log", "runtime": None},
+    "toolkit-1.13.5-ubuntu.toml": {
+        "hook": "/var/log/nvidia-container-toolkit.log",
+        "runtime": "/var/log/nvidia-container-runtime.log",
+    },
+    "toolkit-1.17-debian.toml": {
+        "hook": "/var/log/nvidia-container-toolkit.log",
+        "runtime": "/var/log/nvidia-container-runtime.log",
+    },
+}
+
+
+def test_all_real_files_are_there():
+    # the samples were copied from the shared reference; a missing one would silently shrink the tests
+    assert {p.name for p in REAL} == set(DEBUG_PATHS)
+
+
+def _copy(tmp_path: Path, src: Path | bytes, name="config.toml") -> Path:
+    dst = tmp_path / name
+    dst.write_bytes(src if isinstance(src, bytes) else src.read_bytes())
+    return dst
+
+
+def _changed_lines(a: bytes, b: bytes) -> list[tuple[int, bytes, bytes]]:
+    la, lb = a.split(b"\n"), b.split(b"\n")
+    assert len(la) == len(lb), "line count changed"
+    return [(i + 1, x, y) for i, (x, y) in enumerate(zip(la, lb)) if x != y]
+
+
+# --------------------------------------------------------------------------- real files
+
+
+@pytest.mark.parametrize("src", REAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("component", ["hook", "runtime"])
+def test_real_file_on_then_off_restores_bytes(tmp_path, src, component):
+    path = _copy(tmp_path, src)
+    original = path.read_bytes()
+    shipped = DEBUG_PATHS[src.name][component]
+    table = tc.DEBUG_TABLES[component]
+
+    plan = tc.set_debug(str(path), component, True)
+    on = path.read_bytes()
+    if shipped is None:
+        # the hook-era file has no runtime table: the key is added, nothing else changes
+        assert plan.action == "add" and plan.added_header == f"[{table}]"
+        assert on.startswith(original)
+        assert on[len(original):] == f'\n[{table}]\ndebug = "/var/log/nvidia-container-runtime.log"\n'.encode()
+    else:
+        changes = _changed_lines(original, on)
+        assert len(changes) == 1
+        lineno, old, new = changes[0]
+        assert old == f'#debug = "{shipped}"'.encode()
+        assert new == f'debug = "{shipped}"'.encode()
+        assert plan.action == "uncomment" and plan.line == lineno
+        assert plan.old_line == old.decode() and plan.new_line == new.decode()
+    data = tomllib.loads(on.decode())
+    assert data[table]["debug"] == (shipped or "/var/log/nvidia-container-runtime.log")
+    st_on = tc.load_config(str(path)).status().debug[component]
+    assert st_on.enabled and st_on.state == "set"
+    assert st_on.log_path == (shipped or "/var/log/nvidia-container-runtime.log")
+    # the other component is untouched
+    other = "runtime" if component == "hook" else "hook"
+    assert not tc.load_config(str(path)).status().debug[other].enabled
+    assert (tmp_path / ("config.toml" + BACKUP_SUFFIX)).read_bytes() == original
+
+    off = tc.set_debug(str(path), component, False)
+    assert off.action == "comment"
+    if shipped is not None:
+        assert path.read_bytes() == original
+    else:
+        # nothing shipped to go back to: the added line is commented out, the rest is as before
+        assert path.read_bytes().startswith(original)
+        assert not tc.load_config(str(path)).status().debug[component].enabled
+
+
+@pytest.mark.parametrize("src", [p for p in REAL if DEBUG_PATHS[p.name]["runtime"]], ids=lambda p: p.name)
+def test_real_file_both_on_then_both_off(tmp_path, src):
+    path = _copy(tmp_path, src)
+    original = path.read_bytes()
+    tc.set_debug(str(path), "hook", True)
+    tc.set_debug(str(path), "runtime", True)
+    assert len(_changed_lines(original, path.read_bytes())) == 2
+    tc.set_debug(str(path), "runtime", False)
+    tc.set_debug(str(path), "hook", False)
+    assert path.read_bytes() == original
+
+
+def test_status_of_real_files():
+    s = tc.load_config(str(DATA / "toolkit-1.17-debian.toml")).status()
+    assert s.settings["mode"].value == "auto" and s.settings["mode"].state == "set"
+    assert s.settings["mode"].line == 21
+    assert s.settings["log-level"].value == "info" and s.settings["log-level"].line == 20
+    assert s.settings["ldconfig"].value == "@/sbin/ldconfig" and s.settings["ldconfig"].line == 11
+    assert s.settings["no-cgroups"].value is False and s.settings["no-cgroups"].state == "commented"
+    assert s.settings["no-cgroups"].line == 13
+    h, r = s.debug["hook"], s.debug["runtime"]
+    assert (h.enabled, h.state, h.line, h.commented_path) == (
+        False, "commented", 8, "/var/log/nvidia-container-toolkit.log")
+    assert (r.enabled, r.state, r.line, r.commented_path) == (
+        False, "commented", 19, "/var/log/nvidia-container-runtime.log")
+
+    s = tc.load_config(str(DATA / "toolkit-1.13.5-ubuntu.toml")).status()
+    assert s.settings["ldconfig"].value == "@/sbin/ldconfig.real"
+    assert s.settings["mode"].line == 28
+    assert s.debug["hook"].line == 10 and s.debug["runtime"].line == 18
+
+    s = tc.load_config(str(DATA / "hook-era-ubuntu.toml")).status()
+    assert s.settings["mode"].state == "absent" and s.settings["mode"].value == "auto"
+    assert s.settings["log-level"].state == "absent"
+    assert s.debug["hook"].commented_path == "/var/log/nvidia-container-runtime-hook.log"
+    assert s.debug["runtime"].state == "absent" and s.debug["runtime"].line is None
+
+
+def test_status_json_shape():
+    j = tc.load_config(str(DATA / "toolkit-1.17-debian.toml")).status().to_json()
+    assert set(j) == {"path", "settings", "debug"}
+    assert set(j["settings"]) == {"mode", "log-level", "ldconfig", "no-cgroups"}
+    assert set(j["debug"]["hook"]) == {
+        "component", "table", "enabled", "log_path", "state", "line", "commented_path"}
+
+
+# --------------------------------------------------------------------------- hand-made variants
+
+VARIANT_INDENTED_RUNTIME_FIRST = """\
+# a hand-kept file: runtime table first, indented, odd spacing
+disable-require = false
+
+[nvidia-container-runtime]
+    log-level = "debug"   # temporary
+    #debug = "/var/log/nvidia-container-runtime.log"
+    mode = 'legacy'
+
+    [nvidia-container-runtime.modes.csv]
+    #debug = "/not/this/one.log"
+    mount-spec-path = "/etc/nvidia-container-runtime/host-files-for-container.d"
+
+[nvidia-container-cli]
+  environment = []
+  #debug   =   '/var/log/nvidia-container-toolkit.log'    # the hook's log
+  no-cgroups = true
+  ldconfig = "@/sbin/ldconfig"
+
+[other]
+debug = "/must/stay"
+"""
+
+VARIANT_SPACED_COMMENTS = """\
+disable-require = false
+# swarm-resource = "DOCKER_RESOURCE_GPU"
+
+[nvidia-container-cli]
+# root = "/run/nvidia/driver"
+# debug = "/var/log/nvidia-container-toolkit.log"
+load-kmods = true
+
+[nvidia-container-runtime]
+# debug = "/var/log/nvidia-container-runtime.log"
+"""
+
+VARIANT_TRAPS = '''\
+#debug = "/top/level/comment/not/a/table/key"
+note = """
+[nvidia-container-cli]
+#debug = "/inside/a/multiline/string"
+"""
+matrix = [
+  ["nvidia-container-cli"],
+[ "x" ],
+]
+
+["nvidia-container-cli"]
+#debug = "/var/log/nvidia-container-toolkit.log"
+ldconfig = "@/sbin/ldconfig"
+
+[nvidia-container-runtime]
+#debug = "/var/log/nvidia-container-runtime.log"
+'''
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+@pytest.mark.parametrize("name,text,expect", [
+    ("indented", VARIANT_INDENTED_RUNTIME_FIRST, {
+        "hook": ("  #debug   =   '/var/log/nvidia-container-toolkit.log'    # the hook's log",
+                 "  debug   =   '/var/log/nvidia-container-toolkit.log'    # the hook's log"),
+        "runtime": ('    #debug = "/var/log/nvidia-container-runtime.log"',
+                    '    debug = "/var/log/nvidia-container-runtime.log"'),
+    }),
+    ("spaced", VARIANT_SPACED_COMMENTS, {
+        "hook": ('# debug = "/var/log/nvidia-container-toolkit.log"',
+                 'debug = "/var/log/nvidia-container-toolkit.log"'),
+        "runtime": ('# debug = "/var/log/nvidia-container-runtime.log"',
+                    'debug = "/var/log/nvidia-container-runtime.log"'),
+    }),
+    ("traps", VARIANT_TRAPS, {
+        "hook": ('#debug = "/var/log/nvidia-container-toolkit.log"',
+                 'debug = "/var/log/nvidia-container-toolkit.log"'),
+        "runtime": ('#debug = "/var/log/nvidia-container-runtime.log"',
+                    'debug = "/var/log/nvidia-container-runtime.log"'),
+    }),
+])
+@pytest.mark.parametrize("component", ["hook", "runtime"])
+def test_variants_on_off_byte_exact(tmp_path, name, text, expect, component, crlf):
+    raw = text.replace("\n", "\r\n") if crlf else text
+    path = _copy(tmp_path, raw.encode())
+    original = path.read_bytes()
+    tc.set_debug(str(path), component, True)
+    on = path.read_bytes()
+    changes = _changed_lines(original, on)
+    assert len(changes) == 1
+    _, old, new = changes[0]
+    eol = b"\r" if crlf else b""
+    assert (old, new) == (expect[component][0].encode() + eol, expect[component][1].encode() + eol)
+    data = tomllib.loads(on.decode())
+    if "other" in data:
+        assert data["other"]["debug"] == "/must/stay"
+    tc.set_debug(str(path), component, False)
+    assert path.read_bytes() == original
+
+
+def test_traps_status_ignores_strings_and_other_tables():
+    cfg = tc.config_from_snapshot(_snap(VARIANT_TRAPS))
+    s = cfg.status()
+    assert s.debug["hook"].line == 12  # the quoted ["nvidia-container-cli"] header, not the string
+    assert s.debug["runtime"].line == 16
+
+
+def _snap(text: str):
+    from gpudock.toolkit.atomic import FileSnapshot
+    data = text.encode()
+    return FileSnapshot(path="/x/config.toml", exists=True, data=data)
+
+
+def test_other_table_debug_key_is_never_touched(tmp_path):
+    path = _copy(tmp_path, VARIANT_INDENTED_RUNTIME_FIRST.encode())
+    tc.set_debug(str(path), "runtime", True)
+    tc.set_debug(str(path), "hook", True)
+    text = path.read_text()
+    assert '    #debug = "/not/this/one.log"' in text
+    assert 'debug = "/must/stay"' in text
+    tc.set_debug(str(path), "runtime", False)
+    tc.set_debug(str(path), "hook", False)
+    assert path.read_bytes() == VARIANT_INDENTED_RUNTIME_FIRST.encode()
+
+
+def test_no_trailing_newline_and_trailing_comment(tmp_path):
+    text = '[nvidia-container-cli]\n#debug = "/var/log/a.log" # keep me'
+    path = _copy(tmp_path, text.encode())
+    tc.set_debug(str(path), "hook", True)
+    assert path.read_text() == '[nvidia-container-cli]\ndebug = "/var/log/a.log" # keep me'
+    tc.set_debug(str(path), "hook", False)
+    assert path.read_text() == text
+
+
+def test_operator_path_replaces_value_keeps_quoting(tmp_path):
+    path = _copy(tmp_path, VARIANT_INDENTED_RUNTIME_FIRST.encode())
+    plan = tc.set_debug(str(path), "hook", True, "/var/log/gpudock-hook.log")
+    assert plan.new_line == "  debug   =   '/var/log/gpudock-hook.log'    # the hook's log"
+    assert tomllib.loads(path.read_text())["nvidia-container-cli"]["debug"] == "/var/log/gpudock-hook.log"
+    # a path that cannot be a literal string gets a basic string with escapes
+    plan = tc.set_debug(str(path), "hook", True, "/var/log/it's \"odd\".log")
+    assert tomllib.loads(path.read_text())["nvidia-container-cli"]["debug"] == "/var/log/it's \"odd\".log"
+    assert plan.action == "set"
+
+
+def test_choose_commented_line_matching_path(tmp_path):
+    text = '[nvidia-container-cli]\n#debug = "/a.log"\n#debug = "/b.log"\n'
+    path = _copy(tmp_path, text.encode())
+    plan = tc.set_debug(str(path), "hook", True, "/b.log")
+    assert plan.line == 3 and path.read_text() == '[nvidia-container-cli]\n#debug = "/a.log"\ndebug = "/b.log"\n'
+
+
+def test_noop_when_already_as_asked(tmp_path):
+    path = _copy(tmp_path, DATA / "toolkit-1.17-debian.toml")
+    before = os.stat(path)
+    plan = tc.plan_debug(tc.load_config(str(path)), "hook", False)
+    assert plan.action == "noop" and not plan.changed and "already off" in plan.describe()
+    assert tc.apply_plan(plan) is None
+    tc.set_debug(str(path), "hook", True)
+    plan = tc.plan_debug(tc.load_config(str(path)), "hook", True)
+    assert plan.action == "noop" and "already on" in plan.describe()
+    assert os.stat(path).st_ino != before.st_ino  # the one real write replaced the file
+    assert not (tmp_path / "config.toml.gpudock-bak").read_bytes() == path.read_bytes()
+
+
+def test_runtime_dev_null_counts_as_off_and_on_sets_a_path(tmp_path):
+    text = '[nvidia-container-runtime]\ndebug = "/dev/null"\n'
+    path = _copy(tmp_path, text.encode())
+    st = tc.load_config(str(path)).status().debug["runtime"]
+    assert not st.enabled and st.state == "set"
+    assert tc.plan_debug(tc.load_config(str(path)), "runtime", False).action == "noop"
+    plan = tc.set_debug(str(path), "runtime", True)
+    assert plan.action == "set" and plan.log_path == "/var/log/nvidia-container-runtime.log"
+
+
+def test_add_key_in_existing_table_keeps_indent(tmp_path):
+    text = "[nvidia-container-cli]\n  ldconfig = \"@/sbin/ldconfig\"\n  load-kmods = true\n\n[nvidia-ctk]\npath = \"x\"\n"
+    path = _copy(tmp_path, text.encode())
+    plan = tc.set_debug(str(path), "hook", True)
+    assert plan.action == "add" and plan.line == 4 and plan.added_header is None
+    assert path.read_text() == text.replace("true\n", "true\n  debug = \"/var/log/nvidia-container-toolkit.log\"\n")
+
+
+def test_edit_that_would_change_more_is_refused(tmp_path, monkeypatch):
+    path = _copy(tmp_path, DATA / "toolkit-1.17-debian.toml")
+    original = path.read_bytes()
+    # a scanner bug that uncomments the wrong thing must be caught by the re-parse
+    monkeypatch.setattr(tc, "_uncommented", lambda ln: 'debug = "/x"\nmode = "cdi"')
+    with pytest.raises(tc.ConfigEditError, match="change more than"):
+        tc.plan_debug(tc.load_config(str(path)), "hook", True)
+    monkeypatch.setattr(tc, "_uncommented", lambda ln: 'debug = = "/x"')
+    with pytest.raises(tc.ConfigEditError, match="would not parse"):
+        tc.plan_debug(tc.load_config(str(path)), "hook", True)
+    assert path.read_bytes() == original
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(log=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(
+    lambda s: s not in ("", "/dev/null")))
+def test_any_log_path_round_trips(tmp_path, log):
+    path = _copy(tmp_path, DATA / "toolkit-1.13.5-ubuntu.toml")
+    original = path.read_bytes()
+    tc.set_debug(str(path), "runtime", True, log)
+    st_ = tc.load_config(str(path)).status().debug["runtime"]
+    assert st_.enabled and st_.log_path == log
+    assert len(_changed_lines(original, path.read_bytes())) == 1
+    tc.set_debug(str(path), "runtime", False)
+    assert not tc.load_config(str(path)).status().debug["runtime"].enabled
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("text,line,col", [
+    ('[nvidia-container-cli]\nldconfig = "@/sbin/ldconfig"\ndebug = \n', 3, 9),
+    ('[nvidia-container-cli]\n#debug = "x"\n[nvidia-container-cli]\n', 3, None),
+    ('a = "unterminated\n', 1, None),
+])
+def test_malformed_toml_refused_with_line_and_column(tmp_path, text, line, col):
+    path = _copy(tmp_path, text.encode())
+    before = os.stat(path)
+    with pytest.raises(tc.ConfigParseError) as ei:
+        tc.load_config(str(path))
+    e = ei.value
+    assert e.line == line and e.column is not None
+    if col is not None:
+        assert e.column == col
+    assert f"line {e.line}, column {e.column}" in str(e) and str(path) in str(e)
+    assert path.read_bytes() == text.encode() and os.stat(path).st_mtime_ns == before.st_mtime_ns
+    assert not (tmp_path / "config.toml.gpudock-bak").exists()
+
+
+def test_invalid_utf8_refused_with_position(tmp_path):
+    path = _copy(tmp_path, b'a = 1\nb = "\xff"\n')
+    with pytest.raises(tc.ConfigParseError) as ei:
+        tc.load_config(str(path))
+    assert (ei.value.line, ei.value.column) == (2, 6)
+
+
+def test_changed_between_plan_and_apply_is_refused(tmp_path):
+    path = _copy(tmp_path, DATA / "toolkit-1.17-debian.toml")
+    plan = tc.plan_debug(tc.load_config(str(path)), "hook", True)
+    other = path.read_bytes().replace(b'mode = "auto"', b'mode = "cdi"')
+    path.write_bytes(other)  # someone else edits while the confirmation is on screen
+    with pytest.raises(FileChangedError, match="changed by someone else"):
+        tc.apply_plan(plan)
+    assert path.read_bytes() == other
+
+
+def test_missing_config_says_so_and_defaults_can_be_written(tmp_path):
+    path = tmp_path / "etc" / "nvidia-container-runtime" / "config.toml"
+    with pytest.raises(tc.ConfigMissingError, match="does not exist.*gpudock toolkit defaults"):
+        tc.load_config(str(path))
+    tc.write_defaults(str(path), root=str(tmp_path))
+    text = path.read_text()
+    assert 'ldconfig = "@/sbin/ldconfig"' in text  # no /sbin/ldconfig.real under this root
+    body = (DATA / "toolkit-1.17-debian.toml").read_text()
+    assert text == body  # the 1.17 rendering, byte for byte
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    with pytest.raises(tc.ConfigError, match="already exists"):
+        tc.write_defaults(str(path))
+    (tmp_path / "sbin").mkdir()
+    (tmp_path / "sbin" / "ldconfig.real").write_text("")
+    assert 'ldconfig = "@/sbin/ldconfig.real"' in tc.default_config_text(root=str(tmp_path))
+    # and the defaults toggle like the shipped file
+    original = path.read_bytes()
+    tc.set_debug(str(path), "hook", True)
+    tc.set_debug(str(path), "hook", False)
+    assert path.read_bytes() == original
+
+
+# --------------------------------------------------------------------------- locating
+
+
+def test_locate_order(tmp_path):
+    root = tmp_path
+    etc = root / "etc/nvidia-container-runtime/config.toml"
+    xdg = root / "home/op/.config/nvidia-container-runtime/config.toml"
+    env = {"XDG_CONFIG_HOME": "/home/op/.config"}
+    loc = tc.locate_config(root=str(root), environ=env)
+    assert (loc.path, loc.source, loc.exists) == (str(etc), "default", False)
+    etc.parent.mkdir(parents=True)
+    etc.write_text("")
+    assert tc.locate_config(root=str(root), environ=env).source == "default"
+    xdg.parent.mkdir(parents=True)
+    xdg.write_text("")
+    loc = tc.locate_config(root=str(root), environ=env)
+    assert (loc.path, loc.source) == (str(xdg), "XDG_CONFIG_HOME")
+    ctk = root / "opt/ctk.toml"
+    ctk.parent.mkdir()
+    ctk.write_text("")
+    loc = tc.locate_config(root=str(root), environ=env | {"NVIDIA_CTK_CONFIG_FILE_PATH": "/opt/ctk.toml"})
+    assert loc.source == "NVIDIA_CTK_CONFIG_FILE_PATH" and loc.path == str(ctk)
+    loc = tc.locate_config("/some/where.toml", root=str(root), environ=env)
+    assert (loc.path, loc.source, loc.exists) == ("/some/where.toml", "--config", False)
+    assert tc.locate_config(environ={}).path == "/etc/nvidia-container-runtime/config.toml"
