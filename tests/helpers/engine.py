@@ -292,7 +292,7 @@ def make_image(
     `instructions` are extra Dockerfile lines (e.g. 'CMD ["sleep", "1000"]', 'USER nobody').
     Env and labels of the base are inherited (PATH, gpudock-test=1). Returns the image id.
     """
-    client = engine.client if isinstance(engine, Engine) else engine
+    client = getattr(engine, "client", engine)  # an Engine (from either import path) or a DockerClient
     lines = [f"FROM {base}", *_dockerfile_lines(env, labels), *instructions]
     return _build(client, tag, "\n".join(lines) + "\n")
 
