@@ -366,8 +366,9 @@ class PluginServer(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
-    def start_background(self) -> threading.Thread:
-        t = threading.Thread(target=self.serve_forever, name="gpudock-serve", daemon=True)
+    def start_background(self, poll_interval: float = 0.05) -> threading.Thread:
+        """Serve from a daemon thread (tests, the TUI); ``shutdown()`` stops it."""
+        t = threading.Thread(target=self.serve_forever, args=(poll_interval,), name="gpudock-serve", daemon=True)
         t.start()
         return t
 

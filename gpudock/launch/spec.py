@@ -64,6 +64,7 @@ Mode = Literal["legacy", "runtime", "gpus", "cdi"]
 MODES: tuple[str, ...] = ("legacy", "runtime", "gpus", "cdi")
 CAPABILITIES: tuple[str, ...] = ("compute", "compat32", "graphics", "utility", "video", "display", "ngx")
 DEFAULT_CAPABILITIES: tuple[str, ...] = ("compute", "utility")
+GPUS_CAPABILITIES: tuple[str, ...] = ("compute", "compat32", "graphics", "utility", "video", "display")
 DRIVER_VOLUME = "nvidia_driver"
 DRIVER_VOLUME_MOUNT = "/usr/local/nvidia"
 PLUGIN_VOLUME_DRIVER = "nvidia-docker"
@@ -617,7 +618,10 @@ def build_spec(
         gpu_env.append(("NVIDIA_VISIBLE_DEVICES", "all" if selection.all else ",".join(gpu_ids)))
         gpu_env.append(("NVIDIA_DRIVER_CAPABILITIES", ",".join(caps)))
     elif mode == "gpus":
-        extra = () if caps == DEFAULT_CAPABILITIES else caps
+        # Docker's NVIDIA device driver knows these capabilities; "all" and "ngx" are the runtime's words.
+        if "ngx" in caps:
+            raise LaunchError("driver capability 'ngx' cannot be asked for with --gpus; use --mode runtime")
+        extra = () if caps == DEFAULT_CAPABILITIES else GPUS_CAPABILITIES if caps == ("all",) else caps
         cap_list = ((*extra, "gpu"),)
         if selection.all:
             requests.append(GpuRequest(count=-1, capabilities=cap_list))
