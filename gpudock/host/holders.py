@@ -10,9 +10,10 @@ Conflicts (:class:`Conflict` ``kind``):
 * ``shared`` — two or more *running* containers hold the same GPU (MIG: the same MIG device, or
   one of them holds the whole GPU);
 * ``holds-all`` — a running container holds every GPU of a host with more than one;
-* ``no-container`` — a GPU process that runs in no container (a host process);
+* ``no-container`` — a GPU process that runs in no container (a host process; a PID whose
+  ``/proc`` entry cannot be read is shown with ``location == "unreadable"``, not as a conflict);
 * ``foreign-container`` — a GPU process in a container this Docker engine does not know
-  (Kubernetes/containerd, CRI-O, podman, another engine);
+  (Kubernetes/containerd, CRI-O, podman, another engine; not raised while the engine is unreadable);
 * ``unclaimed`` — a process on a GPU its container was not given (``--privileged``, a
   hand-mapped ``/dev/nvidia*`` the rules could not see, a stale claim);
 * ``unresolved`` — a running container asks for a GPU that does not exist on this host.
@@ -41,6 +42,7 @@ __all__ = [
     "build_holders",
 ]
 
+ProcessLocation = Literal["container", "foreign-container", "host", "unreadable"]
 ConflictKind = Literal["shared", "holds-all", "no-container", "foreign-container", "unclaimed", "unresolved"]
 
 
@@ -94,10 +96,14 @@ class HeldProcess:
     command: str | None = None
     mig_uuid: str | None = None
     claimed: bool | None = None
+    # "container": a container this engine knows; "foreign-container": one it does not;
+    # "host": no container; "unreadable": /proc/<pid> gone or not visible (e.g. a simulated host)
+    location: ProcessLocation = "unreadable"
 
     def to_json(self) -> dict:
         return {
             "pid": self.pid,
+            "location": self.location,
             "gpu_uuid": self.gpu_uuid,
             "gpu_index": self.gpu_index,
             "container_id": self.container_id,
@@ -292,6 +298,7 @@ def build_holders(
     :class:`~gpudock.host.procmap.PidMapper` over ``proc_root``). A process whose PID cannot be
     read keeps the container the snapshot already gave it (simulated hosts), else none.
     """
+    docker_ok = docker_status is None or bool(getattr(docker_status, "ok", True))
     mapper = pid_mapper if pid_mapper is not None else PidMapper(proc_root)
     gpus: tuple[Gpu, ...] = snapshot.gpus
     by_uuid = {g.uuid: g for g in gpus if g.uuid}
@@ -343,12 +350,16 @@ def build_holders(
             if hp.container_id and hp.container_id in known:
                 procs_of_container.setdefault(hp.container_id, []).append(hp)
             what = f"PID {p.pid}" + (f" ({p.command})" if p.command else "")
-            if hp.container_id is None:
+            if hp.location == "unreadable":
+                continue
+            if hp.location == "host":
                 conflicts.append(
                     Conflict("no-container", f"{what} on GPU {g.index} runs in no container",
                              g.uuid, g.index, (), p.pid)
                 )
-            elif hp.container_name is None:
+            elif hp.location == "foreign-container":
+                if not docker_ok:  # the engine is unreadable: we cannot tell whose it is
+                    continue
                 conflicts.append(
                     Conflict(
                         "foreign-container",
@@ -445,7 +456,9 @@ def _map_process(
     cp = mapper(p.pid)
     cid: str | None = None
     cpid: int | None = None
+    location = "unreadable"
     if cp is not None:
+        location = "container" if cp.ids else "host"
         depth = next((i for i, x in enumerate(cp.ids) if x in known), None)
         if depth is not None:
             cid = cp.ids[depth]
@@ -459,6 +472,8 @@ def _map_process(
         if cid not in known:
             cid = next((k for k in known if k.startswith(cid)), cid)
     c = known.get(cid) if cid else None
+    if cid is not None:
+        location = "container" if c is not None else "foreign-container"
     claimed: bool | None = None
     if c is not None and g.uuid:
         cls = claims_on.get(g.uuid, {}).get(c.id, ())
@@ -475,6 +490,7 @@ def _map_process(
         command=p.command,
         mig_uuid=p.mig_uuid,
         claimed=claimed,
+        location=location,
     )
 
 

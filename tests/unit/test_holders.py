@@ -127,12 +127,33 @@ def test_process_conflicts():
     assert m.conflicts_for_container(CA) == (unc,)
 
 
-def test_vanished_pid_is_no_container():
+def test_vanished_pid_is_unreadable_not_a_conflict():
     s = snap({0: [GpuProcess(999, 10)]})
     m = build_holders(s, [], pid_mapper=mapper({}))
     p = m.gpu(U(0)).processes[0]
     assert p.container_id is None and p.container_pid is None
-    assert m.conflicts[0].kind == "no-container"
+    assert p.location == "unreadable"
+    assert m.conflicts == ()
+
+
+def test_process_locations():
+    s = snap({0: [GpuProcess(1, 10), GpuProcess(2, 10), GpuProcess(3, 10)]})
+    table = {1: ContainerPid(1, ()), 2: ContainerPid(2, (CA,), (2, 1)), 3: ContainerPid(3, (CX,), (3, 1))}
+    m = build_holders(s, [cont(CA, "a", [cl(0)])], pid_mapper=mapper(table))
+    assert [p.location for p in m.gpu(U(0)).processes] == ["host", "container", "foreign-container"]
+
+
+def test_foreign_not_raised_while_docker_unavailable():
+    class St:
+        ok = False
+
+        def to_json(self):
+            return {"state": "unavailable"}
+
+    s = snap({0: [GpuProcess(3, 10)]})
+    m = build_holders(s, [], pid_mapper=mapper({3: ContainerPid(3, (CX,), (3, 1))}), docker_status=St())
+    assert m.conflicts == ()
+    assert m.to_json()["docker"] == {"state": "unavailable"}
 
 
 def test_snapshot_container_ids_used_when_pid_unreadable():

@@ -1,0 +1,122 @@
+"""``gpudock holders [--json] [--all]``: which container holds each GPU, for scripts.
+
+This module owns the CLI face of :mod:`gpudock.host.holders`: one snapshot of the GPUs (from
+``gpudock.cli.load_snapshot``, real NVML or simulated), one synchronous read of the Docker engine
+(:class:`gpudock.host.docker.DockerWatcher` ``connect()``, no event thread), the join, and either
+a readable report or the JSON shape documented in the README ("gpudock holders --json").
+
+Exit status: 0 all read and no conflicts; 1 conflicts found (listed); 2 NVML or the Docker engine
+could not be read (the report still says what is known and what to do).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+EXIT_OK, EXIT_FINDINGS, EXIT_UNAVAILABLE = 0, 1, 2
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "holders",
+        help="which container holds each GPU (and the processes on it)",
+        description="Per GPU: the containers holding it and how (devices, nvidia runtime env, --gpus, CDI), "
+        "and its processes with host PID, PID in the container and container. Per container: its GPUs. "
+        "Conflicts: shared GPUs, containers holding every GPU, processes outside containers or on GPUs "
+        "their container was not given.",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output (shape in the README)")
+    p.add_argument("--all", action="store_true", help="include stopped and created containers")
+    p.add_argument("--docker-host", metavar="URL", default=None,
+                   help="Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
+    p.set_defaults(func=cmd_holders)
+
+
+def cmd_holders(args) -> int:
+    from gpudock.cli import load_snapshot  # lazily: the CLI module imports the commands
+    from gpudock.host.docker import DockerWatcher
+    from gpudock.host.holders import build_holders, proc_root_for
+
+    snap = load_snapshot(args)
+    watcher = DockerWatcher(getattr(args, "docker_host", None))
+    status = watcher.connect()
+    containers = watcher.snapshot(snap.gpus, all=bool(getattr(args, "all", False)))
+    hmap = build_holders(
+        snap, containers, proc_root=proc_root_for(getattr(args, "root", "/")), docker_status=status
+    )
+    if getattr(args, "json", False):
+        out = hmap.to_json()
+        out["nvml_error"] = snap.nvml_failure.to_json() if snap.nvml_failure else None
+        out["source"] = snap.source
+        print(json.dumps(out, indent=2))
+    else:
+        print(render_holders_text(hmap, snap))
+    if snap.nvml_failure or not status.ok:
+        return EXIT_UNAVAILABLE
+    return EXIT_FINDINGS if hmap.conflicts else EXIT_OK
+
+
+def _mib(v) -> str:
+    return "N/A" if v is None else f"{v} MiB"
+
+
+def render_holders_text(hmap, snap) -> str:
+    lines: list[str] = []
+    st = hmap.docker
+    if st is not None:
+        if st.ok:
+            rts = ", ".join(st.nvidia_runtimes) or "none"
+            lines.append(
+                f"Docker {st.engine_version or '?'} at {st.base_url}: {st.containers} containers, "
+                f"NVIDIA runtimes: {rts}, default runtime: {st.default_runtime}"
+            )
+        else:
+            lines.append(f"Docker unavailable: {st.message}")
+    if snap.nvml_failure:
+        lines.append(f"NVML could not start: {snap.nvml_failure.nvml_text}\n{snap.nvml_failure.message}")
+    lines.append("")
+    for g in hmap.gpus:
+        dev = f"/dev/nvidia{g.minor}" if g.minor is not None else "/dev/nvidia?"
+        head = f"GPU {g.index}  {g.uuid or 'UUID N/A'}  {dev}"
+        if not g.holders and not g.processes:
+            lines.append(f"{head}  free")
+            continue
+        lines.append(head)
+        for h in g.holders:
+            how = ", ".join(h.mechanisms)
+            sel = " ".join(h.selectors)
+            mig = f" MIG {' '.join(h.mig_uuids)}" if h.mig_uuids else ""
+            lines.append(f"    held by {h.name} ({h.short_id}, {h.status}) via {how}: {sel}{mig}")
+        for p in g.processes:
+            if p.container_name:
+                where = f"in {p.container_name} as PID {p.container_pid if p.container_pid is not None else '?'}"
+            elif p.container_id:
+                where = f"in container {p.container_id[:12]} (not known to this Docker engine)"
+            elif p.location == "host":
+                where = "on the host (no container)"
+            else:
+                where = "(/proc entry unreadable: gone, or not visible from here)"
+            flag = "  [not given this GPU]" if p.claimed is False else ""
+            cmd = p.command or "?"
+            lines.append(f"    process PID {p.pid} {where}: {cmd}, {_mib(p.used_memory_mib)}{flag}")
+    if hmap.containers:
+        lines.append("")
+        w = max(4, max(len(c.name) for c in hmap.containers))
+        lines.append(f"{'CONTAINER':<12}  {'NAME':<{w}}  {'STATUS':<10}  {'GPUS':<10}  HOW")
+        for c in hmap.containers:
+            how = ", ".join(dict.fromkeys(m for g in c.gpus for m in g.mechanisms)) or "-"
+            gp = c.label() or "-"
+            if c.unresolved:
+                gp += f" ({len(c.unresolved)} unresolved)"
+            lines.append(f"{c.container.short_id:<12}  {c.name:<{w}}  {c.container.status:<10}  {gp:<10}  {how}")
+    if hmap.conflicts:
+        lines.append("")
+        lines.append("Conflicts:")
+        for c in hmap.conflicts:
+            lines.append(f"  ! [{c.kind}] {c.message}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(EXIT_UNAVAILABLE)
