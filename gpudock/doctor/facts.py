@@ -295,4 +295,19 @@ def gather(root: HostRoot | str = "/", nvml_session=None, docker=None, *, use_do
     f.hook_paths = _try(f, "hook_paths", find_on_path, root, HOOK, path_env, default=())
     if use_docker:
         gather_docker(f, docker)
+        f.dockerd = _engine_first(f.dockerd, docker)
+        path_env = next((d.path_env for d in f.dockerd if d.path_env), None)
+        f.hook_paths = _try(f, "hook_paths", find_on_path, root, HOOK, path_env, default=())
     return f
+
+
+def _engine_first(dockerds: tuple[Dockerd, ...], client) -> tuple[Dockerd, ...]:
+    """Put the dockerd serving ``client`` first: a host can run several (rootless, tests), and the
+    hook on *that* daemon's PATH is what decides --gpus."""
+    api = getattr(client, "api", client)
+    # docker-py keeps the unix socket path on its adapter; base_url is "http+docker://localhost".
+    sock = str(getattr(getattr(api, "_custom_adapter", None), "socket_path", "") or "")
+    if not sock or not dockerds:
+        return dockerds
+    mine = [d for d in dockerds if any(sock in a or (a.startswith("unix://") and a[7:] in sock) for a in d.cmdline)]
+    return tuple(mine) + tuple(d for d in dockerds if d not in mine) if mine else dockerds

@@ -81,8 +81,10 @@ def pick_evidence(f, soname: str) -> Evidence:
 
 def paths_with_version(f, version: str) -> list[str]:
     """Resolved files of NVIDIA driver libraries with ``version`` that the loader does NOT pick."""
-    return sorted({r.resolved for r in records(f)
-                   if r.version == version and not r.loader_pick and not r.dangling and r.resolved})
+    found = {r.resolved for r in records(f)
+             if r.version == version and not r.loader_pick and not r.dangling and r.resolved}
+    # libnvidia-ml and libcuda first: they are what NVML and CUDA load.
+    return sorted(found, key=lambda p: (not p.rsplit("/", 1)[-1].startswith(("libnvidia-ml.", "libcuda.")), p))
 
 
 def resolve_soname(f, soname: str) -> tuple[str, str, str | None] | None:

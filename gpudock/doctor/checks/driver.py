@@ -225,7 +225,7 @@ def stray_driver_libraries(f: HostFacts) -> Finding:
         problems.append(f"{len(by_version)} driver versions: " + "; ".join(parts))
     for (so, arch), rs in sorted(multi.items()):
         problems.append(f"{so} ({rs[0].flag_text}) has {len(rs)} paths: " + ", ".join(
-            f"{r.path}{' (loader picks this)' if r.picked else ''}" for r in rs))
+            f"{r.path}{' (loader picks this)' if r.loader_pick else ''}" for r in rs))
         if len(by_version) <= 1:
             for r in rs:
                 ev.append(Evidence("/etc/ld.so.cache", f"{r.soname} ({r.flag_text}) => {r.path} -> {r.resolved}",
@@ -241,7 +241,10 @@ def stray_driver_libraries(f: HostFacts) -> Finding:
     severity = "warning"
     if kv and len(by_version) > 1:
         # Wrong-suffix files are skipped by libnvidia-container, but the host's own loader may pick them.
-        picked_bad = [r for r in recs if r.picked and r.version and r.version != kv and libview.is_driver_lib(r.soname)]
+        # A soname that carries the full version (libnvidia-glcore.so.470.57.02) is only loaded by the
+        # libraries of that version, so the loader picking it is harmless.
+        picked_bad = [r for r in recs if r.loader_pick and r.version and r.version != kv
+                      and not r.soname.endswith(r.version)]
         if picked_bad:
             severity = "error"
     summary = "; ".join(problems) + "."
