@@ -40,6 +40,7 @@ __all__ = [
     "ldconfig_print",
     "DriverRoot",
     "make_driver_root",
+    "make_many_root",
     "DRIVER_LIBS",
     "ARCHES",
 ]
@@ -253,3 +254,32 @@ def make_driver_root(
         directories=tuple(dirs),
         files={v: tuple(f) for v, f in files.items()},
     )
+
+
+def make_many_root(
+    tmp: str | os.PathLike[str], n: int = 2000, *, directory: str = "/usr/lib/many", fmt: str = "new"
+) -> tuple[str, Path]:
+    """A root whose cache holds ``n`` entries (plus nothing else), for size and speed tests.
+
+    One real library without DT_SONAME, hard-linked ``n`` times as ``libmanyNNNN.so.1``: ldconfig
+    then uses each file name as the soname, so ``n`` entries cost one gcc run. Returns (root, cache).
+    """
+    require_tools()
+    key = ("x86-64", "")
+    src = _built.get(key)
+    if src is None or not src.exists():
+        src = _workdir() / "x86-64-nosoname" / "lib.so"
+        src.parent.mkdir(parents=True, exist_ok=True)
+        _run([_tool("gcc"), "-shared", "-fPIC", "-o", str(src), str(_workdir() / "empty.c")])
+        _built[key] = src
+    root = Path(tmp)
+    d = root / directory.lstrip("/")
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        dst = d / f"libmany{i:05d}.so.1"
+        try:
+            os.link(src, dst)
+        except OSError:  # another filesystem: copy instead
+            shutil.copyfile(src, dst)
+    write_ld_so_conf(root, [directory])
+    return str(root), run_ldconfig(root, fmt)
