@@ -207,10 +207,13 @@ def _scan_value(s: str, i: int, depth: int, ml: str | None) -> tuple[int, str | 
                 j += 1
             if j >= n:
                 return depth, ml
-            # up to two more quotes right before the delimiter belong to the string
+            # a delimiter may be followed by up to two more quotes, which belong to the string
+            # ('"""a""""' is 'a"'); the closing delimiter is the last three
             j += 3
-            while j < n and s[j] == ml[0] and j - i < 5 + 3:
+            extra = 0
+            while j < n and s[j] == ml[0] and extra < 2:
                 j += 1
+                extra += 1
             i, ml = j, None
             continue
         c = s[i]

@@ -431,3 +431,65 @@ def test_locate_order(tmp_path):
     loc = tc.locate_config("/some/where.toml", root=str(root), environ=env)
     assert (loc.path, loc.source, loc.exists) == ("/some/where.toml", "--config", False)
     assert tc.locate_config(environ={}).path == "/etc/nvidia-container-runtime/config.toml"
+
+
+# --------------------------------------------------------------------------- fuzzing the line scanner
+
+# Pieces that a line-based editor easily gets wrong; {n} makes every key unique.
+_PIECES = [
+    'k{n} = """\n[nvidia-container-cli]\n#debug = "/in/a/string"\n"""',
+    "k{n} = '''\n[nvidia-container-runtime]\n#debug = '/in/a/literal'\n'''",
+    'k{n} = """a""""',
+    'k{n} = "a \\" [x] # not a comment"',
+    "k{n} = 'C:\\dir\\'",
+    'k{n} = [\n  ["nvidia-container-cli"],\n[ "debug" ],\n  "]", \'[\',\n]',
+    'k{n} = {{ a = "[", b = [1, 2] }}',
+    '"quoted.key{n}" = 1',
+    "'lit key{n}'.sub = true",
+    'k{n}.debug = "/dotted/not/ours"',
+    '#debug = "/a/comment/in/the/wrong/place"',
+    '# a comment with = signs and [brackets] in it',
+    '',
+    '    k{n} = 2  # indented',
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    before=st.lists(st.sampled_from(_PIECES), max_size=5),
+    # (two commented debug lines in the target table is a choice, tested above, not a trap)
+    inside=st.lists(st.sampled_from([p for p in _PIECES if not p.startswith("#debug")]), max_size=5),
+    after=st.lists(st.sampled_from(_PIECES), max_size=5),
+    debug_at=st.integers(0, 5),
+    component=st.sampled_from(["hook", "runtime"]),
+    other_first=st.booleans(),
+    crlf=st.booleans(),
+)
+def test_fuzz_only_the_debug_line_changes(tmp_path, before, inside, after, debug_at, component,
+                                          other_first, crlf):
+    table = tc.DEBUG_TABLES[component]
+    other = tc.DEBUG_TABLES["runtime" if component == "hook" else "hook"]
+    counter = iter(range(1000))
+
+    def render(pieces):
+        return [p.format(n=next(counter)) for p in pieces]
+
+    body = render(inside)
+    body.insert(min(debug_at, len(body)), '#debug = "/var/log/target.log"')
+    other_table = [f"[{other}]", *render(after), '#debug = "/var/log/other.log"']
+    target_table = [f"[{table}]", *body]
+    tables = other_table + target_table if other_first else target_table + other_table
+    text = "\n".join(render(before) + tables) + "\n"
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    tomllib.loads(text)  # the generator only makes valid TOML
+    path = _copy(tmp_path, text.encode())
+    original = path.read_bytes()
+    plan = tc.set_debug(str(path), component, True)
+    assert plan.action == "uncomment" and plan.new_line == 'debug = "/var/log/target.log"'
+    assert len(_changed_lines(original, path.read_bytes())) == 1
+    s = tc.load_config(str(path)).status()
+    assert s.debug[component].enabled and s.debug[component].log_path == "/var/log/target.log"
+    assert not s.debug["runtime" if component == "hook" else "hook"].enabled
+    tc.set_debug(str(path), component, False)
+    assert path.read_bytes() == original
