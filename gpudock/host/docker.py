@@ -384,6 +384,7 @@ class DockerWatcher:
         default_rt = info.get("DefaultRuntime") or "runc"
         api = client.api
         ids = [c["Id"] for c in api.containers(all=True, trunc=False)]
+        self._listed(ids)
 
         def inspect(cid: str):
             try:
@@ -420,6 +421,10 @@ class DockerWatcher:
             containers=len(entries),
         )
         self._ready.set()
+
+    def _listed(self, ids: list[str]) -> None:
+        """Called between listing and inspecting during a cold build (a seam for tests: a container
+        removed right here must be dropped, not crash the build)."""
 
     def _reinspect(self, client, cid: str) -> None:
         try:
