@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 __all__ = ["CudaRequirement", "image_cuda_requirement", "check", "parse_version", "driver_branch_cuda"]
 
-_TERM = re.compile(r"^\s*([A-Za-z]+)\s*(>=|<=|!=|==|=|<|>)\s*(\S+?)\s*$")
+_TERM = re.compile(r"^\s*([A-Za-z]+)\s*(>=|<=|!=|==|=|<|>)\s*([A-Za-z0-9][A-Za-z0-9._\-]*)\s*$")
 _TRUE = {"1", "t", "true", "y", "yes", "on"}
 
 
