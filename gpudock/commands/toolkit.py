@@ -14,6 +14,7 @@ import sys
 from gpudock.toolkit import config as tkconfig
 from gpudock.toolkit import daemon_json as dj
 from gpudock.toolkit.atomic import AtomicWriteError
+from gpudock.toolkit.overview import overview
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -54,39 +55,12 @@ def docker_info(timeout: float = 3.0) -> tuple[dict | None, str | None]:
 
 def collect_status(args) -> tuple[dict, list[str]]:
     """The JSON status document and the list of errors (files that cannot be used)."""
-    errors: list[str] = []
-    loc = tkconfig.locate_config(args.config, root=_root(args))
-    cfg_out: dict = {"path": loc.path, "source": loc.source, "exists": loc.exists, "error": None,
-                     "settings": None, "debug": None}
-    if loc.exists:
-        try:
-            st = tkconfig.load_config(loc.path).status()
-            cfg_out.update(settings=st.to_json()["settings"], debug=st.to_json()["debug"])
-        except (tkconfig.ConfigError, AtomicWriteError) as e:
-            cfg_out["error"] = str(e)
-            errors.append(str(e))
-    else:
-        cfg_out["error"] = (f"{loc.path} does not exist; `gpudock toolkit defaults --config {loc.path}` "
-                            "writes the toolkit's defaults")
-
-    dpath = _daemon_json_path(args)
-    doc = None
-    try:
-        doc = dj.load_daemon_json(dpath)
-        dj_out = doc.to_json() | {"error": None}
-    except (dj.DaemonJsonError, AtomicWriteError) as e:
-        dj_out = {"path": dpath, "exists": True, "error": str(e)}
-        errors.append(str(e))
-
     if getattr(args, "no_engine", False):
-        engine = {"reachable": False, "error": "not asked (--no-engine)"}
+        info, ierr = None, "not asked (--no-engine)"
     else:
         info, ierr = docker_info()
-        if info is None:
-            engine = {"reachable": False, "error": ierr}
-        else:
-            engine = {"reachable": True, "error": None} | dj.engine_runtimes(info, "nvidia", doc).to_json()
-    return {"config": cfg_out, "daemon_json": dj_out, "engine": engine}, errors
+    return overview(config=args.config, daemon_json=args.daemon_json, root=_root(args),
+                    docker_info=info, docker_error=ierr)
 
 
 def _onoff(d: dict) -> str:
@@ -167,6 +141,8 @@ def cmd_debug(args) -> int:
     except (tkconfig.ConfigError, AtomicWriteError) as e:
         return _err(str(e))
     print(plan.describe())
+    if plan.note:
+        print(f"note: {plan.note}")
     if not plan.changed:
         return EXIT_OK
     if not args.yes and not _confirm("Write this change?"):

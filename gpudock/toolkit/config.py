@@ -39,6 +39,8 @@ DEFAULT_DEBUG_LOGS: dict[str, str] = {
     "hook": "/var/log/nvidia-container-toolkit.log",
     "runtime": "/var/log/nvidia-container-runtime.log",
 }
+# The paths the toolkit ships on its commented debug lines (the hook-era one included).
+_SHIPPED_DEBUG_PATHS = frozenset(DEFAULT_DEBUG_LOGS.values()) | {"/var/log/nvidia-container-runtime-hook.log"}
 # What the toolkit uses for debug when the key is unset: nothing for the CLI, /dev/null for the runtime.
 _DEBUG_OFF_VALUES = ("", "/dev/null")
 
@@ -451,7 +453,7 @@ class ToolkitConfig:
     def _commented_lines(self, keypath: tuple[str, ...]) -> list[_Line]:
         return [ln for ln in self.lines if ln.ckey == keypath and not ln.array_table]
 
-    def setting(self, name: str, keypath: tuple[str, ...], default: Any) -> Setting:
+    def setting(self, keypath: tuple[str, ...], default: Any) -> Setting:
         present, value = _lookup(self.data, keypath)
         commented = self._commented_lines(keypath)
         cval = commented[0].cvalue if commented else None
@@ -466,13 +468,13 @@ class ToolkitConfig:
     def debug_status(self, component: str) -> DebugStatus:
         table = DEBUG_TABLES[component]
         default = "" if component == "hook" else "/dev/null"
-        s = self.setting("debug", (table, "debug"), default)
+        s = self.setting((table, "debug"), default)
         enabled = s.state == "set" and isinstance(s.value, str) and s.value not in _DEBUG_OFF_VALUES
         cpath = s.commented_value if isinstance(s.commented_value, str) else None
         return DebugStatus(component, table, enabled, s.value if enabled else None, s.state, s.line, cpath)
 
     def status(self) -> ConfigStatus:
-        settings = {name: self.setting(name, kp, d) for name, kp, d in _SETTINGS}
+        settings = {name: self.setting(kp, d) for name, kp, d in _SETTINGS}
         debug = {c: self.debug_status(c) for c in DEBUG_TABLES}
         return ConfigStatus(self.path, settings, debug)
 
@@ -567,9 +569,20 @@ class EditPlan:
             return f"{self.path} line {self.line}: add {self.new_line!r}{head}"
         return f"{self.path} line {self.line}: {self.old_line!r} -> {self.new_line!r}"
 
+    @property
+    def note(self) -> str | None:
+        """A warning worth showing with the confirmation, or None."""
+        if self.changed and self.enable and self.log_path in _SHIPPED_DEBUG_PATHS:
+            return (
+                "toolkit packages 1.14-1.19 comment a debug key that holds its default path out again "
+                "when they re-render config.toml on upgrade; a non-default --path survives that"
+            )
+        return None
+
     def to_json(self) -> dict:
         return {
             "path": self.path,
+            "note": self.note,
             "component": self.component,
             "table": self.table,
             "key": self.key,

@@ -493,3 +493,12 @@ def test_fuzz_only_the_debug_line_changes(tmp_path, before, inside, after, debug
     assert not s.debug["runtime" if component == "hook" else "hook"].enabled
     tc.set_debug(str(path), component, False)
     assert path.read_bytes() == original
+
+
+def test_plan_notes_the_upgrade_trap_for_default_paths(tmp_path):
+    path = _copy(tmp_path, DATA / "toolkit-1.17-debian.toml")
+    cfg = tc.load_config(str(path))
+    assert "1.14-1.19" in tc.plan_debug(cfg, "hook", True).note
+    assert tc.plan_debug(cfg, "hook", True, "/var/log/gpudock-hook-debug.log").note is None
+    assert tc.plan_debug(cfg, "hook", False).note is None
+    assert tc.plan_debug(cfg, "hook", True).to_json()["note"]
