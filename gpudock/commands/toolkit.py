@@ -7,7 +7,6 @@ failure prints one line to stderr saying what is wrong and what to do, and exits
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -17,10 +16,6 @@ from gpudock.toolkit.atomic import AtomicWriteError
 from gpudock.toolkit.overview import overview
 
 EXIT_OK, EXIT_ERROR = 0, 2
-
-
-class _Fail(Exception):
-    pass
 
 
 def _err(msg: str) -> int:
