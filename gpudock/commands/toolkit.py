@@ -7,6 +7,7 @@ failure prints one line to stderr saying what is wrong and what to do, and exits
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -196,6 +197,14 @@ def cmd_defaults(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _root_option(p) -> None:
+    # The main parser's --root sits on `gpudock` and `gpudock toolkit`; repeat it on the leaves so
+    # that `gpudock toolkit status --root DIR` works too. SUPPRESS: an absent one does not
+    # overwrite the value parsed higher up.
+    p.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
+                   help="read and edit the host's files under DIR; default /")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "toolkit", help="the NVIDIA Container Toolkit's config.toml and Docker's daemon.json",
@@ -210,6 +219,7 @@ def register(subparsers) -> None:
     s.add_argument("--config", metavar="PATH", help="the toolkit's config.toml (default: as the toolkit finds it)")
     s.add_argument("--daemon-json", metavar="PATH", help="Docker's daemon.json (default /etc/docker/daemon.json)")
     s.add_argument("--no-engine", action="store_true", help="do not ask the running Docker engine")
+    _root_option(s)
     s.set_defaults(func=cmd_status)
 
     d = sub.add_parser("debug", help="turn the hook's or the runtime's debug log on or off")
@@ -221,6 +231,7 @@ def register(subparsers) -> None:
     d.add_argument("--path", metavar="LOG", help="log file to write to (default: the path on the shipped line)")
     d.add_argument("--config", metavar="PATH", help="the toolkit's config.toml (default: as the toolkit finds it)")
     d.add_argument("--yes", "-y", action="store_true", help="write without asking")
+    _root_option(d)
     d.set_defaults(func=cmd_debug)
 
     r = sub.add_parser("runtime", help="Docker's runtime registration for the toolkit")
@@ -235,8 +246,10 @@ def register(subparsers) -> None:
                     help="the runtime binary (default: nvidia-container-runtime, found in dockerd's PATH)")
     rr.add_argument("--name", default="nvidia", help="runtime name (default nvidia)")
     rr.add_argument("--json", action="store_true", help="machine-readable output")
+    _root_option(rr)
     rr.set_defaults(func=cmd_runtime_register)
 
     df = sub.add_parser("defaults", help="write the toolkit's default config.toml where there is none")
     df.add_argument("--config", metavar="PATH", help="where to write (default: as the toolkit finds it)")
+    _root_option(df)
     df.set_defaults(func=cmd_defaults)

@@ -125,3 +125,13 @@ def test_main_parser_wires_the_command(files, capsys):
     cfg, dj = files
     assert main(["toolkit", "status", "--json", "--no-engine", "--config", str(cfg), "--daemon-json", str(dj)]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["exists"] is True
+
+
+def test_root_after_the_action(tmp_path, capsys):
+    from gpudock.cli import main
+
+    assert main(["toolkit", "status", "--json", "--no-engine", "--root", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["config"]["path"] == str(tmp_path / "etc/nvidia-container-runtime/config.toml")
+    assert main(["--root", str(tmp_path), "toolkit", "status", "--json", "--no-engine"]) == 0
+    assert json.loads(capsys.readouterr().out)["daemon_json"]["path"] == str(tmp_path / "etc/docker/daemon.json")
