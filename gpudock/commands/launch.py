@@ -79,28 +79,12 @@ def cmd_args(args) -> int:
     return EXIT_OK
 
 
-def _ensure_driver_volume(args, client, spec) -> None:
-    """Legacy launches need nvidia_driver_<version>; build it like the plugin did on first use."""
-    import docker.errors
-
-    from gpudock.host.root import HostRoot
-    from gpudock.launch.volume import DEFAULT_VOLUME_DIR, build_driver_volume, ensure_docker_volume
-
-    try:
-        client.volumes.get(spec.driver_volume)
-        return
-    except docker.errors.NotFound:
-        pass
-    root = HostRoot(getattr(args, "root", "/") or "/")
-    vol = build_driver_volume(root, root.path(DEFAULT_VOLUME_DIR), spec.driver_volume.rsplit("_", 1)[1])
-    ensure_docker_volume(client, vol, host_path=f"{DEFAULT_VOLUME_DIR}/nvidia_driver/{vol.version}")
-    print(f"gpudock: built driver volume {vol.name} ({len(vol.files)} files) at {vol.path}", file=sys.stderr)
-
-
 def cmd_run(args) -> int:
     import docker
 
+    from gpudock.host.root import HostRoot
     from gpudock.launch.run import first_logs, launch
+    from gpudock.launch.volume import ensure_driver_volume
 
     gpus = args.gpu or ([os.environ["NV_GPU"]] if os.environ.get("NV_GPU") else [])
     try:
@@ -109,7 +93,10 @@ def cmd_run(args) -> int:
                      env=args.env or ())
         client = docker.from_env()
         if spec.mode == "legacy":
-            _ensure_driver_volume(args, client, spec)
+            vol = ensure_driver_volume(client, HostRoot(getattr(args, "root", "/") or "/"), spec.driver_volume)
+            if vol is not None:
+                print(f"gpudock: built driver volume {vol.name} ({len(vol.files)} files) at {vol.path}",
+                      file=sys.stderr)
         container, warnings = launch(client, spec, snap, force=args.force)
     except (LaunchError, SelectionError) as e:
         return _err(str(e))

@@ -49,6 +49,7 @@ __all__ = [
     "VolumeFile",
     "build_driver_volume",
     "ensure_docker_volume",
+    "ensure_driver_volume",
     "kernel_module_version",
 ]
 
@@ -232,3 +233,21 @@ def ensure_docker_volume(client, volume: DriverVolume, host_path: str | None = N
         driver_opts={"type": "none", "o": "bind", "device": device},
         labels={"gpudock.driver-volume": volume.version},
     )
+
+
+def ensure_driver_volume(client, root: HostRoot, volume_name: str, volume_dir: str = DEFAULT_VOLUME_DIR):
+    """Make sure the Docker volume ``volume_name`` (``nvidia_driver_<version>``) exists, building it
+    on first use as the plugin did: the files under ``root.path(volume_dir)``, the volume bound to
+    ``volume_dir`` as the Docker host names it. Returns the :class:`DriverVolume` built, or None
+    when the volume was already there."""
+    import docker.errors
+
+    try:
+        client.volumes.get(volume_name)
+        return None
+    except docker.errors.NotFound:
+        pass
+    version = volume_name.rpartition("_")[2]
+    vol = build_driver_volume(root, root.path(volume_dir), version)
+    ensure_docker_volume(client, vol, host_path=f"{volume_dir.rstrip('/')}/nvidia_driver/{vol.version}")
+    return vol
