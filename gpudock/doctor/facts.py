@@ -288,6 +288,8 @@ def gather(root: HostRoot | str = "/", nvml_session=None, docker=None, *, use_do
         f.nvml_library = nvml_library
         f.nvml = _try(f, "nvml", nvml_session.snapshot, False)
     f.dockerd = _try(f, "dockerd", find_dockerd, root, f.boot_time, default=())
+    if use_docker and docker is not None:
+        f.dockerd = _engine_first(f.dockerd, docker)
     f.daemon_json = _try(f, "daemon_json", read_json_file, root, _daemon_json_path(f.dockerd))
     f.toolkit_config = _try(f, "toolkit_config", read_toml_file, root, TOOLKIT_CONFIG)
     f.cdi_specs = _try(f, "cdi_specs", read_cdi_specs, root, default=())
@@ -295,9 +297,6 @@ def gather(root: HostRoot | str = "/", nvml_session=None, docker=None, *, use_do
     f.hook_paths = _try(f, "hook_paths", find_on_path, root, HOOK, path_env, default=())
     if use_docker:
         gather_docker(f, docker)
-        f.dockerd = _engine_first(f.dockerd, docker)
-        path_env = next((d.path_env for d in f.dockerd if d.path_env), None)
-        f.hook_paths = _try(f, "hook_paths", find_on_path, root, HOOK, path_env, default=())
     return f
 
 

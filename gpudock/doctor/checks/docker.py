@@ -72,6 +72,13 @@ def container_runtime(f: HostFacts) -> Finding:
     else:
         info = f.docker_info or {}
         engine_names = nvidia_runtimes(info.get("Runtimes"))
+        rt = info.get("Runtimes") or {}
+        if "nvidia" in rt and "nvidia" not in engine_names:
+            # Registered under the usual name but pointing elsewhere: '--runtime=nvidia' starts
+            # containers, just without the NVIDIA hook (NVIDIA_VISIBLE_DEVICES then does nothing).
+            path = (rt.get("nvidia") or {}).get("path")
+            notes.append(f"the engine's runtime 'nvidia' runs {path}, not nvidia-container-runtime, so "
+                         f"'--runtime=nvidia' containers get no GPU")
         ev.append(Evidence("docker info", f"Runtimes: {', '.join(sorted(info.get('Runtimes') or {}))}; "
                            f"DefaultRuntime: {info.get('DefaultRuntime')}",
                            ", ".join(sorted(engine_names)) or None))
@@ -103,9 +110,10 @@ def container_runtime(f: HostFacts) -> Finding:
     if dj_names and not unreachable and not engine_names:
         notes.append(f"{dj.path} registers {', '.join(sorted(dj_names))} but the running engine does not know it: "
                      f"dockerd was not restarted after the edit, or it reads another config file")
+    remarks = []
     if engine_names and not dj_names and dj is not None and dj.text is not None:
-        notes.append("the engine knows an NVIDIA runtime that daemon.json does not list (a dockerd flag or a "
-                     "systemd drop-in registers it)")
+        remarks.append("The engine knows an NVIDIA runtime that daemon.json does not list (a dockerd flag or a "
+                       "systemd drop-in registers it).")
     gpus_txt = ("'docker run --gpus' will work: " + f"{HOOK} is at {hook}") if gpus_ok else (
         "'docker run --gpus' will fail with 'could not select device driver \"\" with capabilities: [[gpu]]': "
         + (notes[0] if notes and "after dockerd started" in notes[0] else f"{HOOK} is not on dockerd's PATH"))
@@ -116,6 +124,8 @@ def container_runtime(f: HostFacts) -> Finding:
     summary = f"{gpus_txt}. {rt_txt}."
     if notes:
         summary += " " + "; ".join(n[0].upper() + n[1:] for n in notes if n not in gpus_txt) + "."
+    if remarks:
+        summary += " " + " ".join(remarks)
     if unreachable:
         summary += f" ({unreachable[0].upper() + unreachable[1:]}.)"
     data = {"gpus_flag": gpus_ok, "runtime": runtime_ok, "runtimes": names, "hook": hook}
