@@ -252,3 +252,107 @@ def test_a_crashing_check_becomes_info(tmp_path, monkeypatch):
     monkeypatch.setattr(checks, "CHECKS", (("uvm", boom),) + checks.CHECKS[1:])
     fs = run_checks(gather(HostRoot(root), use_docker=False))
     assert fs[0].id == "uvm" and fs[0].severity == "info" and "RuntimeError: bug" in fs[0].summary
+
+
+# -- toolkit-side findings on test roots ------------------------------------------------------------
+
+from helpers.libroot import add_lib, run_ldconfig  # noqa: E402
+
+
+def _toolkit_lib(root, version):
+    add_lib(root, LIB, f"libnvidia-container.so.{version}", "libnvidia-container.so.1")
+    run_ldconfig(root, "new")
+
+
+def test_cgroup_v2_with_old_libnvidia_container(tmp_path):
+    root = healthy(tmp_path)
+    _toolkit_lib(root, "1.7.0")
+    K.write(root, "/sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
+    _, fs = run(root)
+    f = fs["cgroup-v2-old-toolkit"]
+    assert f.severity == "error"
+    assert [e.value for e in f.evidence if e.source == "/sys/fs/cgroup/cgroup.controllers"] == ["cgroup v2"]
+    assert [e.value for e in f.evidence if e.source == "/etc/ld.so.cache"] == ["1.7.0"]
+    assert "cgroup subsystem devices not found" in f.summary
+    # The toolkit library is not a driver library: no stray finding because of it.
+    assert fs["stray-driver-libraries"].severity == "ok"
+
+
+def test_cgroup_v2_with_new_toolkit_and_v1(tmp_path):
+    root = healthy(tmp_path)
+    _toolkit_lib(root, "1.13.5")
+    K.write(root, "/sys/fs/cgroup/cgroup.controllers", "cpu memory\n")
+    _, fs = run(root)
+    assert fs["cgroup-v2-old-toolkit"].severity == "ok"
+    os.unlink(root / "sys/fs/cgroup/cgroup.controllers")
+    _toolkit_lib(root, "1.7.0")
+    _, fs = run(root)
+    assert fs["cgroup-v2-old-toolkit"].severity == "ok" and "cgroup v1" in fs["cgroup-v2-old-toolkit"].title
+
+
+CDI = """---
+cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: "0"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+containerEdits:
+  deviceNodes:
+  - path: /dev/nvidia-uvm
+    major: {uvm}
+    minor: 0
+  - path: /dev/nvidiactl
+  mounts:
+  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.{v}
+    containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.{v}
+    options: [ro, nosuid, nodev, bind]
+"""
+
+
+def test_cdi_spec_current(tmp_path):
+    root = healthy(tmp_path)
+    K.write(root, "/etc/cdi/nvidia.yaml", CDI.format(uvm=511, v="535.129.03"))
+    _, fs = run(root)
+    assert fs["cdi-spec-stale"].severity == "ok", fs["cdi-spec-stale"].summary
+
+
+def test_cdi_spec_stale_after_upgrade_and_reboot(tmp_path):
+    root = healthy(tmp_path)
+    K.write(root, "/var/run/cdi/nvidia.yaml", CDI.format(uvm=507, v="535.104.05"))
+    K.write(root, "/etc/nvidia-container-runtime/config.toml", '[nvidia-container-runtime]\nmode = "cdi"\n')
+    _, fs = run(root)
+    f = fs["cdi-spec-stale"]
+    assert f.severity == "error"  # CDI mode: every GPU container uses this spec
+    assert "generated for driver 535.104.05, the loaded module is 535.129.03" in f.summary
+    assert "/dev/nvidia-uvm as 507:0, the node is 511:0" in f.summary
+    vals = {(e.line, e.value) for e in f.evidence if e.source == "/var/run/cdi/nvidia.yaml"}
+    assert ("hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.104.05", "missing") in vals
+    assert ("deviceNodes: /dev/nvidia-uvm 507:0", "511:0") in vals
+    assert "nvidia-ctk cdi generate" in f.fix
+
+
+def test_cdi_mode_without_spec(tmp_path):
+    root = healthy(tmp_path)
+    K.write(root, "/etc/nvidia-container-runtime/config.toml", '[nvidia-container-runtime]\nmode = "cdi"\n')
+    _, fs = run(root)
+    f = fs["cdi-spec-stale"]
+    assert f.severity == "warning" and "unresolvable CDI devices" in f.summary
+    assert [e.value for e in f.evidence if e.source == "/etc/nvidia-container-runtime/config.toml"] == ["cdi"]
+
+
+def test_absolute_symlinks_resolve_inside_the_root(tmp_path):
+    # A host copied with absolute soname links (as some installers make them): resolved inside
+    # the root, never against this machine's /usr.
+    root = tmp_path / "host"
+    make_driver_root(root, {"535.129.03": [LIB]})
+    link = root / LIB.lstrip("/") / "libnvidia-ml.so.1"
+    link.unlink()
+    link.symlink_to(f"{LIB}/libnvidia-ml.so.535.129.03")
+    K.kernel(root, "535.104.05")
+    K.module_ko(root, "535.129.03")
+    _, fs = run(root)
+    f = fs["driver-library-mismatch"]
+    assert f.data["pending_reboot"] is True
+    assert any(e.line.endswith(f"-> {LIB}/libnvidia-ml.so.535.129.03") for e in f.evidence)
