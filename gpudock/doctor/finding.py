@@ -31,8 +31,11 @@ class Evidence:
         return {"source": self.source, "line": self.line, "value": self.value}
 
     def __str__(self) -> str:
-        v = "" if self.value is None else f" -> {self.value}"
-        return f"{self.source}: {self.line if self.line is not None else '(not readable)'}{v}"
+        line = self.line if self.line is not None else "(absent or not readable)"
+        # Show the extracted value only when the line does not already say it.
+        v = "" if self.value is None or (self.line is not None and self.line.rstrip().endswith(self.value)) \
+            else f"  [{self.value}]"
+        return f"{self.source}: {line}{v}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,8 +94,8 @@ def container_runtime(f: HostFacts) -> Finding:
         return Finding(fid, "info", "No Docker engine here",
                        f"No dockerd process, no {dj.path if dj else '/etc/docker/daemon.json'}, and "
                        f"{unreachable}. " + (f"{HOOK} is at {hook}." if hook else f"{HOOK} is not installed."),
-                       tuple(ev), "Install Docker and nvidia-container-toolkit if this host should run GPU containers; "
-                       + CONFIGURE_FIX)
+                       tuple(ev), "If this host should run GPU containers: install Docker, then " + CONFIGURE_FIX[0].lower()
+                       + CONFIGURE_FIX[1:])
     gpus_ok = bool(hook)
     if hook and dockerd and dockerd.started:
         try:

@@ -101,7 +101,7 @@ def nvml_init(f: HostFacts) -> Finding:
                    "'Key was rejected', a blacklist, or nouveau). Then 'nvidia-modprobe -u -c=0' for uvm.")
         if not f.root.is_live:
             why += f" (Read under root {f.root.root}; the kernel module state is that root's /proc.)"
-    elif fail.code == 18:  # LIB_RM_VERSION_MISMATCH
+    elif fail.code in (13, 18):  # FUNCTION_NOT_FOUND (an older library), LIB_RM_VERSION_MISMATCH
         ev += module_evidence(f)
         for so in KEY_SONAMES:
             ev.append(libview.pick_evidence(f, so))
@@ -220,16 +220,20 @@ def stray_driver_libraries(f: HostFacts) -> Finding:
         for v, rs in sorted(by_version.items()):
             dirs = sorted({r.path.rsplit("/", 1)[0] for r in rs})
             parts.append(f"{v} in {', '.join(dirs)}")
-            for r in rs[:6]:
+            # libnvidia-ml and libcuda first: they decide NVML and CUDA; then a few others.
+            for r in sorted(rs, key=lambda r: (r.soname not in KEY_SONAMES, r.soname))[:4]:
                 ev.append(Evidence("/etc/ld.so.cache", f"{r.soname} ({r.flag_text}) => {r.path} -> {r.resolved}", v))
         problems.append(f"{len(by_version)} driver versions: " + "; ".join(parts))
-    for (so, arch), rs in sorted(multi.items()):
+    multi_sorted = sorted(multi.items(), key=lambda kv: (kv[0][0] not in KEY_SONAMES, kv[0]))
+    for (so, arch), rs in multi_sorted[:3]:
         problems.append(f"{so} ({rs[0].flag_text}) has {len(rs)} paths: " + ", ".join(
-            f"{r.path}{' (loader picks this)' if r.loader_pick else ''}" for r in rs))
+            f"{r.path}{' (the loader picks this)' if r.loader_pick else ''}" for r in rs))
         if len(by_version) <= 1:
             for r in rs:
                 ev.append(Evidence("/etc/ld.so.cache", f"{r.soname} ({r.flag_text}) => {r.path} -> {r.resolved}",
                                    r.version))
+    if len(multi_sorted) > 3:
+        problems.append(f"{len(multi_sorted) - 3} more sonames have several paths (see 'gpudock libs')")
     for r in dangling:
         problems.append(f"dangling link {r.path} -> {r.resolved} (in {r.path.rsplit('/', 1)[0]})")
         ev.append(Evidence(r.path, f"symlink to {r.resolved} (missing)", None))
