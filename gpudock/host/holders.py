@@ -25,9 +25,11 @@ Stopped containers (with ``--all``) are listed with what they would hold, and ta
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, replace
 from typing import Callable, Literal, Sequence
 
+from gpudock.host.claims import gpu_key
 from gpudock.host.procmap import ContainerPid, PidMapper
 from gpudock.model import Claim, Container, Gpu, GpuProcess, HostSnapshot
 
@@ -284,28 +286,48 @@ def _overlap(a: Holder, b: Holder) -> bool:
     return bool(set(a.mig_uuids) & set(b.mig_uuids))
 
 
-def build_holders(
-    snapshot: HostSnapshot,
-    containers: Sequence[Container],
-    *,
-    pid_mapper: Callable[[int], ContainerPid | None] | None = None,
-    proc_root: str = "/proc",
-    docker_status: object | None = None,
-) -> HoldersMap:
-    """Join GPUs, containers and GPU processes into a :class:`HoldersMap`.
+@dataclass(frozen=True, slots=True)
+class _Static:
+    """The part of the map that depends only on the containers and the GPU list (not on the
+    processes): computed once per (containers tuple, GPU key) and reused by steady refreshes."""
 
-    ``pid_mapper`` maps a host PID to :class:`ContainerPid` (default: a fresh
-    :class:`~gpudock.host.procmap.PidMapper` over ``proc_root``). A process whose PID cannot be
-    read keeps the container the snapshot already gave it (simulated hosts), else none.
-    """
-    docker_ok = docker_status is None or bool(getattr(docker_status, "ok", True))
-    mapper = pid_mapper if pid_mapper is not None else PidMapper(proc_root)
-    gpus: tuple[Gpu, ...] = snapshot.gpus
+    known: dict
+    claims_on: dict  # gpu uuid → container id → [Claim]
+    holders_of: dict  # gpu uuid → tuple[Holder]
+    gpu_conflicts: dict  # gpu uuid → tuple[Conflict] (shared)
+    containers: tuple  # tuple[ContainerGpus] without processes
+    position: dict  # container id → index in containers
+    conflicts: tuple  # shared, holds-all, unresolved
+
+
+_STATIC_CACHE: list = []  # [(containers tuple, gpu key, _Static)], most recent first
+_STATIC_CACHE_SIZE = 4
+_static_lock = threading.Lock()
+
+
+def _static_for(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _Static:
+    if not isinstance(containers, tuple):
+        return _build_static(containers, gpus)
+    key = gpu_key(gpus)
+    with _static_lock:
+        for i, (cs, k, st) in enumerate(_STATIC_CACHE):
+            if cs is containers and k == key:
+                if i:
+                    _STATIC_CACHE.insert(0, _STATIC_CACHE.pop(i))
+                return st
+    st = _build_static(containers, gpus)
+    with _static_lock:
+        _STATIC_CACHE.insert(0, (containers, key, st))
+        del _STATIC_CACHE[_STATIC_CACHE_SIZE:]
+    return st
+
+
+def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _Static:
     by_uuid = {g.uuid: g for g in gpus if g.uuid}
     known = {c.id: c for c in containers}
 
     # --- claims → per GPU holders, per container GPUs
-    claims_on: dict[str, dict[str, list[Claim]]] = {}  # gpu uuid → container id → claims
+    claims_on: dict[str, dict[str, list[Claim]]] = {}
     unresolved: dict[str, list[Claim]] = {}
     for c in containers:
         for cl in c.claims:
@@ -323,7 +345,6 @@ def build_holders(
         hs = []
         for cid, cls in per.items():
             c = known[cid]
-            migs = _uniq(cl.mig_uuid for cl in cls)
             hs.append(
                 Holder(
                     container_id=cid,
@@ -331,18 +352,104 @@ def build_holders(
                     status=c.status,
                     mechanisms=_uniq(cl.mechanism for cl in cls),
                     selectors=_uniq(cl.selector for cl in cls),
-                    mig_uuids=migs,
+                    mig_uuids=_uniq(cl.mig_uuid for cl in cls),
                     whole=any(cl.mig_uuid is None for cl in cls),
                 )
             )
         hs.sort(key=lambda h: (not h.running, h.name))
         holders_of[uuid] = tuple(hs)
 
+    conflicts: list[Conflict] = []
+    gpu_conflicts: dict[str, tuple[Conflict, ...]] = {}
+    for g in gpus:
+        running = [h for h in holders_of.get(g.uuid, ()) if h.running] if g.uuid else []
+        if len(running) < 2:
+            continue
+        clash: set[str] = set()
+        for i, h in enumerate(running):
+            for o in running[i + 1:]:
+                if _overlap(h, o):
+                    clash.add(h.container_id)
+                    clash.add(o.container_id)
+        if clash:
+            names = [h.name for h in running if h.container_id in clash]
+            c = Conflict(
+                "shared",
+                f"GPU {g.index} is held by {len(names)} running containers: {', '.join(names)}",
+                g.uuid, g.index, tuple(h.container_id for h in running if h.container_id in clash),
+            )
+            gpu_conflicts[g.uuid] = (c,)
+            conflicts.append(c)
+
+    n_gpus = len(by_uuid)
+    cont_out = []
+    for c in containers:
+        refs = []
+        if c.claims:
+            for g in gpus:
+                cls = claims_on.get(g.uuid, {}).get(c.id) if g.uuid else None
+                if cls:
+                    refs.append(
+                        GpuRef(g.uuid, g.index, g.minor, _uniq(cl.mechanism for cl in cls),
+                               _uniq(cl.mig_uuid for cl in cls))
+                    )
+        holds_all = n_gpus > 1 and len(refs) == n_gpus
+        bad = tuple(unresolved.get(c.id, ()))
+        cont_out.append(ContainerGpus(container=c, gpus=tuple(refs), processes=(), unresolved=bad,
+                                      holds_all=holds_all))
+        if c.running and holds_all:
+            conflicts.append(
+                Conflict("holds-all", f"container {c.name} holds every GPU ({n_gpus})", None, None, (c.id,))
+            )
+        if c.running:
+            for cl in bad:
+                conflicts.append(
+                    Conflict("unresolved", f"container {c.name} asks for {cl.selector!r} ({cl.mechanism}): {cl.error}",
+                             None, None, (c.id,))
+                )
+    return _Static(
+        known=known,
+        claims_on=claims_on,
+        holders_of=holders_of,
+        gpu_conflicts=gpu_conflicts,
+        containers=tuple(cont_out),
+        position={c.id: i for i, c in enumerate(containers)},
+        conflicts=tuple(conflicts),
+    )
+
+
+def build_holders(
+    snapshot: HostSnapshot,
+    containers: Sequence[Container],
+    *,
+    pid_mapper: Callable[[int], ContainerPid | None] | None = None,
+    proc_root: str = "/proc",
+    docker_status: object | None = None,
+) -> HoldersMap:
+    """Join GPUs, containers and GPU processes into a :class:`HoldersMap`.
+
+    ``pid_mapper`` maps a host PID to :class:`ContainerPid` (default: a fresh
+    :class:`~gpudock.host.procmap.PidMapper` over ``proc_root``). A process whose PID cannot be
+    read keeps the container the snapshot already gave it (simulated hosts), else none.
+
+    Everything that depends only on the containers and the GPU list is cached for the same
+    ``containers`` tuple (as :meth:`DockerWatcher.snapshot` returns it while nothing changed), so a
+    steady refresh only maps the GPU processes.
+    """
+    docker_ok = docker_status is None or bool(getattr(docker_status, "ok", True))
+    mapper = pid_mapper if pid_mapper is not None else PidMapper(proc_root)
+    gpus: tuple[Gpu, ...] = tuple(snapshot.gpus)
+    st = _static_for(containers, gpus)
+    known = st.known
+    claims_on = st.claims_on
+
     # --- processes
     procs_of_gpu: dict[int, list[HeldProcess]] = {}
     procs_of_container: dict[str, list[HeldProcess]] = {}
     conflicts: list[Conflict] = []
     for g in gpus:
+        if not g.processes:
+            continue
         out = procs_of_gpu.setdefault(g.index, [])
         for p in g.processes:
             hp = _map_process(p, g, mapper, known, claims_on)
@@ -378,72 +485,27 @@ def build_holders(
                     )
                 )
 
-    # --- per GPU
-    gpu_out = []
-    n_gpus = len(by_uuid)
-    for g in gpus:
-        hs = holders_of.get(g.uuid, ()) if g.uuid else ()
-        running = [h for h in hs if h.running]
-        gconf = []
-        if len(running) > 1:
-            clash = {h.container_id for i, h in enumerate(running) for o in running[i + 1:] if _overlap(h, o)}
-            clash |= {o.container_id for i, h in enumerate(running) for o in running[i + 1:] if _overlap(h, o)}
-            if clash:
-                names = [h.name for h in running if h.container_id in clash]
-                gconf.append(
-                    Conflict(
-                        "shared",
-                        f"GPU {g.index} is held by {len(names)} running containers: {', '.join(names)}",
-                        g.uuid, g.index, tuple(h.container_id for h in running if h.container_id in clash),
-                    )
-                )
-        conflicts.extend(gconf)
-        gpu_out.append(
-            GpuHolders(
-                index=g.index,
-                uuid=g.uuid,
-                minor=g.minor,
-                pci_bus_id=g.pci_bus_id,
-                name=g.name,
-                holders=hs,
-                processes=tuple(procs_of_gpu.get(g.index, ())),
-                conflicts=tuple(gconf),
-            )
+    gpu_out = tuple(
+        GpuHolders(
+            index=g.index,
+            uuid=g.uuid,
+            minor=g.minor,
+            pci_bus_id=g.pci_bus_id,
+            name=g.name,
+            holders=st.holders_of.get(g.uuid, ()) if g.uuid else (),
+            processes=tuple(procs_of_gpu.get(g.index, ())),
+            conflicts=st.gpu_conflicts.get(g.uuid, ()) if g.uuid else (),
         )
-
-    # --- per container
-    cont_out = []
-    for c in containers:
-        refs = []
-        for g in gpus:
-            cls = claims_on.get(g.uuid, {}).get(c.id) if g.uuid else None
-            if cls:
-                refs.append(
-                    GpuRef(g.uuid, g.index, g.minor, _uniq(cl.mechanism for cl in cls), _uniq(cl.mig_uuid for cl in cls))
-                )
-        holds_all = n_gpus > 1 and len(refs) == n_gpus
-        bad = tuple(unresolved.get(c.id, ()))
-        cont_out.append(
-            ContainerGpus(
-                container=c,
-                gpus=tuple(refs),
-                processes=tuple(procs_of_container.get(c.id, ())),
-                unresolved=bad,
-                holds_all=holds_all,
-            )
-        )
-        if c.running and holds_all:
-            conflicts.append(
-                Conflict("holds-all", f"container {c.name} holds every GPU ({n_gpus})", None, None, (c.id,))
-            )
-        if c.running:
-            for cl in bad:
-                conflicts.append(
-                    Conflict("unresolved", f"container {c.name} asks for {cl.selector!r} ({cl.mechanism}): {cl.error}",
-                             None, None, (c.id,))
-                )
-
-    return HoldersMap(tuple(gpu_out), tuple(cont_out), tuple(conflicts), docker_status)
+        for g in gpus
+    )
+    cont_out = st.containers
+    if procs_of_container:
+        lst = list(cont_out)
+        for cid, procs in procs_of_container.items():
+            i = st.position[cid]
+            lst[i] = replace(lst[i], processes=tuple(procs))
+        cont_out = tuple(lst)
+    return HoldersMap(gpu_out, cont_out, tuple(conflicts) + st.conflicts, docker_status)
 
 
 def _map_process(
