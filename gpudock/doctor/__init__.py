@@ -13,7 +13,17 @@ from gpudock.doctor.facts import HostFacts, gather
 from gpudock.doctor.finding import SEVERITIES, Evidence, Finding, severity_rank
 
 __all__ = ["CHECK_IDS", "CHECKS", "Evidence", "Finding", "HostFacts", "SEVERITIES", "diagnose", "gather",
-           "run_checks", "severity_rank", "worst", "report_json"]
+           "run_checks", "severity_rank", "worst", "report_json", "fingerprint", "WATCHED"]
+
+# Files whose change means "the host changed under us": a driver (re)load, an ldconfig run after a
+# package install, a Docker config edit. Cheap to stat every few seconds.
+WATCHED = (
+    "/proc/driver/nvidia/version",
+    "/sys/module/nvidia/version",
+    "/etc/ld.so.cache",
+    "/etc/docker/daemon.json",
+    "/etc/nvidia-container-runtime/config.toml",
+)
 
 
 def diagnose(root="/", nvml_session=None, docker=None, **kw) -> tuple[HostFacts, tuple[Finding, ...]]:
@@ -37,3 +47,19 @@ def report_json(facts: HostFacts, findings) -> dict:
         "counts": counts,
         "findings": [f.to_json() for f in findings],
     }
+
+
+def fingerprint(root, paths=WATCHED) -> tuple:
+    """(mtime_ns, inode, size) or None per watched file: equal fingerprints mean nothing to re-check.
+    A reloaded module gives /proc/driver/nvidia/version a new inode; ldconfig replaces the cache."""
+    from gpudock.host.root import HostRoot
+
+    root = root if isinstance(root, HostRoot) else HostRoot(root)
+    out = []
+    for p in paths:
+        try:
+            st = root.stat(p)
+            out.append((st.st_mtime_ns, st.st_ino, st.st_size))
+        except (OSError, ValueError):
+            out.append(None)
+    return tuple(out)
