@@ -205,7 +205,7 @@ class DockerWatcher:
         base_url: str | None = None,
         *,
         timeout: float = 10.0,
-        workers: int = 4,
+        workers: int = 8,
         backoff: tuple[float, float] = (0.5, 30.0),
         nvidia_runtime_names: Iterable[str] = ("nvidia",),
     ) -> None:
@@ -356,8 +356,14 @@ class DockerWatcher:
         import docker
 
         if self._explicit_url:
-            return docker.DockerClient(base_url=self.base_url, version="auto", timeout=self.timeout)
-        return docker.from_env(version="auto", timeout=self.timeout)
+            client = docker.DockerClient(base_url=self.base_url, version="auto", timeout=self.timeout)
+        else:
+            client = docker.from_env(version="auto", timeout=self.timeout)
+        if _socket_path(self.base_url) is not None:
+            # A unix socket goes through no proxy: skip requests' per-call proxy lookup in the
+            # environment, a third of the CPU of each inspect.
+            client.api.trust_env = False
+        return client
 
     def _set_status(self, **kw) -> None:
         old = self._status
