@@ -5,8 +5,9 @@ Fixtures
   (docker.DockerClient), `.image` ("gpudock-test/busybox:latest"), `.dev_dir`, `.workdir`,
   `.hook_config`, `.hook_log`, `.stop()`, `.restart()`, `.make_image(tag, env=, labels=)`.
   If the engine cannot start the test FAILS (never skips) with the reason.
-- `engine` (function): the same engine, made sure to be running, and after the test every
-  container created during the test is removed (and a stopped engine is started again).
+- `engine` (function): the same engine, made sure to be running; after the test every container
+  created during the test is removed, a stopped engine is started again, and `hook_config` is
+  restored (so a test may rewrite it, e.g. to turn the hook's debug log on).
 - `fake_nvidia_devs` (session): a directory with char device nodes nvidiactl (195:255),
   nvidia-modeset (195:254), nvidia0..nvidia7 (195:N), nvidia-uvm (511:0), nvidia-uvm-tools (511:1);
   it is also `docker_engine.dev_dir`.
@@ -30,6 +31,8 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from helpers.engine import Engine, EngineError, make_nvidia_dev_nodes  # noqa: E402
+
+pytest_plugins = ["pytester"]
 
 
 def _in_ci() -> bool:
@@ -105,11 +108,21 @@ def _container_ids(eng: Engine) -> set[str]:
 
 @pytest.fixture
 def engine(docker_engine):
-    """The session engine, running; containers created during the test are removed afterwards."""
+    """The session engine, running; afterwards the containers created during the test are removed
+    and the stand-in hook's config.toml (engine.hook_config) is put back as it was."""
     if not docker_engine.running():
         docker_engine.restart()
     before = _container_ids(docker_engine)
+    hook_config = docker_engine.hook_config.read_bytes()
     yield docker_engine
+    cfg = docker_engine.hook_config
+    try:
+        now = None if cfg.is_symlink() else cfg.read_bytes()
+    except OSError:
+        now = None
+    if now != hook_config:
+        cfg.unlink(missing_ok=True)
+        cfg.write_bytes(hook_config)
     if not docker_engine.running():
         docker_engine.restart()
     for cid in _container_ids(docker_engine) - before:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -180,3 +181,58 @@ def test_old_client_object_reconnects_after_restart(docker_engine):
     docker_engine.restart()
     assert client.ping()
     assert docker_engine.client.ping()
+
+
+# --------------------------------------------------------------------------- the CI skip guard
+
+_SKIPPING_TESTS = """
+import pytest
+
+@pytest.mark.skip(reason="marked")
+def test_marked():
+    pass
+
+def test_skips_itself():
+    pytest.skip("at run time")
+
+@pytest.mark.xfail(reason="expected")
+def test_xfail():
+    assert False
+
+def test_passes():
+    pass
+"""
+
+
+def _guarded_pytester(pytester):
+    """A pytester dir whose conftest is this suite's conftest (its hooks, not its fixtures' state)."""
+    conftest = Path(__file__).resolve().parents[1] / "conftest.py"
+    pytester.makeconftest(
+        "import sys\n"
+        f"sys.path.insert(0, {str(conftest.parent)!r})\n"
+        f"exec(compile(open({str(conftest)!r}).read(), {str(conftest)!r}, 'exec'), globals())\n"
+    )
+    pytester.makepyfile(test_skipping=_SKIPPING_TESTS)
+    pytester.makepyfile(test_module_skip="import pytest\npytest.importorskip('no_such_module_gpudock')\n")
+
+
+def test_ci_turns_skips_into_failures(pytester, monkeypatch):
+    _guarded_pytester(pytester)
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--continue-on-collection-errors")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) == 0, result.stdout.str()
+    assert outcomes.get("passed") == 1 and outcomes.get("xfailed") == 1
+    # skip marker (setup: an error), pytest.skip() (call: a failure), module importorskip (collection: an error)
+    assert outcomes.get("failed", 0) + outcomes.get("errors", 0) == 3, outcomes
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*skipped in CI (CI=true)*"])
+
+
+def test_outside_ci_skips_stay_skips(pytester, monkeypatch):
+    _guarded_pytester(pytester)
+    monkeypatch.delenv("CI", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped") == 3 and outcomes.get("passed") == 1, outcomes
+    assert result.ret == 0
