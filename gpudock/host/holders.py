@@ -401,7 +401,7 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
             conflicts.append(
                 Conflict("holds-all", f"container {c.name} holds every GPU ({n_gpus})", None, None, (c.id,))
             )
-        if c.running:
+        if c.running and gpus:  # no GPUs at all (NVML failed): the NVML banner says it, not 1 line per claim
             for cl in bad:
                 conflicts.append(
                     Conflict("unresolved", f"container {c.name} asks for {cl.selector!r} ({cl.mechanism}): {cl.error}",
