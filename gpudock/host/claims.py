@@ -46,8 +46,9 @@ Mechanisms and the semantics chosen (references: nvidia-stack.md §6.1, §8.3, �
     ``Count`` N → indices 0..N-1, ``Count`` -1 → all, ``Count`` 0 → none.
 
 ``cdi`` — CDI names of kind ``nvidia.com/gpu`` (``=0``, ``=GPU-<uuid>``, ``=all``, ``=0:1``,
-    ``=MIG-<uuid>``, ``=gpu0``, ``=mig0:1``) from ``DeviceRequests`` with ``Driver`` ``cdi`` and from
-    ``HostConfig.Devices`` entries whose ``PathOnHost`` is a CDI name. Other vendors' kinds hold no
+    ``=MIG-<uuid>``, ``=gpu0``, ``=mig0:1``) from ``DeviceRequests`` with ``Driver`` ``cdi``, from
+    ``HostConfig.Devices`` entries whose ``PathOnHost`` is a CDI name, and (NVIDIA runtime only)
+    from ``HostConfig.Annotations`` ``cdi.k8s.io/*`` values. Other vendors' kinds hold no
     NVIDIA GPU and are ignored.
 
 A selector that names nothing on this host becomes a Claim with ``gpu_uuid=None`` and an ``error``
@@ -298,8 +299,19 @@ def parse_requests(
     names = nvidia_runtime_names if isinstance(nvidia_runtime_names, (set, frozenset)) else set(
         nvidia_runtime_names
     )
-    if runtime and runtime in names and not has_nvidia_dr:
-        out.extend(_runtime_env_requests(env_map(cfg.get("Env"))))
+    if runtime and runtime in names:
+        # The NVIDIA runtime also reads CDI device lists from OCI annotations "cdi.k8s.io/*"
+        # (HostConfig.Annotations, API >= 1.43), ahead of the env var.
+        ann = hc.get("Annotations")
+        if isinstance(ann, Mapping):
+            for k, v in sorted(ann.items()):
+                if isinstance(k, str) and k.startswith("cdi.k8s.io/") and isinstance(v, str):
+                    for name in _split_list(v):
+                        r = _cdi_request(name, "cdi")
+                        if r:
+                            out.append(r)
+        if not has_nvidia_dr:
+            out.extend(_runtime_env_requests(env_map(cfg.get("Env"))))
     return tuple(out)
 
 

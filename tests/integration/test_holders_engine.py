@@ -126,6 +126,16 @@ def test_gpus_container_really_started_with_the_hook(engine, watcher):
     assert uuids(mine) == [U(3)] and mine.pid == c.attrs["State"]["Pid"]
 
 
+def test_engine_appends_gpus_env_after_the_image_env(engine):
+    """The premise of "--gpus wins over the image's NVIDIA_VISIBLE_DEVICES": the engine appends its
+    own value after the image's, and the toolkit's env map keeps the last one."""
+    cuda = engine.make_image("gpudock-test/cuda-all:1", env={"NVIDIA_VISIBLE_DEVICES": "all"})
+    c = engine.client.containers.run(cuda, ["env"], detach=True, device_requests=gpus_req(device_ids=["6"]))
+    assert c.wait(timeout=60)["StatusCode"] == 0
+    vals = [ln.split("=", 1)[1] for ln in c.logs().decode().splitlines() if ln.startswith("NVIDIA_VISIBLE_DEVICES=")]
+    assert vals[-1] == "6", vals
+
+
 def test_events_keep_the_cache_current(engine, watcher):
     watcher.start()
     assert watcher.wait_ready(30), watcher.status.message

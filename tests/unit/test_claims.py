@@ -415,6 +415,13 @@ class TestCdi:
         assert [x.mechanism for x in c] == ["device", "cdi", "runtime-env"]
         assert uuids(c) == [U(7), U(2), U(5)]
 
+    def test_cdi_annotations_with_nvidia_runtime(self):
+        ann = {"cdi.k8s.io/gpus": "nvidia.com/gpu=1,nvidia.com/gpu=3", "other": "nvidia.com/gpu=5"}
+        c = claims(inspect(runtime="nvidia", hc_extra={"Annotations": ann}))
+        assert uuids(c) == [U(1), U(3)] and {x.mechanism for x in c} == {"cdi"}
+        assert claims(inspect(runtime="runc", hc_extra={"Annotations": ann})) == ()
+        assert claims(inspect(runtime="nvidia", hc_extra={"Annotations": None})) == ()
+
     def test_is_cdi_name(self):
         assert is_cdi_name("nvidia.com/gpu=all")
         assert not is_cdi_name("/dev/nvidia0")
