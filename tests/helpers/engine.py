@@ -41,6 +41,7 @@ import struct
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -388,7 +389,10 @@ class Engine:
         return make_nvidia_dev_nodes(self.dev_dir)
 
     def stop(self, timeout: float = 30) -> None:
-        """Stop dockerd (SIGTERM, then SIGKILL after `timeout`); data root and socket path are kept."""
+        """Stop dockerd (SIGTERM, then SIGKILL after `timeout`); data root and socket path are kept.
+
+        Running containers are stopped by dockerd (the test images stop with SIGKILL). The `client`
+        object stays the same across stop/restart; calls fail while the engine is down."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
@@ -400,10 +404,6 @@ class Engine:
                 proc.kill()
                 proc.wait(10)
         self._kill_leftovers()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-            self._client = None
 
     def restart(self) -> None:
         """Stop (if running) and start again on the same socket, data root and storage driver."""
@@ -413,6 +413,10 @@ class Engine:
     def close(self) -> None:
         """Stop dockerd and remove the work dir if this object created it."""
         self.stop()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
         if self._own_workdir:
             self._unmount_under(self.workdir)
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -525,7 +529,9 @@ class Engine:
                 env=self._env(),
                 cwd=str(self.workdir),
                 start_new_session=True,
-                preexec_fn=_set_pdeathsig,
+                # Only from the main thread: the death signal fires when the *thread* that started
+                # dockerd exits, and a worker thread (asyncio.to_thread) may end long before the tests.
+                preexec_fn=_set_pdeathsig if threading.current_thread() is threading.main_thread() else None,
             )
         deadline = time.monotonic() + timeout
         # A fixed, old API version: DockerClient() would ask the (not yet listening) server for its version.

@@ -177,9 +177,22 @@ def test_engine_restart_keeps_working(engine):
 
 def test_old_client_object_reconnects_after_restart(docker_engine):
     client = docker.DockerClient(base_url=docker_engine.base_url)
-    assert client.ping()
+    same = docker_engine.client
+    assert client.ping() and same.ping()
     docker_engine.restart()
     assert client.ping()
+    assert docker_engine.client is same
+    assert same.ping()
+
+
+def test_restart_from_a_worker_thread_survives_the_thread(docker_engine):
+    import threading
+
+    t = threading.Thread(target=docker_engine.restart)
+    t.start()
+    t.join()
+    time.sleep(0.5)
+    assert docker_engine.running()
     assert docker_engine.client.ping()
 
 
