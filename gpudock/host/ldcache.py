@@ -31,7 +31,8 @@ import platform
 import struct
 import sys
 from array import array
-from itertools import compress
+from functools import partial
+from itertools import repeat
 from typing import TYPE_CHECKING, Iterable, Iterator, Literal, NamedTuple
 
 if TYPE_CHECKING:
@@ -271,20 +272,24 @@ CacheFormat = Literal["old", "new", "compat"]
 _U32 = "I" if array("I").itemsize == 4 else "L"  # the 4-byte unsigned typecode on this build
 
 
-def _u32_columns(data: bytes, start: int, count: int, words: int, swap: bool) -> list[array]:
-    """Split ``count`` records of ``words`` uint32 each at ``start`` into one array per word.
+def _u32_words(data: bytes, start: int, nbytes: int, swap: bool) -> array:
+    """The entry table as one array of uint32 in this machine's order.
 
-    array() copies the bytes once (so alignment does not matter) and slicing with a step is C code:
-    no Python-level loop over the entries at all.
+    array() copies the bytes once (so alignment does not matter); a column is then ``a[k::stride]``,
+    a C loop, so no Python-level loop over the entries is needed to validate them.
     """
-    a = array(_U32, data[start : start + 4 * words * count])
+    a = array(_U32, data[start : start + nbytes])
     if swap:
         a.byteswap()
-    return [a[i::words] for i in range(words)]
+    return a
 
 
 class LdCache:
-    """A parsed, fully validated ld.so.cache. Entries are in file order (the loader's order)."""
+    """A parsed, fully validated ld.so.cache. Entries are in file order (the loader's order).
+
+    Holds the raw entry words; :class:`LdCacheEntry` objects are built on demand (one at a time
+    for :meth:`lookup` / ``cache[i]``, all at once for :attr:`entries`) and kept.
+    """
 
     __slots__ = (
         "format",
@@ -294,21 +299,24 @@ class LdCache:
         "warnings",
         "_data",
         "_base",
-        "_flags",
+        "_words",
+        "_stride",
+        "_lo_first",
         "_keys",
         "_values",
-        "_osversion",
-        "_hwcap_lo",
-        "_hwcap_hi",
+        "_str_lo",
+        "_str_hi",
         "_hwcap_names",
         "_strings",
         "_entries",
+        "_some",
         "_index",
         "_text_by_flags",
     )
 
     def __init__(self) -> None:  # built by parse(); not a public constructor
         self._entries: tuple[LdCacheEntry, ...] | None = None
+        self._some: dict[int, LdCacheEntry] = {}  # entries built one at a time, before .entries
         self._index: dict[str, tuple[int, ...]] | None = None
         self._strings: dict[int, str] = {}
         self._text_by_flags: dict[int, str] = {}
@@ -316,7 +324,7 @@ class LdCache:
     # -- whole-cache views ----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._flags)
+        return len(self._keys)
 
     def __repr__(self) -> str:
         return f"<LdCache format={self.format} entries={len(self)} size={self.size}>"
@@ -327,18 +335,21 @@ class LdCache:
     def __getitem__(self, i: int) -> LdCacheEntry:
         if self._entries is not None:
             return self._entries[i]
-        n = len(self._flags)
+        n = len(self._keys)
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError("ld.so.cache entry index out of range")
-        return self._entry(i)
+        e = self._some.get(i)
+        if e is None:
+            e = self._some[i] = self._entry(i)
+        return e
 
     @property
     def entries(self) -> tuple[LdCacheEntry, ...]:
         """Every entry, in file order (built on first use, then kept)."""
         if self._entries is None:
-            self._entries = tuple(map(self._entry, range(len(self._flags))))
+            self._entries = self._build_all()
         return self._entries
 
     # -- lookups --------------------------------------------------------------------------------
@@ -371,9 +382,15 @@ class LdCache:
 
     def _indices(self, soname: str) -> tuple[int, ...]:
         if self._index is None:
+            # Only the sonames are needed for the index; paths are decoded when entries are.
             index: dict[str, list[int]] = {}
-            for i, e in enumerate(self.entries):
-                index.setdefault(e.soname, []).append(i)
+            names = self._decode_all(self._keys) if self._entries is None else [e.soname for e in self._entries]
+            for i, k in enumerate(names):
+                got = index.get(k)
+                if got is None:
+                    index[k] = [i]
+                else:
+                    got.append(i)
             self._index = {k: tuple(v) for k, v in index.items()}
         return self._index.get(soname, ())
 
@@ -389,31 +406,98 @@ class LdCache:
         s = self._strings.get(off)
         if s is None:
             start = self._base + off
-            # parse() proved a NUL follows every offset inside the string table.
+            # parse() proved a NUL follows every offset it accepted, inside the string table.
             end = self._data.find(b"\0", start)
             s = self._strings[off] = self._data[start:end].decode("utf-8", "surrogateescape")
         return s
 
-    def _entry(self, i: int) -> LdCacheEntry:
-        flags = self._flags[i]
+    def _raw(self, i: int) -> tuple[int, int, int]:
+        """(flags, hwcap, osversion) of entry ``i``."""
+        w = self._words
+        st = self._stride
+        j = i * st
+        flags = w[j]
+        if flags & 0x80000000:  # glibc declares it int32
+            flags -= 1 << 32
+        if st == 3:
+            return flags, 0, 0
+        a, b = w[j + 4], w[j + 5]
+        return flags, (a | (b << 32)) if self._lo_first else ((a << 32) | b), w[j + 3]
+
+    def _hwcap_name(self, hwcap: int) -> str | None:
+        if ((hwcap >> 32) & ~_HWCAP_ISA_LEVEL_MASK) == (HWCAP_EXTENSION >> 32):
+            idx = hwcap & 0xFFFFFFFF
+            if idx < len(self._hwcap_names):
+                return self._hwcap_names[idx]
+        return None
+
+    def _flag_text(self, flags: int) -> str:
         text = self._text_by_flags.get(flags)
         if text is None:
             text = self._text_by_flags[flags] = flag_text(flags)
-        hwcap = (self._hwcap_hi[i] << 32) | self._hwcap_lo[i] if self._hwcap_lo is not None else 0
-        name = None
-        if hwcap and ((hwcap >> 32) & ~_HWCAP_ISA_LEVEL_MASK) == (HWCAP_EXTENSION >> 32):
-            idx = hwcap & 0xFFFFFFFF
-            if idx < len(self._hwcap_names):
-                name = self._hwcap_names[idx]
+        return text
+
+    def _entry(self, i: int) -> LdCacheEntry:
+        flags, hwcap, osversion = self._raw(i)
         return LdCacheEntry(
             self._str(self._keys[i]),
             self._str(self._values[i]),
             flags,
-            text,
+            self._flag_text(flags),
             hwcap,
-            self._osversion[i] if self._osversion is not None else 0,
-            name,
+            osversion,
+            self._hwcap_name(hwcap) if hwcap else None,
         )
+
+    def _decode_all(self, offsets: array) -> list[str]:
+        """The strings at ``offsets``, in order, without per-string method calls where possible."""
+        base, lo = self._base, self._str_lo
+        table = self._data[lo : self._str_hi]
+        if table.isascii():
+            # The usual case: one decode for the whole table, then str slices.
+            text = table.decode("ascii")
+            find = text.find
+            return [text[p : find("\0", p)] for p in map((base - lo).__add__, offsets)]
+        data = self._data
+        findb = data.find
+        return [
+            data[p : findb(b"\0", p)].decode("utf-8", "surrogateescape") for p in map(base.__add__, offsets)
+        ]
+
+    def _build_all(self) -> tuple[LdCacheEntry, ...]:
+        # Column by column with C-level map/zip: this is what `gpudock libs --all` and the
+        # benchmark pay for, and per-entry Python calls are what cost in CPython.
+        n = len(self._keys)
+        sonames = self._decode_all(self._keys)
+        paths = self._decode_all(self._values)
+        words, st = self._words, self._stride
+        flags: Iterable[int] = words[0::st]
+        if not _all_within(flags, 0, 0x7FFFFFFF):  # int32 in glibc; only a damaged file goes negative
+            flags = [f - (1 << 32) if f & 0x80000000 else f for f in flags]
+        text_of = {f: self._flag_text(f) for f in set(flags)}
+        texts = map(text_of.__getitem__, flags)
+        hwcaps: Iterable[int] = repeat(0, n)
+        names: Iterable[str | None] = repeat(None, n)
+        osv: Iterable[int] = repeat(0, n)
+        if st == 6:
+            osv_col = words[3::6]
+            if osv_col.tobytes().strip(b"\0"):
+                osv = osv_col
+            a_col, b_col = words[4::6], words[5::6]
+            if a_col.tobytes().strip(b"\0") or b_col.tobytes().strip(b"\0"):
+                lo_col, hi_col = (a_col, b_col) if self._lo_first else (b_col, a_col)
+                hw = [lo | (hi << 32) for lo, hi in zip(lo_col, hi_col)]
+                hwcaps = hw
+                names = [self._hwcap_name(h) if h else None for h in hw]
+        out = list(map(_new_entry, zip(sonames, paths, flags, texts, hwcaps, osv, names)))
+        for i, e in self._some.items():  # keep handing out the same objects
+            out[i] = e
+        self._some = {}
+        return tuple(out)
+
+
+# Builds an LdCacheEntry from a 7-tuple at C speed (LdCacheEntry(*t) would run Python code).
+_new_entry = partial(tuple.__new__, LdCacheEntry)
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -456,6 +540,57 @@ def parse(data: bytes | bytearray | memoryview) -> LdCache:
     )
 
 
+# -- range check without a Python loop -----------------------------------------------------------
+#
+# min()/max() over an array box every element into an int: for a 2000-entry cache that alone costs
+# more than the rest of parse(). Instead each uint32 is compared with a bound byte by byte, most
+# significant first, like long comparison on paper: per byte lane, bytes.translate turns the lane
+# into 0/1 masks ("greater than the bound's byte", "equal"), the masks become big ints, and
+# bitwise & and | combine the lanes for all words at once. All of it runs in C.
+
+
+def _masks(b: int, last: bool, upper: bool) -> tuple[bytes, bytes]:
+    """(decides-outside, ties) translate tables for one lane of bound byte ``b``."""
+    if upper:  # outside when greater
+        out = b"\x00" * (b + 1) + b"\x01" * (255 - b)
+    else:  # outside when smaller
+        out = b"\x01" * b + b"\x00" * (256 - b)
+    # The bounds are inclusive, so a tie in the last lane is inside; earlier ties defer.
+    tie = b"\x00" * 256 if last else b"\x00" * b + b"\x01" + b"\x00" * (255 - b)
+    return out, tie
+
+
+def _any_outside(lanes: list[bytes], bound: int, upper: bool) -> bool:
+    outside = 0
+    undecided = -1  # all ones: every word still tied with the bound
+    frm = int.from_bytes
+    for k, b in enumerate(bound.to_bytes(4, "big")):
+        lane = lanes[k]
+        last = k == 3
+        out_t, tie_t = _masks(b, last, upper)
+        if b == 0 and upper and not lane.strip(b"\0"):
+            continue  # an all-zero lane ties with 0 everywhere (the high lanes, usually)
+        if b or upper:  # (nothing is below 0)
+            outside |= undecided & frm(lane.translate(out_t), "little")
+        if not last:
+            undecided &= frm(lane.translate(tie_t), "little")
+            if not undecided:
+                break
+    return outside != 0
+
+
+def _all_within(values: array, lo: int, hi: int) -> bool:
+    """True when every uint32 in ``values`` is in [lo, hi] (0 <= lo <= hi < 2**32)."""
+    raw = values.tobytes()
+    if _NATIVE_ORDER == "little":
+        lanes = [raw[3::4], raw[2::4], raw[1::4], raw[0::4]]  # most significant first
+    else:
+        lanes = [raw[0::4], raw[1::4], raw[2::4], raw[3::4]]
+    if lo and _any_outside(lanes, lo, upper=False):
+        return False
+    return not _any_outside(lanes, hi, upper=True)
+
+
 def _check_strings(
     data: bytes,
     what: str,
@@ -468,13 +603,13 @@ def _check_strings(
     entry_size: int,
 ) -> None:
     """Every key/value offset (relative to ``base``) must start inside [lo, hi) and be NUL-terminated
-    before ``hi``. Checked with min()/max() over the columns and one rfind, not per entry."""
+    before ``hi``: one rfind plus a range check over all offsets at C speed (:func:`_all_within`)."""
     if not len(keys):
         return
     last_nul = data.rfind(b"\0", lo, hi)  # a string starting after this has no terminator
     bad_lo = lo - base
     bad_hi = last_nul - base  # inclusive upper bound for a valid start
-    if min(min(keys), min(values)) >= bad_lo and max(max(keys), max(values)) <= bad_hi:
+    if bad_hi >= bad_lo and _all_within(keys + values, bad_lo, bad_hi):
         return
     # Slow path, errors only: name the first offending entry.
     for i, (k, v) in enumerate(zip(keys, values)):
@@ -500,7 +635,8 @@ def _check_strings(
 def _parse_old(data: bytes, nlibs: int, old_end: int) -> LdCache:
     # Old-only layout: strings start right after the entries and run to the end of the file.
     n = len(data)
-    flags, keys, values = _u32_columns(data, OLD_HEADER_SIZE, nlibs, 3, swap=False)
+    words = _u32_words(data, OLD_HEADER_SIZE, OLD_ENTRY_SIZE * nlibs, swap=False)
+    keys, values = words[1::3], words[2::3]
     _check_strings(data, "old-format", old_end, old_end, n, keys, values, OLD_HEADER_SIZE, OLD_ENTRY_SIZE)
     c = LdCache()
     c.format = "old"
@@ -510,20 +646,14 @@ def _parse_old(data: bytes, nlibs: int, old_end: int) -> LdCache:
     c.warnings = ()
     c._data = data
     c._base = old_end
-    c._flags = _signed(flags)
+    c._words = words
+    c._stride = 3
+    c._lo_first = True
     c._keys = keys
     c._values = values
-    c._osversion = None
-    c._hwcap_lo = c._hwcap_hi = None
+    c._str_lo, c._str_hi = old_end, n
     c._hwcap_names = ()
     return c
-
-
-def _signed(flags: array) -> array | list[int]:
-    # glibc declares flags int32; only a corrupt file has the top bit set, so convert only then.
-    if len(flags) and max(flags) >= 0x80000000:
-        return [f - (1 << 32) if f & 0x80000000 else f for f in flags]
-    return flags
 
 
 def _parse_new(data: bytes, base: int, fmt: CacheFormat) -> LdCache:
@@ -555,10 +685,8 @@ def _parse_new(data: bytes, base: int, fmt: CacheFormat) -> LdCache:
             f"({n} bytes)",
             base + 24,
         )
-    flags, keys, values, osversion, w4, w5 = _u32_columns(
-        data, entries_at, nlibs, 6, swap=order != _NATIVE_ORDER
-    )
-    hwcap_lo, hwcap_hi = (w4, w5) if order == "little" else (w5, w4)
+    words = _u32_words(data, entries_at, NEW_ENTRY_SIZE * nlibs, swap=order != _NATIVE_ORDER)
+    keys, values = words[1::6], words[2::6]
     _check_strings(data, "new-format", base, entries_end, strings_end, keys, values, entries_at, NEW_ENTRY_SIZE)
 
     c = LdCache()
@@ -567,12 +695,14 @@ def _parse_new(data: bytes, base: int, fmt: CacheFormat) -> LdCache:
     c.size = n
     c._data = data
     c._base = base
-    c._flags = _signed(flags)
+    c._words = words
+    c._stride = 6
+    # hwcap is one uint64: after the per-word swap its low half is the first word only when the
+    # file is little-endian.
+    c._lo_first = order == "little"
     c._keys = keys
     c._values = values
-    c._osversion = osversion
-    c._hwcap_lo = hwcap_lo
-    c._hwcap_hi = hwcap_hi
+    c._str_lo, c._str_hi = entries_end, strings_end
     c.generator, c._hwcap_names, c.warnings = _parse_extension(
         data, e, base, entries_end, strings_end, extension_offset
     )

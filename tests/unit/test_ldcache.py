@@ -444,3 +444,24 @@ def test_every_truncation_of_a_real_cache() -> None:
     for n in range(len(data)):
         _check_total(data[:n])
     assert len(parse(data)) > 0
+
+
+# -- the vectorised range check parse() relies on -------------------------------------------------
+
+_u32 = st.integers(0, 0xFFFFFFFF)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_u32, max_size=40), _u32, _u32, st.data())
+def test_all_within_agrees_with_a_plain_loop(values, a, b, data) -> None:
+    from array import array
+
+    from gpudock.host.ldcache import _all_within
+
+    lo, hi = min(a, b), max(a, b)
+    # Values near the bounds are where byte-wise comparison can go wrong.
+    near = data.draw(st.lists(st.sampled_from([lo, hi, max(lo - 1, 0), min(hi + 1, 0xFFFFFFFF),
+                                               lo ^ 0xFF, hi ^ 0x100, hi & 0xFFFF00]), max_size=6))
+    vals = values + near
+    arr = array("I" if array("I").itemsize == 4 else "L", vals)
+    assert _all_within(arr, lo, hi) == all(lo <= v <= hi for v in vals)
