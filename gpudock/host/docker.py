@@ -52,6 +52,8 @@ _REINSPECT = frozenset(
     {"create", "start", "restart", "die", "stop", "pause", "unpause", "rename", "update", "oom"}
 )
 _GONE = frozenset({"destroy", "remove"})
+# What `docker ps` lists without -a: the containers that hold their devices now.
+_ACTIVE = frozenset({"running", "paused", "restarting"})
 
 DockerState = Literal["connecting", "ok", "unavailable"]
 
@@ -181,7 +183,7 @@ def _entry(ins: Mapping[str, Any], nv_names: frozenset[str], default_runtime: st
         image=cfg.get("Image") or ins.get("Image") or "",
         status=status,
         runtime=hc.get("Runtime") or default_runtime,
-        pid=pid if status in ("running", "paused", "restarting") else None,
+        pid=pid if status in _ACTIVE else None,
         started_at=state.get("StartedAt") or None,
         requests=parse_requests(ins, nv_names, default_runtime),
     )
@@ -291,7 +293,7 @@ class DockerWatcher:
         return bool(predicate(self))
 
     def snapshot(self, gpus: Sequence[Gpu] | HostSnapshot, all: bool = False) -> tuple[Container, ...]:
-        """Containers (running, or ``all``) with their claims resolved against ``gpus``.
+        """Containers (running, paused or restarting like ``docker ps``; or ``all``) with their claims resolved against ``gpus``.
 
         Costs a key comparison when nothing changed; re-resolves only changed containers, and all
         of them only when the GPU list changed (index, UUID, minor, bus id, MIG devices).
@@ -314,7 +316,7 @@ class DockerWatcher:
         out: list[Container] = []
         resolved = self._resolved
         for e in entries:
-            if not all and e.status != "running":
+            if not all and e.status not in _ACTIVE:
                 continue
             c = resolved.get(e.id)
             if c is None:
@@ -332,7 +334,7 @@ class DockerWatcher:
                     if self._entries.get(e.id) is e and self._index is ix:
                         resolved[e.id] = c
             out.append(c)
-        out.sort(key=lambda c: (not c.running, c.name, c.id))
+        out.sort(key=lambda c: (c.status not in _ACTIVE, c.name, c.id))
         result = tuple(out)
         with self._lock:
             if self._version == version and self._index is ix:

@@ -7,6 +7,8 @@ but ``/proc/<pid>`` (through the PID mapper) and returns immutable values with `
 
 Conflicts (:class:`Conflict` ``kind``):
 
+"Running" below means running, paused or restarting (what ``docker ps`` lists).
+
 * ``shared`` — two or more *running* containers hold the same GPU (MIG: the same MIG device, or
   one of them holds the whole GPU);
 * ``holds-all`` — a running container holds every GPU of a host with more than one;
@@ -44,6 +46,9 @@ __all__ = [
     "build_holders",
 ]
 
+# Container states in which a container holds its devices now (``docker ps`` without ``-a``).
+ACTIVE_STATES = frozenset({"running", "paused", "restarting"})
+
 ProcessLocation = Literal["container", "foreign-container", "host", "unreadable"]
 ConflictKind = Literal["shared", "holds-all", "no-container", "foreign-container", "unclaimed", "unresolved"]
 
@@ -62,7 +67,8 @@ class Holder:
 
     @property
     def running(self) -> bool:
-        return self.status == "running"
+        """Running, paused or restarting: it holds the GPU now (what ``docker ps`` lists)."""
+        return self.status in ACTIVE_STATES
 
     @property
     def short_id(self) -> str:
@@ -397,11 +403,12 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
         bad = tuple(unresolved.get(c.id, ()))
         cont_out.append(ContainerGpus(container=c, gpus=tuple(refs), processes=(), unresolved=bad,
                                       holds_all=holds_all))
-        if c.running and holds_all:
+        active = c.status in ACTIVE_STATES
+        if active and holds_all:
             conflicts.append(
                 Conflict("holds-all", f"container {c.name} holds every GPU ({n_gpus})", None, None, (c.id,))
             )
-        if c.running and gpus:  # no GPUs at all (NVML failed): the NVML banner says it, not 1 line per claim
+        if active and gpus:  # no GPUs at all (NVML failed): the NVML banner says it, not 1 line per claim
             for cl in bad:
                 conflicts.append(
                     Conflict("unresolved", f"container {c.name} asks for {cl.selector!r} ({cl.mechanism}): {cl.error}",

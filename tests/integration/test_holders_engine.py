@@ -148,6 +148,11 @@ def test_events_keep_the_cache_current(engine, watcher):
     c.rename("ev-renamed")
     assert watcher.wait_for(lambda w: "ev-renamed" in by_name(w.snapshot(GPUS)), 10)
 
+    c.pause()
+    assert watcher.wait_for(lambda w: by_name(w.snapshot(GPUS))["ev-renamed"].status == "paused", 10)
+    c.unpause()
+    assert watcher.wait_for(lambda w: by_name(w.snapshot(GPUS))["ev-renamed"].status == "running", 10)
+
     c.kill()
     assert watcher.wait_for(lambda w: "ev-renamed" not in by_name(w.snapshot(GPUS)), 10)
     assert by_name(watcher.snapshot(GPUS, all=True))["ev-renamed"].status == "exited"

@@ -68,7 +68,7 @@ def test_basic_map_and_json():
 
 
 def test_shared_gpu_conflict_only_for_running():
-    cs = [cont(CA, "a", [cl(0)]), cont(CB, "b", [cl(0, "device", "/dev/nvidia3")]),
+    cs = [cont(CA, "a", [cl(0)]), cont(CB, "b", [cl(0, "device", "/dev/nvidia3")], status="paused"),
           cont(CC, "c", [cl(0)], status="exited")]
     m = build_holders(snap(), cs, pid_mapper=mapper({}))
     kinds = [c.kind for c in m.conflicts]
