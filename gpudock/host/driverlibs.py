@@ -253,10 +253,15 @@ def driver_libraries(cache: LdCache, root: HostRoot | None = None) -> tuple[Driv
     out: list[DriverLib] = []
     picked: set[tuple[str, int]] = set()
     resolved_cache: dict[str, tuple[str | None, bool, str | None]] = {}
-    for e in cache.entries:
-        group = library_group(e.soname)
-        if group is None:
-            continue
+    groups: dict[str, str | None] = {}
+
+    def wanted(soname: str) -> bool:
+        g = groups[soname] = library_group(soname)
+        return g is not None
+
+    for e in cache.select(wanted):
+        group = groups[e.soname]
+        assert group is not None
         # The loader takes the first acceptable entry per (soname, arch) in file order.
         key = (e.soname, e.flags & FLAG_REQUIRED_MASK)
         pick = False

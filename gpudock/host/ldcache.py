@@ -33,7 +33,7 @@ import sys
 from array import array
 from functools import partial
 from itertools import repeat
-from typing import TYPE_CHECKING, Iterable, Iterator, Literal, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from gpudock.host.root import HostRoot
@@ -394,6 +394,14 @@ class LdCache:
             self._index = {k: tuple(v) for k, v in index.items()}
         return self._index.get(soname, ())
 
+    def select(self, want: Callable[[str], bool]) -> tuple[LdCacheEntry, ...]:
+        """The entries whose soname satisfies ``want``, in file order. Decodes the sonames once
+        and builds entry objects only for the matches (cheaper than filtering :attr:`entries`)."""
+        self._indices("")
+        assert self._index is not None
+        hits = sorted(i for name, idx in self._index.items() if want(name) for i in idx)
+        return tuple(map(self.__getitem__, hits))
+
     def sonames(self) -> list[str]:
         """Distinct sonames, in first-seen file order."""
         self._indices("")
@@ -567,9 +575,9 @@ def _any_outside(lanes: list[bytes], bound: int, upper: bool) -> bool:
     for k, b in enumerate(bound.to_bytes(4, "big")):
         lane = lanes[k]
         last = k == 3
-        out_t, tie_t = _masks(b, last, upper)
         if b == 0 and upper and not lane.strip(b"\0"):
             continue  # an all-zero lane ties with 0 everywhere (the high lanes, usually)
+        out_t, tie_t = _masks(b, last, upper)
         if b or upper:  # (nothing is below 0)
             outside |= undecided & frm(lane.translate(out_t), "little")
         if not last:
@@ -660,8 +668,8 @@ def _parse_new(data: bytes, base: int, fmt: CacheFormat) -> LdCache:
     n = len(data)
     if n < base + NEW_HEADER_SIZE:
         raise LdCacheError(f"truncated new-format header: {n - base} bytes, need {NEW_HEADER_SIZE}", n)
-    # Byte order: glibc >= 2.34 records it in the header flags (2 little, 3 big); 0 means an older
-    # ldconfig that did not say, i.e. this machine's order.
+    # Byte order: newer ldconfig records it in the header flags (2 little, 3 big); 0 means an
+    # older one that did not say, i.e. this machine's order (glibc's loader reads it the same way).
     order_flag = data[base + 28] & 3
     if order_flag == 1:
         raise LdCacheError("header flags mark the cache as written with an invalid byte order", base + 28)

@@ -465,3 +465,12 @@ def test_all_within_agrees_with_a_plain_loop(values, a, b, data) -> None:
     vals = values + near
     arr = array("I" if array("I").itemsize == 4 else "L", vals)
     assert _all_within(arr, lo, hi) == all(lo <= v <= hi for v in vals)
+
+
+def test_select_keeps_file_order_and_builds_only_matches() -> None:
+    recs = [Rec("libb.so.1", "/l/libb.so.1"), Rec("liba.so.1", "/l/liba.so.1"),
+            Rec("libb.so.1", "/l2/libb.so.1", 0x0003), Rec("libc.so.1", "/l/libc.so.1")]
+    c = parse(build_cache(recs))
+    got = c.select(lambda s: s != "liba.so.1")
+    assert [e.path for e in got] == ["/l/libb.so.1", "/l2/libb.so.1", "/l/libc.so.1"]
+    assert got[0] is c[0] and got[-1] is c.entries[3]
