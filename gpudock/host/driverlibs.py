@@ -321,16 +321,23 @@ def driver_files(
     """Driver-versioned NVIDIA library files (``libnvidia-*.so.<ver>``, ``libcuda.so.<ver>`` ...)
     present in ``directories``, whether or not the cache lists them: the cache keeps one entry
     per soname and directory, so leftovers of another driver install hide next to the current
-    files. ``libs`` (from :func:`driver_libraries`) marks which files the cache reaches."""
+    files. ``libs`` (from :func:`driver_libraries`) marks which files the cache reaches. Paths
+    are the files' resolved host paths (directory links followed inside the root), each once."""
     reached = {lib.resolved for lib in libs if lib.resolved and not lib.dangling}
     out: list[DriverFile] = []
     seen: set[str] = set()
     for d in directories:
-        for name in root.listdir(d):
+        try:
+            # Merged-/usr hosts list /lib/x86_64-linux-gnu, a link to /usr/lib/...: name files by
+            # where they really are, so they compare with DriverLib.resolved and are listed once.
+            rd = root.resolve(d)
+        except (OSError, ValueError):
+            continue
+        for name in root.listdir(rd):
             version = version_suffix(name)
             if version is None or not (_nvidia_file_name(name) or _stem(name) in SHARED_LIBRARIES):
                 continue
-            p = (d.rstrip("/") or "") + "/" + name
+            p = (rd.rstrip("/") or "") + "/" + name
             try:
                 st = root.lstat(p)
             except OSError:

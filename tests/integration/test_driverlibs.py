@@ -192,3 +192,14 @@ def test_driverlib_is_immutable(tmp_path: Path) -> None:
     _, libs = _load(dr.root)
     with pytest.raises(AttributeError):
         libs[0].version = "1"  # type: ignore[misc]
+
+
+def test_driver_files_through_a_merged_usr_link(tmp_path: Path) -> None:
+    dr = make_driver_root(tmp_path / "r", versions={OLD: [X64], NEW: [X64]})
+    (Path(dr.root) / "lib").symlink_to("usr/lib")
+    h = HostRoot(dr.root)
+    libs = driver_libraries(ldcache.read(h), h)
+    files = driver_files(h, ["/lib/x86_64-linux-gnu", X64, "/nonexistent"], libs)
+    paths = [f.path for f in files]
+    assert len(paths) == len(set(paths)) and all(p.startswith(X64 + "/") for p in paths)
+    assert f"{X64}/libcuda.so.{NEW}" in {f.path for f in files if f.in_cache}
