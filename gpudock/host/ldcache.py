@@ -575,7 +575,7 @@ def _any_outside(lanes: list[bytes], bound: int, upper: bool) -> bool:
     for k, b in enumerate(bound.to_bytes(4, "big")):
         lane = lanes[k]
         last = k == 3
-        if b == 0 and upper and not lane.strip(b"\0"):
+        if b == 0 and not lane.strip(b"\0"):
             continue  # an all-zero lane ties with 0 everywhere (the high lanes, usually)
         out_t, tie_t = _masks(b, last, upper)
         if b or upper:  # (nothing is below 0)
