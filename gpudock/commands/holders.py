@@ -7,12 +7,35 @@ a readable report or the JSON shape documented in the README ("gpudock holders -
 
 Exit status: 0 all read and no conflicts; 1 conflicts found (listed); 2 NVML or the Docker engine
 could not be read (the report still says what is known and what to do).
+
+JSON shape (``--json``)::
+
+    {
+      "docker": {"state": "ok"|"connecting"|"unavailable", "base_url", "message" (what to do, or null),
+                 "engine_version", "default_runtime", "nvidia_runtimes": [..], "containers": N},
+      "source": "nvml" | "sim:<scenario>",   "nvml_error": null | {"code", "nvml_error", "message"},
+      "gpus": [{"index", "uuid", "minor", "pci_bus_id", "name",
+                "holders": [{"container_id", "name", "status",
+                             "mechanisms": ["device"|"runtime-env"|"device-request"|"cdi", ..],
+                             "selectors": ["/dev/nvidia3", "count=2", "all", "nvidia.com/gpu=0", ..],
+                             "mig_uuids": [..]}],
+                "processes": [{"pid" (host), "location": "container"|"foreign-container"|"host"|"unreadable",
+                               "gpu_uuid", "gpu_index", "container_id", "container_name",
+                               "container_pid" (NSpid inside the container), "used_memory_mib",
+                               "type", "command", "mig_uuid",
+                               "claimed": true|false|null (its container holds this GPU?)}]}],
+      "containers": [{"id", "name", "image", "status", "runtime", "pid", "started_at", "error",
+                      "claims": [{"mechanism", "selector", "gpu_uuid", "mig_uuid", "error"}],
+                      "gpus": [{"uuid", "index", "minor", "mechanisms", "mig_uuids"}],
+                      "processes": [same as above], "holds_all": bool}],
+      "conflicts": [{"kind": "shared"|"holds-all"|"no-container"|"foreign-container"|"unclaimed"|"unresolved",
+                     "message", "gpu_uuid", "gpu_index", "container_ids": [..], "pid"}]
+    }
 """
 
 from __future__ import annotations
 
 import json
-import sys
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNAVAILABLE = 0, 1, 2
 
@@ -117,6 +140,3 @@ def render_holders_text(hmap, snap) -> str:
             lines.append(f"  ! [{c.kind}] {c.message}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(EXIT_UNAVAILABLE)

@@ -9,7 +9,8 @@ stopped and restarted during a session; real cgroup files of real containers map
 from __future__ import annotations
 
 import json
-import threading
+import os
+import time
 
 import docker
 import pytest
@@ -267,8 +268,6 @@ def test_process_to_container_from_real_cgroup(engine, watcher):
     # an exec'd process: a second PID in the same container
     ex = engine.client.api.exec_create(c.id, ["sleep", "200"])
     engine.client.api.exec_start(ex["Id"], detach=True)
-    import time
-
     for _ in range(100):
         kids = [p for p in engine.client.api.top(c.id)["Processes"]]
         if len(kids) >= 2:
@@ -284,8 +283,6 @@ def test_process_to_container_from_real_cgroup(engine, watcher):
     gpus[2] = Gpu(index=2, uuid=U(2), minor=5, processes=(GpuProcess(pid, 100, command="sleep"),
                                                            GpuProcess(exec_pid, 50)))
     gpus[3] = Gpu(index=3, uuid=U(3), minor=4, processes=(GpuProcess(opid, 10),))  # pm-other was given 5
-    import os
-
     gpus[4] = Gpu(index=4, uuid=U(4), minor=3, processes=(GpuProcess(os.getpid(), 1),))  # this test: no container
     snap = HostSnapshot("x", "12", "12", tuple(gpus))
     watcher.connect()
