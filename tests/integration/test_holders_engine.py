@@ -318,3 +318,33 @@ def test_cli_holders_against_the_engine(engine, capsys):
     rc = main(["holders", "--demo", "--all", "--docker-host", engine.base_url])
     text = capsys.readouterr().out
     assert "held by cli-holder" in text and "cli-stopped" in text
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        dict(count=1),
+        dict(count=3),
+        dict(count=-1),
+        dict(count=0),
+        dict(device_ids=["5"]),
+        dict(device_ids=["1", "7"]),
+        dict(device_ids=[U(2), "6"]),
+        dict(device_ids=["0,4"]),
+    ],
+    ids=lambda r: ",".join(f"{k}={v}" for k, v in r.items()),
+)
+def test_device_request_claims_match_what_the_engine_hands_the_hook(engine, req):
+    """Our reading of DeviceRequests gives the same GPUs as the NVIDIA_VISIBLE_DEVICES value the
+    engine itself puts into the container for the hook, resolved by the runtime-env rules."""
+    from gpudock.host.claims import claims_from_inspect
+
+    c = engine.client.containers.run(engine.image, ["env"], detach=True, device_requests=gpus_req(**req))
+    assert c.wait(timeout=60)["StatusCode"] == 0
+    env = [ln for ln in c.logs().decode().splitlines() if ln.startswith("NVIDIA_VISIBLE_DEVICES=")]
+    c.reload()
+    ours = [cl.gpu_uuid for cl in claims_from_inspect(c.attrs, GPUS)]
+    as_env = {"Config": {"Env": env[-1:]}, "HostConfig": {"Runtime": "nvidia"}}
+    engines = [cl.gpu_uuid for cl in claims_from_inspect(as_env, GPUS)]
+    assert ours == engines, (env, ours, engines)
+    assert all(ours)
