@@ -32,7 +32,7 @@ import struct
 import sys
 from array import array
 from functools import partial
-from itertools import repeat
+from itertools import compress, repeat
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, NamedTuple
 
 if TYPE_CHECKING:
@@ -382,7 +382,11 @@ class LdCache:
 
     def _indices(self, soname: str) -> tuple[int, ...]:
         if self._index is None:
-            # Only the sonames are needed for the index; paths are decoded when entries are.
+            return self._scan(soname)  # a few lookups are cheaper than decoding every soname
+        return self._index.get(soname, ())
+
+    def _build_index(self) -> dict[str, tuple[int, ...]]:
+        if self._index is None:
             index: dict[str, list[int]] = {}
             names = self._decode_all(self._keys) if self._entries is None else [e.soname for e in self._entries]
             for i, k in enumerate(names):
@@ -392,21 +396,37 @@ class LdCache:
                 else:
                     got.append(i)
             self._index = {k: tuple(v) for k, v in index.items()}
-        return self._index.get(soname, ())
+        return self._index
+
+    def _scan(self, soname: str) -> tuple[int, ...]:
+        """Indices of entries whose soname is ``soname``, without decoding any string: the key at
+        offset k equals it iff ``soname + NUL`` occurs at file offset base + k, so find every
+        occurrence in the string table (C), then keep the entries whose key is one of them (C)."""
+        try:
+            needle = soname.encode("utf-8", "surrogateescape") + b"\0"
+        except UnicodeEncodeError:
+            return ()
+        if b"\0" in needle[:-1]:
+            return ()
+        data, find, base = self._data, self._data.find, self._base
+        hits: set[int] = set()
+        pos = find(needle, self._str_lo, self._str_hi)
+        while pos >= 0:
+            hits.add(pos - base)
+            pos = find(needle, pos + 1, self._str_hi)
+        if not hits:
+            return ()
+        return tuple(compress(range(len(self._keys)), map(hits.__contains__, self._keys)))
 
     def select(self, want: Callable[[str], bool]) -> tuple[LdCacheEntry, ...]:
         """The entries whose soname satisfies ``want``, in file order. Decodes the sonames once
         and builds entry objects only for the matches (cheaper than filtering :attr:`entries`)."""
-        self._indices("")
-        assert self._index is not None
-        hits = sorted(i for name, idx in self._index.items() if want(name) for i in idx)
+        hits = sorted(i for name, idx in self._build_index().items() if want(name) for i in idx)
         return tuple(map(self.__getitem__, hits))
 
     def sonames(self) -> list[str]:
         """Distinct sonames, in first-seen file order."""
-        self._indices("")
-        assert self._index is not None
-        return list(self._index)
+        return list(self._build_index())
 
     # -- materialisation ------------------------------------------------------------------------
 

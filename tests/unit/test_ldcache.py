@@ -474,3 +474,20 @@ def test_select_keeps_file_order_and_builds_only_matches() -> None:
     got = c.select(lambda s: s != "liba.so.1")
     assert [e.path for e in got] == ["/l/libb.so.1", "/l2/libb.so.1", "/l/libc.so.1"]
     assert got[0] is c[0] and got[-1] is c.entries[3]
+
+
+def test_lookup_by_scan_equals_lookup_by_index() -> None:
+    # Before the soname index exists, lookup()/all() find entries by scanning the string table;
+    # both ways must agree on every soname of a real cache (suffix-shared strings included).
+    data = Path("/etc/ld.so.cache").read_bytes()
+    indexed = parse(data)
+    names = indexed.sonames()  # builds the index
+    for name in names + ["libc.so", "so.6", "", "x\0y", "libnope.so.1"]:
+        scanning = parse(data)
+        assert scanning.all(name) == indexed.all(name), name
+        assert scanning.lookup(name, "x86-64") == indexed.lookup(name, "x86-64"), name
+        assert scanning._index is None
+    # A soname that is the tail of another string ("libz.so.1" inside ".../libz.so.1") and of a
+    # longer soname ("liblibz.so.1") must not match the longer one.
+    c = parse(build_cache([Rec("liblibz.so.1", "/a/liblibz.so.1"), Rec("libz.so.1", "/a/libz.so.1")]))
+    assert [e.path for e in c.all("libz.so.1")] == ["/a/libz.so.1"]
