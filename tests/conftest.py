@@ -14,14 +14,20 @@ Fixtures
 
 Tests using `docker_engine` or `engine` get the `docker` marker (`-m "not docker"` to leave them out).
 
+A test that runs over GPUDOCK_TEST_TIMEOUT seconds (default 600, 0: off) fails instead of hanging
+the run.
+
 With CI=true (as .ci/run sets it) a skipped test — at collection or run time — is reported as a
 failure: in CI nothing may be skipped.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -73,6 +79,37 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if {"docker_engine", "engine"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.docker)
+
+
+# --------------------------------------------------------------------------- a hung test fails
+
+_TEST_TIMEOUT = float(os.environ.get("GPUDOCK_TEST_TIMEOUT", "600"))
+
+
+class HungTest(Exception):
+    """A test ran over GPUDOCK_TEST_TIMEOUT seconds (setup, call and teardown together)."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Fail, rather than hang the whole run, a test that takes over GPUDOCK_TEST_TIMEOUT seconds
+    (default 600; 0 turns this off). SIGALRM in the main thread: it also breaks an event loop
+    that waits for ever. All threads' stacks go to stderr first."""
+    if _TEST_TIMEOUT <= 0 or not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        faulthandler.dump_traceback(all_threads=True)
+        raise HungTest(f"{item.nodeid} ran over {_TEST_TIMEOUT:.0f} s (GPUDOCK_TEST_TIMEOUT); stacks on stderr")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, _TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # --------------------------------------------------------------------------- fixtures

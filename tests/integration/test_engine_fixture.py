@@ -249,3 +249,21 @@ def test_outside_ci_skips_stay_skips(pytester, monkeypatch):
     outcomes = result.parseoutcomes()
     assert outcomes.get("skipped") == 3 and outcomes.get("passed") == 1, outcomes
     assert result.ret == 0
+
+
+def test_a_hung_test_fails_instead_of_hanging_the_run(pytester, monkeypatch):
+    _guarded_pytester(pytester)
+    pytester.makepyfile(
+        test_hangs="import asyncio\n"
+        "async def test_event_loop_waits_for_ever():\n"
+        "    await asyncio.Event().wait()\n"
+        "def test_sleeps():\n"
+        "    import time; time.sleep(60)\n"
+        "def test_after():\n"
+        "    pass\n"
+    )
+    monkeypatch.setenv("GPUDOCK_TEST_TIMEOUT", "2")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "test_hangs.py", timeout=60)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 2 and outcomes.get("passed") == 1, outcomes
+    result.stdout.fnmatch_lines(["*HungTest*ran over 2 s*"])
