@@ -37,11 +37,10 @@ def _split(p: str) -> list[str]:
 class HostRoot:
     """The host's filesystem as seen under ``path`` (``"/"``: this machine itself).
 
-    >>> r = HostRoot("/srv/image-rootfs")
-    >>> r.path("/etc/ld.so.cache")          # lexical mapping, no symlinks followed
-    '/srv/image-rootfs/etc/ld.so.cache'
-    >>> r.resolve("/usr/lib/libcuda.so.1")  # host path after following links inside the root
-    '/usr/lib/libcuda.so.535.129.03'
+    For example, with ``r = HostRoot("/srv/rootfs")``:
+    ``r.path("/etc/ld.so.cache")`` is ``"/srv/rootfs/etc/ld.so.cache"`` (lexical, no links followed);
+    ``r.resolve("/usr/lib/libcuda.so.1")`` might be ``"/usr/lib/libcuda.so.535.129.03"`` (a host
+    path, links followed inside the root); ``r.real(...)`` is that under ``/srv/rootfs``.
     """
 
     __slots__ = ("_root", "_prefix")
