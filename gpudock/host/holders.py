@@ -332,36 +332,50 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
     by_uuid = {g.uuid: g for g in gpus if g.uuid}
     known = {c.id: c for c in containers}
 
-    # --- claims → per GPU holders, per container GPUs
+    # --- claims → per container {gpu uuid: claims}, per GPU {container id: claims}
     claims_on: dict[str, dict[str, list[Claim]]] = {}
+    mine_of: dict[str, dict[str, list[Claim]]] = {}
     unresolved: dict[str, list[Claim]] = {}
     for c in containers:
+        if not c.claims:
+            continue
+        mine: dict[str, list[Claim]] = {}
         for cl in c.claims:
-            if cl.gpu_uuid is None:
+            u = cl.gpu_uuid
+            if u is None:
                 unresolved.setdefault(c.id, []).append(cl)
-            elif cl.gpu_uuid in by_uuid:
-                claims_on.setdefault(cl.gpu_uuid, {}).setdefault(c.id, []).append(cl)
+            elif u in by_uuid:
+                lst = mine.get(u)
+                if lst is None:
+                    lst = mine[u] = []
+                    claims_on.setdefault(u, {})[c.id] = lst
+                lst.append(cl)
             else:  # resolved against another GPU list; treat as unresolved now
                 unresolved.setdefault(c.id, []).append(
-                    replace(cl, gpu_uuid=None, error=f"no GPU with UUID {cl.gpu_uuid} on this host")
+                    replace(cl, gpu_uuid=None, error=f"no GPU with UUID {u} on this host")
                 )
+        if mine:
+            mine_of[c.id] = mine
 
+    # one summary per (container, GPU), shared by Holder and GpuRef
+    summary: dict[tuple[str, str], tuple[tuple, tuple, tuple, bool]] = {}
     holders_of: dict[str, tuple[Holder, ...]] = {}
     for uuid, per in claims_on.items():
         hs = []
         for cid, cls in per.items():
             c = known[cid]
-            hs.append(
-                Holder(
-                    container_id=cid,
-                    name=c.name,
-                    status=c.status,
-                    mechanisms=_uniq(cl.mechanism for cl in cls),
-                    selectors=_uniq(cl.selector for cl in cls),
-                    mig_uuids=_uniq(cl.mig_uuid for cl in cls),
-                    whole=any(cl.mig_uuid is None for cl in cls),
+            if len(cls) == 1:
+                cl = cls[0]
+                sm = ((cl.mechanism,), (cl.selector,), (cl.mig_uuid,) if cl.mig_uuid else (), cl.mig_uuid is None)
+            else:
+                sm = (
+                    _uniq(cl.mechanism for cl in cls),
+                    _uniq(cl.selector for cl in cls),
+                    _uniq(cl.mig_uuid for cl in cls),
+                    any(cl.mig_uuid is None for cl in cls),
                 )
-            )
+            summary[(cid, uuid)] = sm
+            hs.append(Holder(cid, c.name, c.status, sm[0], sm[1], sm[2], sm[3]))
         hs.sort(key=lambda h: (not h.running, h.name))
         holders_of[uuid] = tuple(hs)
 
@@ -388,21 +402,21 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
             conflicts.append(c)
 
     n_gpus = len(by_uuid)
+    order = {g.uuid: i for i, g in enumerate(gpus) if g.uuid}
     cont_out = []
     for c in containers:
-        refs = []
-        if c.claims:
-            for g in gpus:
-                cls = claims_on.get(g.uuid, {}).get(c.id) if g.uuid else None
-                if cls:
-                    refs.append(
-                        GpuRef(g.uuid, g.index, g.minor, _uniq(cl.mechanism for cl in cls),
-                               _uniq(cl.mig_uuid for cl in cls))
-                    )
+        mine = mine_of.get(c.id)
+        refs: tuple[GpuRef, ...] = ()
+        if mine:
+            lst = []
+            for u in sorted(mine, key=order.__getitem__):
+                g = by_uuid[u]
+                sm = summary[(c.id, u)]
+                lst.append(GpuRef(u, g.index, g.minor, sm[0], sm[2]))
+            refs = tuple(lst)
         holds_all = n_gpus > 1 and len(refs) == n_gpus
         bad = tuple(unresolved.get(c.id, ()))
-        cont_out.append(ContainerGpus(container=c, gpus=tuple(refs), processes=(), unresolved=bad,
-                                      holds_all=holds_all))
+        cont_out.append(ContainerGpus(container=c, gpus=refs, processes=(), unresolved=bad, holds_all=holds_all))
         active = c.status in ACTIVE_STATES
         if active and holds_all:
             conflicts.append(
