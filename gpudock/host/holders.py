@@ -268,6 +268,15 @@ class HoldersMap:
     def conflicts_for_container(self, cid: str) -> tuple[Conflict, ...]:
         return tuple(c for c in self.conflicts if cid in c.container_ids)
 
+    def conflicts_for_gpu(self, uuid: str) -> tuple[Conflict, ...]:
+        """Conflicts on this GPU (shared, its processes) and holds-all conflicts of its holders."""
+        g = self.gpu(uuid)
+        holders = {h.container_id for h in g.holders} if g else set()
+        return tuple(
+            c for c in self.conflicts
+            if c.gpu_uuid == uuid or (c.kind == "holds-all" and holders & set(c.container_ids))
+        )
+
     def to_json(self) -> dict:
         d = self.docker
         return {

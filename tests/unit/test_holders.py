@@ -99,6 +99,7 @@ def test_holds_all():
     m = build_holders(snap(), cs, pid_mapper=mapper({}))
     assert [c.kind for c in m.conflicts] == ["holds-all"]
     assert m.container(CA).holds_all and m.container(CA).label() == "all (4)"
+    assert m.conflicts_for_gpu(U(2)) == m.conflicts and m.conflicts_for_gpu("GPU-none") == ()
     # one-GPU host: holding all is not a conflict
     m = build_holders(snap(n=1), [cont(CA, "x", [cl(0)])], pid_mapper=mapper({}))
     assert m.conflicts == ()
@@ -125,6 +126,8 @@ def test_process_conflicts():
     unc = next(c for c in m.conflicts if c.kind == "unclaimed")
     assert "was not given" in unc.message and unc.pid == 2
     assert m.conflicts_for_container(CA) == (unc,)
+    assert {c.kind for c in m.conflicts_for_gpu(U(2))} == {"unclaimed", "foreign-container"}
+    assert [c.kind for c in m.conflicts_for_gpu(U(0))] == ["no-container"]
 
 
 def test_vanished_pid_is_unreadable_not_a_conflict():
