@@ -249,6 +249,10 @@ class HoldersMap:
                 return g
         return None
 
+    def labels(self, width: int | None = None) -> dict[str, str]:
+        """GPU UUID → the holder column's text (:meth:`GpuHolders.label`), for every GPU with a UUID."""
+        return {g.uuid: g.label(width) for g in self.gpus if g.uuid}
+
     def gpu_at(self, index: int) -> GpuHolders | None:
         for g in self.gpus:
             if g.index == index:

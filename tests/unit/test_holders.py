@@ -81,6 +81,7 @@ def test_shared_gpu_conflict_only_for_running():
     assert g.label() == "a +1"
     assert g.label(width=4) == "… +1" or len(g.label(width=4)) <= 5
     assert g.conflicts == (c,)
+    assert m.labels() == {U(0): "a +1", U(1): "", U(2): "", U(3): ""}
 
 
 def test_different_mig_devices_do_not_clash():
