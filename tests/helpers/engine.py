@@ -23,7 +23,7 @@ Device nodes: `make_nvidia_dev_nodes(dir)` creates `nvidiactl`, `nvidia0..7`, `n
 `nvidia-uvm`, `nvidia-uvm-tools` with mknod (char devices; see NVIDIA_DEV_NODES); map them into
 containers as `devices=[f"{eng.dev_dir}/nvidia3:/dev/nvidia3:rwm"]`.
 
-Environment knobs: GPUDOCK_TEST_STORAGE_DRIVER (force overlay2/vfs/...), GPUDOCK_TEST_RUN_DIR
+Environment knobs: GPUDOCK_TEST_DOCKERD (the dockerd binary), GPUDOCK_TEST_STORAGE_DRIVER (force overlay2/vfs/...), GPUDOCK_TEST_RUN_DIR
 (parent of temporary work dirs; scripts/test sets it so it can clean up after a crash),
 GPUDOCK_TEST_ENGINE_TIMEOUT (seconds to wait for the socket, default 30).
 """
@@ -436,11 +436,14 @@ class Engine:
     # ---- internals
 
     def _setup(self, storage_driver: str | None) -> None:
-        self.dockerd = _find_binary("dockerd")
+        forced_dockerd = os.environ.get("GPUDOCK_TEST_DOCKERD")
+        self.dockerd = forced_dockerd if forced_dockerd and os.access(forced_dockerd, os.X_OK) else None
+        if not forced_dockerd:
+            self.dockerd = _find_binary("dockerd")
         if not self.dockerd:
             raise EngineError(
-                "dockerd not found: the tests need Debian's docker.io package "
-                "(`apt-get install docker.io`; ./scripts/test installs it)"
+                f"dockerd not found{f' at GPUDOCK_TEST_DOCKERD={forced_dockerd}' if forced_dockerd else ''}: "
+                "the tests need Debian's docker.io package (`apt-get install docker.io`; ./scripts/test installs it)"
             )
         self.runc = _find_binary("runc")
         if not self.runc:

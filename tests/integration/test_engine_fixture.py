@@ -267,3 +267,15 @@ def test_a_hung_test_fails_instead_of_hanging_the_run(pytester, monkeypatch):
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 2 and outcomes.get("passed") == 1, outcomes
     result.stdout.fnmatch_lines(["*HungTest*ran over 2 s*"])
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_missing_dockerd_fails_the_tests_never_skips(pytester, monkeypatch, ci):
+    _guarded_pytester(pytester)
+    pytester.makepyfile(test_uses_engine="def test_needs_engine(docker_engine):\n    pass\n")
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setenv("GPUDOCK_TEST_DOCKERD", "/nonexistent/dockerd")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_uses_engine.py")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors") == 1 and "skipped" not in outcomes, outcomes
+    result.stdout.fnmatch_lines(["*private Docker engine unavailable*dockerd not found*docker.io*"])
