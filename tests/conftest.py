@@ -2,12 +2,14 @@
 
 Fixtures
 - `docker_engine` (session): a running `helpers.engine.Engine` — `.base_url`, `.socket`, `.client`
-  (docker.DockerClient), `.image` ("gpudock-test/busybox:latest"), `.dev_dir`, `.workdir`,
-  `.hook_config`, `.hook_log`, `.stop()`, `.restart()`, `.make_image(tag, env=, labels=)`.
+  (docker.DockerClient, the same object across restarts), `.image` ("gpudock-test/busybox:latest",
+  stop signal SIGKILL), `.dev_dir`, `.workdir`, `.hook_config`, `.hook_log`, `.daemon_json`, `.log`,
+  `.running()`, `.stop()`, `.restart()`, `.make_image(tag, env=, labels=, instructions=)`.
   If the engine cannot start the test FAILS (never skips) with the reason.
 - `engine` (function): the same engine, made sure to be running; after the test every container
   created during the test is removed, a stopped engine is started again, and `hook_config` is
-  restored (so a test may rewrite it, e.g. to turn the hook's debug log on).
+  restored, and so is `daemon_json` (dockerd's --config-file); a test may rewrite them, e.g. to
+  turn the hook's debug log on.
 - `fake_nvidia_devs` (session): a directory with char device nodes nvidiactl (195:255),
   nvidia-modeset (195:254), nvidia0..nvidia7 (195:N), nvidia-uvm (511:0), nvidia-uvm-tools (511:1);
   it is also `docker_engine.dev_dir`.
@@ -146,20 +148,23 @@ def _container_ids(eng: Engine) -> set[str]:
 @pytest.fixture
 def engine(docker_engine):
     """The session engine, running; afterwards the containers created during the test are removed
-    and the stand-in hook's config.toml (engine.hook_config) is put back as it was."""
+    and the stand-in hook's config.toml (engine.hook_config) and dockerd's --config-file
+    (engine.daemon_json) are put back as they were."""
     if not docker_engine.running():
         docker_engine.restart()
     before = _container_ids(docker_engine)
-    hook_config = docker_engine.hook_config.read_bytes()
+    kept = {p: p.read_bytes() for p in (docker_engine.hook_config, docker_engine.daemon_json)}
     yield docker_engine
-    cfg = docker_engine.hook_config
-    try:
-        now = None if cfg.is_symlink() else cfg.read_bytes()
-    except OSError:
-        now = None
-    if now != hook_config:
-        cfg.unlink(missing_ok=True)
-        cfg.write_bytes(hook_config)
+    for path, data in kept.items():
+        try:
+            now = None if path.is_symlink() else path.read_bytes()
+        except OSError:
+            now = None
+        if now != data:
+            path.unlink(missing_ok=True)
+            path.write_bytes(data)
+            if path == docker_engine.daemon_json and docker_engine.running():
+                docker_engine.stop()  # it may have been started with the test's daemon.json
     if not docker_engine.running():
         docker_engine.restart()
     for cid in _container_ids(docker_engine) - before:

@@ -279,3 +279,16 @@ def test_missing_dockerd_fails_the_tests_never_skips(pytester, monkeypatch, ci):
     outcomes = result.parseoutcomes()
     assert outcomes.get("errors") == 1 and "skipped" not in outcomes, outcomes
     result.stdout.fnmatch_lines(["*private Docker engine unavailable*dockerd not found*docker.io*"])
+
+
+def test_a_test_may_change_daemon_json(engine):
+    import json
+
+    engine.daemon_json.write_text(json.dumps({"labels": ["gpudock-test=changed"]}))
+    engine.restart()
+    assert "gpudock-test=changed" in engine.client.info()["Labels"]
+
+
+def test_daemon_json_was_put_back(engine):
+    assert engine.daemon_json.read_text().strip() == "{}"
+    assert "gpudock-test=changed" not in engine.client.info()["Labels"]
