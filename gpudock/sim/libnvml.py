@@ -101,6 +101,7 @@ class SimNvmlLibrary:
         self.scenario = scenario
         self._clock = (lambda: 0.0) if scenario.frozen else clock
         self._initialized = 0
+        self._lost: set[int] = set()  # handles of GPUs that fell off the bus while running
         self._gpu_by_handle = {_GPU_BASE + i * 64: g for i, g in enumerate(scenario.gpus)}
         self._handle_of = {id(g): h for h, g in self._gpu_by_handle.items()}
         self._mig_by_handle: dict[int, tuple[SimGpu, int]] = {}
@@ -122,6 +123,10 @@ class SimNvmlLibrary:
         except KeyError:
             raise AttributeError(f"undefined symbol: {name}") from None
 
+    def lose_gpu(self, index: int) -> None:
+        """Play a GPU falling off the bus while the host runs (Xid 79): every call on it fails."""
+        self._lost.add(_GPU_BASE + index * 64)
+
     # -- the value model -------------------------------------------------------------------------
 
     def _value(self, wave: Wave, salt: int = 0) -> float:
@@ -142,7 +147,7 @@ class SimNvmlLibrary:
             if handle in self._mig_by_handle:
                 return None, ERROR_NOT_SUPPORTED
             return None, ERROR_INVALID_ARGUMENT
-        if g.lost:
+        if g.lost or handle in self._lost:
             return None, ERROR_GPU_IS_LOST
         if fn_name in g.unsupported:
             return None, ERROR_NOT_SUPPORTED

@@ -1,0 +1,101 @@
+"""Pilot tests of the main screen: what an operator does with the keyboard alone."""
+
+from __future__ import annotations
+
+import pynvml
+from textual.widgets import DataTable, Static
+
+from gpudock.ui.app import SnapshotReady
+from tests.helpers.sim import gpu, scenario
+from tests.ui.helpers import first_snapshot, make_app
+
+
+def details_text(app) -> str:
+    return str(app.screen.query_one("#gpu-details", Static).render())
+
+
+async def test_the_table_lists_every_gpu_with_bus_id_and_device_node():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_snapshot(pilot)
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 8
+        row0 = [str(c) for c in table.get_row_at(0)]
+        assert row0[:4] == ["0", "00000000:05:00.0", "/dev/nvidia3", "NVIDIA H100 80GB HBM3"]
+        header = str(app.screen.query_one("#host-header", Static).render())
+        assert "535.129.03" in header and "12.2" in header and "12.535.129.03" in header
+
+
+async def test_arrow_keys_move_and_the_details_follow():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        await pilot.press("down", "down")
+        text = details_text(app)
+        assert "GPU-1d2e3f40-5a6b-4c7d-8e9f-a0b1c2d3e403" in text
+        assert "minor 1" in text and "tritonserver" in text
+        await pilot.press("down", "down", "down", "down")
+        text = details_text(app)
+        assert "MIG on" in text and "3g.40gb" in text and "MIG-5d1e6f2a" in text
+
+
+async def test_the_cursor_stays_on_its_gpu_across_refreshes():
+    messages = []
+    app = make_app(refresh=0.2)
+    async with app.run_test(size=(80, 24), message_hook=messages.append) as pilot:
+        await first_snapshot(pilot)
+        table = app.screen.query_one(DataTable)
+        # a live table must never be cleared: that drops the operator's cursor
+        table.clear = lambda *a, **k: (_ for _ in ()).throw(AssertionError("live table cleared"))
+        await pilot.press("down", "down", "down", "down", "down")
+        key_before = app.screen.current_gpu_key()
+        n = sum(isinstance(m, SnapshotReady) for m in messages)
+        while sum(isinstance(m, SnapshotReady) for m in messages) < n + 3:
+            await pilot.pause(0.1)
+        assert table.cursor_row == 5
+        assert app.screen.current_gpu_key() == key_before == "GPU-9e8d7c6b-5a49-4382-9170-6f5e4d3c2b06"
+
+
+async def test_changed_values_are_written_in_place():
+    app = make_app(refresh=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        table = app.screen.query_one(DataTable)
+        written = []
+        real = table.update_cell
+        table.update_cell = lambda r, c, v, **k: (written.append((r, c)), real(r, c, v, **k))
+        pynvml.nvmlLib.lose_gpu(3)
+        app.poll()
+        await first_snapshot(pilot)
+        while not written:
+            await pilot.pause(0.1)
+        row = [str(c) for c in table.get_row(written[0][0])]
+        assert "GPU is lost" in row
+        assert {str(r) for r, _ in written} == {"GPU-77c0ffee-0b1c-4d2e-8f3a-4b5c6d7e8f04"}
+
+
+async def test_nvml_failure_is_said_in_words_an_operator_can_act_on():
+    app = make_app(scenario(init_error="lib_rm_version_mismatch"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        header = str(app.screen.query_one("#host-header", Static).render())
+        assert "Driver/library version mismatch" in header and "Reboot" in header
+        assert app.screen.query_one(DataTable).row_count == 0
+
+
+async def test_a_lost_gpu_row_shows_the_error_and_others_update():
+    app = make_app(scenario([gpu(0), gpu(1, lost=True), gpu(2)]))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await first_snapshot(pilot)
+        table = app.screen.query_one(DataTable)
+        assert "GPU is lost" in [str(c) for c in table.get_row_at(1)]
+        assert [str(c) for c in table.get_row_at(2)][4].strip() == "20"
+
+
+async def test_quit_with_q():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0 or app.return_code is None
