@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import random
+import select
 import signal
 import tempfile
 import time
 import tomllib
+import traceback
 from pathlib import Path
 
 import pytest
@@ -242,14 +244,17 @@ def _naive_write(path, data, expected, **kw):
     """What not to do: truncate in place and write line by line."""
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     try:
-        for line in data.splitlines(keepends=True):
+        for n, line in enumerate(data.splitlines(keepends=True)):
             os.write(fd, line)
+            if n % 200 == 199:
+                time.sleep(0.001)  # a slow disk: the torn state lasts a while
     finally:
         os.close(fd)
 
 
-def _toggler(path: str, naive: bool) -> None:
-    """Child body: toggle the hook's debug log for ever (until SIGKILL)."""
+def _toggler(path: str, naive: bool, report: int) -> None:
+    """Child body: toggle the hook's debug log for ever (until SIGKILL), one byte on ``report``
+    after each completed toggle so the parent can time its kill."""
     if naive:
         tc.atomic_write = _naive_write  # this child only; the parent's module is not affected
     while True:
@@ -263,6 +268,21 @@ def _toggler(path: str, naive: bool) -> None:
             if not naive:
                 raise
             os._exit(5)  # the naive writer broke its own file
+        os.write(report, b"d")
+
+
+def _read_bytes(fd: int, n: int, timeout: float) -> bytes:
+    got = b""
+    deadline = time.monotonic() + timeout
+    while len(got) < n:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, n - len(got))
+        if not chunk:
+            break
+        got += chunk
+    return got
 
 
 def _kill_loop(path: Path, kills: int, naive: bool) -> tuple[set, list[str]]:
@@ -274,23 +294,40 @@ def _kill_loop(path: Path, kills: int, naive: bool) -> tuple[set, list[str]]:
     rng = random.Random(1234)
     seen: set = set()
     broken: list[str] = []
+    toggle_s = 0.03  # running estimate of one toggle's duration on this machine, now
     for i in range(kills):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
+            status = 0
             try:
                 os.close(r)
                 os.write(w, b"1")
-                os.close(w)
-                _toggler(str(path), naive)
+                _toggler(str(path), naive, w)
+            except BaseException:
+                traceback.print_exc()
+                status = 7
             finally:
-                os._exit(0)
+                os._exit(status)
         os.close(w)
-        assert os.read(r, 1) == b"1"
-        os.close(r)
-        time.sleep(rng.uniform(0, 0.06))
+        assert _read_bytes(r, 1, 30) == b"1"
+        # Let the child finish 0-2 toggles, then kill it at a random point of the next one: the
+        # kill lands inside a write whatever this machine's speed (a fixed sleep did not, under load).
+        wait_for = rng.randint(0, 2)
+        t0 = time.monotonic()
+        done = _read_bytes(r, wait_for, 30)
+        if wait_for and len(done) == wait_for:
+            toggle_s = 0.5 * toggle_s + 0.5 * (time.monotonic() - t0) / wait_for
+        time.sleep(rng.uniform(0, 1.2 * toggle_s))
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        _, st = os.waitpid(pid, 0)
+        os.close(r)
+        if not (os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGKILL) and not (
+            naive and os.WIFEXITED(st) and os.WEXITSTATUS(st) == 5
+        ):
+            broken.append(f"kill {i}: the writer died on its own (status {st}); see its traceback above")
+        if len(done) < wait_for:
+            broken.append(f"kill {i}: the writer made no progress in 30 s")
         data = path.read_bytes()
         if data not in valid:
             broken.append(f"kill {i}: config.toml is neither the old nor the new version ({len(data)} bytes)")
@@ -315,5 +352,5 @@ def test_sigkill_during_writes_never_leaves_a_broken_file(tmp_path):
 
 
 def test_control_the_kill_harness_catches_a_non_atomic_writer(tmp_path):
-    _, broken = _kill_loop(tmp_path / "config.toml", 60, naive=True)
+    _, broken = _kill_loop(tmp_path / "config.toml", 100, naive=True)
     assert broken, "the harness did not notice a writer that truncates in place"
