@@ -6,8 +6,8 @@ import pynvml
 from textual.widgets import DataTable, Static
 
 from gpudock.ui.app import SnapshotReady
-from tests.helpers.sim import gpu, scenario
-from tests.ui.helpers import first_snapshot, make_app
+from helpers.sim import gpu, scenario
+from helpers.dashboard import first_snapshot, make_app
 
 
 def details_text(app) -> str:

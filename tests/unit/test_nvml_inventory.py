@@ -7,7 +7,7 @@ import pytest
 
 from gpudock.sim.libnvml import SimNvmlLibrary
 from gpudock.sim.scenario import ScenarioError, builtin_scenario, load_scenario, parse_scenario
-from tests.helpers.sim import frozen_demo, gpu, scenario, session
+from helpers.sim import frozen_demo, gpu, scenario, session
 
 
 @pytest.fixture(autouse=True)

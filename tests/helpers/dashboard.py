@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpudock.sim.scenario import Scenario
 from gpudock.ui.app import GpudockApp, HostChoice
-from tests.helpers.sim import frozen_demo, session
+from helpers.sim import frozen_demo, session
 
 
 def make_app(sc: Scenario | None = None, refresh: float = 0.2, banner: str | None = None) -> GpudockApp:
