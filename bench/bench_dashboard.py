@@ -1,0 +1,190 @@
+"""Benchmark of the dashboard's hot paths on the built-in 8-GPU demo host.
+
+Each figure comes with a reference measured in the same run, so the ratio means something on a
+busy 2-core machine as on a fast workstation:
+
+* refresh: CPU time of one ``NvmlSession.snapshot()`` of the 8-GPU demo host (every NVML read
+  through the real pynvml bindings into the simulated library), against the bare pynvml calls for
+  the same fields with no model built (the reference: what the bindings alone cost).
+  Target: under 5 ms of CPU.
+* first frame: wall time from ``python -c`` to the first painted frame with the first snapshot
+  in it (headless), against a minimal Textual app's first frame (reference).
+  Target: under 1 s.
+* idle: CPU use of the running dashboard over IDLE_SECONDS at the default 1 s refresh, as a
+  percentage of one core, against a minimal Textual app idling as long (reference).
+  Target: under 2 %.
+
+Usage: ``python bench/bench_dashboard.py [--idle-seconds N]``; ``bench_dashboard()`` returns a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pynvml  # noqa: E402
+
+from gpudock.host.nvml import NvmlSession  # noqa: E402
+from gpudock.sim.libnvml import sim_library_loader  # noqa: E402
+from gpudock.sim.scenario import builtin_scenario  # noqa: E402
+
+TARGETS = {"refresh_cpu_ms": 5.0, "first_frame_s": 1.0, "idle_cpu_percent": 2.0}
+
+
+def _bare_pynvml_refresh(count: int) -> None:
+    """The reference: the same NVML reads as a refresh, straight through pynvml, no model."""
+    for i in range(count):
+        h = pynvml.nvmlDeviceGetHandleByIndex(i)
+        pynvml.nvmlDeviceGetMemoryInfo(h)
+        pynvml.nvmlDeviceGetUtilizationRates(h)
+        pynvml.nvmlDeviceGetPowerUsage(h)
+        pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)
+        pynvml.nvmlDeviceGetPersistenceMode(h)
+        pynvml.nvmlDeviceGetComputeMode(h)
+        pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)
+        pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM)
+        try:
+            pynvml.nvmlDeviceGetMigMode(h)
+        except pynvml.NVMLError:
+            pass
+        pynvml.nvmlDeviceGetComputeRunningProcesses(h)
+        pynvml.nvmlDeviceGetGraphicsRunningProcesses(h)
+
+
+def bench_refresh(rounds: int = 7, per_round: int = 200) -> dict:
+    session = NvmlSession(sim_library_loader(builtin_scenario("demo")), source="sim:demo")
+    session.snapshot()  # first refresh reads the static fields; steady state is what repeats
+    ours, ref = [], []
+    n = pynvml.nvmlDeviceGetCount()
+    for _ in range(rounds):
+        t = time.process_time()
+        for _ in range(per_round):
+            session.snapshot()
+        ours.append((time.process_time() - t) / per_round * 1000)
+        t = time.process_time()
+        for _ in range(per_round):
+            _bare_pynvml_refresh(n)
+        ref.append((time.process_time() - t) / per_round * 1000)
+    session.shutdown()
+    o, r = statistics.median(ours), statistics.median(ref)
+    return {"refresh_cpu_ms": round(o, 3), "refresh_reference_bare_pynvml_ms": round(r, 3),
+            "refresh_ratio_vs_bare_pynvml": round(o / r, 2), "gpus": n}
+
+
+_FIRST_FRAME_GPUDOCK = r"""
+import time, sys
+t0 = time.perf_counter()
+from gpudock.ui.app import GpudockApp, HostChoice, SnapshotReady
+from gpudock.host.nvml import NvmlSession
+from gpudock.sim.libnvml import sim_library_loader
+from gpudock.sim.scenario import builtin_scenario
+class A(GpudockApp):
+    def _schedule_next(self):  # called once a snapshot has been handed to the screens
+        self.call_after_refresh(lambda: self.exit(time.perf_counter() - t0))
+app = A(HostChoice(NvmlSession(sim_library_loader(builtin_scenario()), source="sim:demo")))
+print(app.run(headless=True, size=(80, 24)))
+"""
+
+_FIRST_FRAME_MINIMAL = r"""
+import time
+t0 = time.perf_counter()
+from textual.app import App
+from textual.widgets import DataTable, Footer, Static
+class A(App):
+    def compose(self):
+        yield Static("hello"); yield DataTable(); yield Footer()
+    def on_mount(self):
+        self.call_after_refresh(lambda: self.exit(time.perf_counter() - t0))
+print(A().run(headless=True, size=(80, 24)))
+"""
+
+_IDLE = r"""
+import sys
+from textual.app import App
+from textual.widgets import Static
+secs = float(sys.argv[1])
+if sys.argv[2] == "gpudock":
+    from gpudock.ui.app import GpudockApp, HostChoice
+    from gpudock.host.nvml import NvmlSession
+    from gpudock.sim.libnvml import sim_library_loader
+    from gpudock.sim.scenario import builtin_scenario
+    app = GpudockApp(HostChoice(NvmlSession(sim_library_loader(builtin_scenario()), source="sim:demo")), refresh=1.0)
+else:
+    class A(App):
+        def compose(self):
+            yield Static("idle")
+    app = A()
+import threading
+def stop():
+    app.call_from_thread(app.exit)
+threading.Timer(secs + 2.0, stop).start()
+app.run(headless=True, size=(80, 24))
+"""
+
+
+def _run_first_frame(code: str) -> float:
+    # Wall time of the whole process up to the first painted frame, interpreter start included.
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    wall = time.perf_counter() - t
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return wall
+
+
+def bench_first_frame(rounds: int = 5) -> dict:
+    ours = [_run_first_frame(_FIRST_FRAME_GPUDOCK) for _ in range(rounds)]
+    ref = [_run_first_frame(_FIRST_FRAME_MINIMAL) for _ in range(rounds)]
+    o, r = statistics.median(ours), statistics.median(ref)
+    return {"first_frame_s": round(o, 3), "first_frame_reference_minimal_textual_s": round(r, 3),
+            "first_frame_ratio_vs_minimal_textual": round(o / r, 2)}
+
+
+def _idle_cpu(which: str, seconds: float) -> float:
+    """CPU % of one core used by the app between 2 s after start (start-up excluded) and the end."""
+    p = subprocess.Popen([sys.executable, "-c", _IDLE, str(seconds), which],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = psutil.Process(p.pid)
+    time.sleep(2.0)
+    c0 = proc.cpu_times()
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    c1 = proc.cpu_times()
+    elapsed = time.monotonic() - t0
+    p.wait(timeout=30)
+    used = (c1.user + c1.system) - (c0.user + c0.system)
+    return used / elapsed * 100
+
+
+def bench_idle(seconds: float = 60.0) -> dict:
+    ours = _idle_cpu("gpudock", seconds)
+    ref = _idle_cpu("minimal", seconds)
+    return {"idle_seconds": seconds, "idle_cpu_percent": round(ours, 2),
+            "idle_reference_minimal_textual_percent": round(ref, 2),
+            "idle_ratio_vs_minimal_textual": round(ours / ref, 2) if ref > 0 else None}
+
+
+def bench_dashboard(idle_seconds: float = 60.0) -> dict:
+    out = {}
+    out.update(bench_refresh())
+    out.update(bench_first_frame())
+    out.update(bench_idle(idle_seconds))
+    out["targets"] = TARGETS
+    out["meets_targets"] = {k: out[k] < v for k, v in TARGETS.items()}
+    return out
+
+
+if __name__ == "__main__":
+    secs = 60.0
+    if "--idle-seconds" in sys.argv:
+        secs = float(sys.argv[sys.argv.index("--idle-seconds") + 1])
+    print(json.dumps(bench_dashboard(secs), indent=2))
