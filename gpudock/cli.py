@@ -125,20 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMAND_MODULES = ("holders", "doctor", "libs", "toolkit", "launch")
-
-
 def _command_modules():
-    import importlib
+    from gpudock.commands import doctor, holders, launch, libs, toolkit
 
-    mods = []
-    for name in COMMAND_MODULES:
-        try:
-            mods.append(importlib.import_module(f"gpudock.commands.{name}"))
-        except ModuleNotFoundError as e:  # TODO(lead): explicit imports once every command has landed
-            if e.name != f"gpudock.commands.{name}":
-                raise
-    return mods
+    return (holders, doctor, libs, toolkit, launch)
 
 
 def main(argv: list[str] | None = None) -> int:
