@@ -25,11 +25,11 @@ failure: in CI nothing may be skipped.
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import pytest
@@ -96,14 +96,21 @@ class HungTest(Exception):
 def pytest_runtest_protocol(item, nextitem):
     """Fail, rather than hang the whole run, a test that takes over GPUDOCK_TEST_TIMEOUT seconds
     (default 600; 0 turns this off). SIGALRM in the main thread: it also breaks an event loop
-    that waits for ever. All threads' stacks go to stderr first."""
+    that waits for ever. Other threads' stacks are in the failure's message."""
     if _TEST_TIMEOUT <= 0 or not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def on_alarm(signum, frame):
-        faulthandler.dump_traceback(all_threads=True)
-        raise HungTest(f"{item.nodeid} ran over {_TEST_TIMEOUT:.0f} s (GPUDOCK_TEST_TIMEOUT); stacks on stderr")
+        names = {t.ident: t.name for t in threading.enumerate()}
+        stacks = []
+        for ident, f in sys._current_frames().items():
+            if ident != threading.get_ident():
+                stacks.append(f"--- thread {names.get(ident, ident)}:\n" + "".join(traceback.format_stack(f)))
+        raise HungTest(
+            f"{item.nodeid} ran over {_TEST_TIMEOUT:.0f} s (GPUDOCK_TEST_TIMEOUT); the main thread's stack is "
+            "the traceback below" + ("; other threads:\n" + "\n".join(stacks) if stacks else "")
+        )
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, _TEST_TIMEOUT)
