@@ -16,7 +16,7 @@ Fixtures
 
 Tests using `docker_engine` or `engine` get the `docker` marker (`-m "not docker"` to leave them out).
 
-A test that runs over GPUDOCK_TEST_TIMEOUT seconds (default 600, 0: off) fails instead of hanging
+A test that runs over GPUDOCK_TEST_TIMEOUT seconds (default 300, 0: off) fails instead of hanging
 the run.
 
 With CI=true (as .ci/run sets it) a skipped test — at collection or run time — is reported as a
@@ -85,7 +85,7 @@ def pytest_collection_modifyitems(config, items):
 
 # --------------------------------------------------------------------------- a hung test fails
 
-_TEST_TIMEOUT = float(os.environ.get("GPUDOCK_TEST_TIMEOUT", "600"))
+_TEST_TIMEOUT = float(os.environ.get("GPUDOCK_TEST_TIMEOUT", "300"))
 
 
 class HungTest(Exception):
@@ -95,7 +95,7 @@ class HungTest(Exception):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """Fail, rather than hang the whole run, a test that takes over GPUDOCK_TEST_TIMEOUT seconds
-    (default 600; 0 turns this off). SIGALRM in the main thread: it also breaks an event loop
+    (default 300; 0 turns this off). SIGALRM in the main thread: it also breaks an event loop
     that waits for ever. Other threads' stacks are in the failure's message."""
     if _TEST_TIMEOUT <= 0 or not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
         yield
