@@ -148,6 +148,8 @@ class GpuScreen(Screen):
 
     BINDINGS = [
         Binding("enter", "details", "Details", id="details", show=False),
+        Binding("space", "toggle_mark", "Mark", id="mark"),
+        Binding("l", "launch", "Launch", id="launch"),
     ]
 
     def __init__(self, banner: str | None = None) -> None:
@@ -156,6 +158,8 @@ class GpuScreen(Screen):
         self._wide: bool | None = None
         self._rows: dict[str, dict[str, object]] = {}  # row key -> last cells written
         self._snapshot: HostSnapshot | None = None
+        self._texts: dict[str, Text] = {}
+        self.marks: list[str] = []  # row keys of the GPUs marked for a launch, in marking order
 
     def compose(self) -> ComposeResult:
         yield Static(header_text(None, self.banner), id="host-header")
@@ -189,7 +193,7 @@ class GpuScreen(Screen):
 
     def show_snapshot(self, snap: HostSnapshot) -> None:
         self._snapshot = snap
-        self.query_one("#host-header", Static).update(header_text(snap, self.banner))
+        self._update_if_changed("#host-header", header_text(snap, self.banner))
         table = self.query_one(DataTable)
         wide = self.size.width >= WIDE
         if wide != self._wide:
@@ -200,6 +204,7 @@ class GpuScreen(Screen):
             key = self.row_key(g)
             seen.add(key)
             cells = gpu_cells(g, wide, self.holder_text(g))
+            cells["idx"] = self._idx_cell(g)
             old = self._rows.get(key)
             if old is None:
                 table.add_row(*(cells[k] for k, _ in columns), key=key)
@@ -251,8 +256,58 @@ class GpuScreen(Screen):
                 pass
             self._restore_cursor = None
         g = self.current_gpu()
-        details = self.query_one("#gpu-details", Static)
-        details.update(gpu_details(g) if g else "")
+        self._update_if_changed("#gpu-details", gpu_details(g) if g else Text())
+
+    def _update_if_changed(self, selector: str, text: Text) -> None:
+        # Most refreshes change a few numbers in the table only; re-laying out unchanged text
+        # would cost CPU every second for nothing.
+        last = self._texts.get(selector)
+        if last is not None and last.plain == text.plain and last.spans == text.spans:
+            return
+        self._texts[selector] = text
+        self.query_one(selector, Static).update(text)
+
+    # -- marks for the launch form (gpudock.ui.screens.launch) --------------------------------------
+
+    def _idx_cell(self, g: Gpu) -> object:
+        key = self.row_key(g)
+        if key not in self.marks:
+            return str(g.index)
+        return Text.assemble(f"{g.index} ", (f"[{self.marks.index(key) + 1}]", "bold reverse"))
+
+    def action_toggle_mark(self) -> None:
+        key = self.current_gpu_key()
+        if key is None or self._snapshot is None:
+            return
+        if key in self.marks:
+            self.marks.remove(key)
+        else:
+            self.marks.append(key)
+        table = self.query_one(DataTable)
+        for g in self._snapshot.gpus:
+            k = self.row_key(g)
+            cell = self._idx_cell(g)
+            if k in self._rows and self._rows[k].get("idx") != cell:
+                table.update_cell(k, "idx", cell, update_width=True)
+                self._rows[k]["idx"] = cell
+
+    def marked_gpus(self) -> list[Gpu]:
+        if self._snapshot is None:
+            return []
+        by_key = {self.row_key(g): g for g in self._snapshot.gpus}
+        return [by_key[k] for k in self.marks if k in by_key]
+
+    def action_launch(self) -> None:
+        from gpudock.ui.screens.launch import LaunchScreen
+
+        current = self.current_gpu()
+        gpus = self.marked_gpus() or ([current] if current else [])
+        if not gpus or self._snapshot is None:
+            self.notify("Mark GPUs with the space bar first", severity="warning")
+            return
+        factory = getattr(self.app, "docker_client_factory", None)
+        self.app.push_screen(LaunchScreen(self._snapshot, gpus, root=getattr(self.app, "root", "/"),
+                                          client_factory=factory))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_details()

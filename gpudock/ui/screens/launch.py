@@ -1,0 +1,280 @@
+"""The launch form: start a container on the GPUs marked in the GPU table, in the order marked.
+
+The form holds no launch logic of its own: every keystroke rebuilds a
+:class:`~gpudock.launch.spec.LaunchSpec` with :func:`gpudock.launch.spec.build_spec` and shows its
+``docker run`` line (or the error that stops it), and the Launch button hands that same spec to
+:func:`gpudock.launch.run.launch` in a worker thread. Docker is only ever called from workers: the
+local images (offered as completions of the image field) and the holders map (to warn before
+launching onto a card another container holds) are fetched when the form opens.
+
+Launching onto a held card takes a second press of Launch, after the warning naming the holder.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from gpudock.launch.selection import SelectionError, parse_selection
+from gpudock.launch.spec import DEFAULT_CAPABILITIES, MODES, LaunchError, LaunchSpec, build_spec
+from gpudock.model import Gpu, HostSnapshot
+
+__all__ = ["FormValues", "LaunchScreen", "spec_from_form"]
+
+LOG_LINES = 12
+
+
+@dataclass(frozen=True)
+class FormValues:
+    image: str = ""
+    command: str = ""
+    name: str = ""
+    mode: str = "runtime"
+    capabilities: str = ",".join(DEFAULT_CAPABILITIES)
+    env: str = ""
+    mps: str = ""
+
+
+def spec_from_form(snapshot: HostSnapshot, gpus: list[Gpu], v: FormValues, uvm_tools: bool = True) -> LaunchSpec:
+    """The spec the form describes; :class:`LaunchError`/:class:`SelectionError` say what is wrong."""
+    sel = parse_selection([g.uuid or str(g.index) for g in gpus], snapshot)
+    if not v.image.strip():
+        raise LaunchError("choose an image")
+    try:
+        env = shlex.split(v.env)
+    except ValueError as e:
+        raise LaunchError(f"env does not parse ({e})") from None
+    mps = None
+    if v.mps.strip():
+        if not v.mps.strip().isdigit():
+            raise LaunchError("MPS thread percentage must be a whole number 1-100")
+        mps = int(v.mps)
+    caps = v.capabilities if v.mode in ("runtime", "gpus") else None
+    return build_spec(snapshot, sel, v.mode, image=v.image.strip(), command=v.command or None,
+                      name=v.name.strip() or None, capabilities=caps, env=env, mps_thread_percentage=mps,
+                      uvm_tools=uvm_tools)
+
+
+class LaunchScreen(ModalScreen[None]):
+    """The form, its live preview, and the result of the launch."""
+
+    BINDINGS = [Binding("escape", "close", "Close", id="launch-close")]
+
+    class EngineFacts(Message):
+        def __init__(self, images: list[str], holders: dict[str, tuple[str, ...]], error: str | None) -> None:
+            super().__init__()
+            self.images, self.holders, self.error = images, holders, error
+
+    class Finished(Message):
+        def __init__(self, title: str, warnings: tuple[str, ...], logs: list[str], error: str | None) -> None:
+            super().__init__()
+            self.title, self.warnings, self.logs, self.error = title, warnings, logs, error
+
+    def __init__(self, snapshot: HostSnapshot, gpus: list[Gpu], root: str = "/",
+                 client_factory: Callable[[], object] | None = None) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.gpus = gpus
+        self.root = root
+        self.client_factory = client_factory or _docker_from_env
+        self.holders: dict[str, tuple[str, ...]] = {}
+        self.spec: LaunchSpec | None = None
+        self._confirmed_held = False
+        from gpudock.host.root import HostRoot
+
+        self._uvm_tools = HostRoot(root).exists("/dev/nvidia-uvm-tools")
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="launch-box"):
+            yield Static(self._gpu_summary(), id="launch-gpus")
+            yield Static("", id="launch-preview")
+            yield Static("Asking Docker for local images and holders…", id="launch-warnings")
+            with VerticalScroll(id="launch-fields"):
+                yield from _field("Image", Input(placeholder="repository[:tag] of a local image", id="f-image"))
+                yield from _field("Command", Input(placeholder="e.g. nvidia-smi -L (split like a shell, never run by one)",
+                                                   id="f-command"))
+                yield from _field("Name", Input(placeholder="optional", id="f-name"))
+                yield from _field("Mode", Select([(m, m) for m in MODES], value="runtime", allow_blank=False,
+                                                 id="f-mode"))
+                yield from _field("Capabilities", Input(value=",".join(DEFAULT_CAPABILITIES), id="f-caps"))
+                yield from _field("Environment", Input(placeholder="K=V K2='a b'", id="f-env"))
+                yield from _field("MPS threads %", Input(placeholder="optional, 1-100", restrict=r"\d{0,3}",
+                                                         id="f-mps"))
+                yield Checkbox("Launch even if the image needs a newer CUDA than the driver's", id="f-force")
+            with Horizontal(id="launch-buttons"):
+                yield Button("Launch", variant="primary", id="launch-go")
+                yield Button("Close", id="launch-cancel")
+            yield Static("", id="launch-result")
+
+    def on_mount(self) -> None:
+        self.query_one("#f-image", Input).focus()
+        self._update_preview()
+        self._fetch_engine_facts()
+
+    # -- engine facts (worker) ---------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch-facts")
+    def _fetch_engine_facts(self) -> None:
+        from gpudock.launch.run import holders_by_gpu
+
+        try:
+            client = self.client_factory()
+            images = sorted({t for img in client.images.list() for t in img.tags})
+            holders = holders_by_gpu(client, self.snapshot)
+        except Exception as e:  # noqa: BLE001 - shown in the form; the operator can still preview
+            self.post_message(self.EngineFacts([], {}, f"Docker engine unreachable: {e}"))
+            return
+        self.post_message(self.EngineFacts(images, holders, None))
+
+    @on(EngineFacts)
+    def _on_engine_facts(self, msg: EngineFacts) -> None:
+        self.holders = msg.holders
+        image = self.query_one("#f-image", Input)
+        image.suggester = SuggestFromList(msg.images, case_sensitive=True)
+        lines = Text()
+        if msg.error:
+            lines.append(msg.error + "\n", style="bold red")
+        else:
+            lines.append(f"{len(msg.images)} local image(s); type to complete, → to accept\n", style="dim")
+        for w in self._held_warnings():
+            lines.append(w + "\n", style="bold yellow")
+        self.query_one("#launch-warnings", Static).update(lines)
+        self.gpu_summary_refresh()
+
+    def _held_warnings(self) -> list[str]:
+        out = []
+        for g in self.gpus:
+            who = self.holders.get(g.uuid or "", ())
+            if who:
+                out.append(f"GPU {g.index} is already held by {', '.join(who)}")
+        return out
+
+    # -- preview -------------------------------------------------------------------------------------
+
+    def _gpu_summary(self) -> Text:
+        t = Text("Launch on these GPUs, in this order:\n", style="bold")
+        for n, g in enumerate(self.gpus, 1):
+            t.append(f" {n}. GPU {g.index}", style="bold")
+            t.append(f" ({g.device or 'no minor'}, {g.uuid or 'no UUID'})")
+            who = self.holders.get(g.uuid or "", ())
+            if who:
+                t.append(f" held by {', '.join(who)}", style="bold yellow")
+            if n < len(self.gpus):
+                t.append("\n")
+        return t
+
+    def gpu_summary_refresh(self) -> None:
+        self.query_one("#launch-gpus", Static).update(self._gpu_summary())
+
+    def values(self) -> FormValues:
+        q = self.query_one
+        return FormValues(
+            image=q("#f-image", Input).value,
+            command=q("#f-command", Input).value,
+            name=q("#f-name", Input).value,
+            mode=str(q("#f-mode", Select).value),
+            capabilities=q("#f-caps", Input).value,
+            env=q("#f-env", Input).value,
+            mps=q("#f-mps", Input).value,
+        )
+
+    def _update_preview(self) -> None:
+        preview = self.query_one("#launch-preview", Static)
+        try:
+            self.spec = spec_from_form(self.snapshot, self.gpus, self.values(), self._uvm_tools)
+        except (LaunchError, SelectionError) as e:
+            self.spec = None
+            preview.update(Text(str(e), style="bold red"))
+            return
+        preview.update(Text(self.spec.docker_run_line(), style="bold"))
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _changed(self) -> None:
+        self._confirmed_held = False
+        self._update_preview()
+
+    # -- launching -------------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#launch-cancel")
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#launch-go")
+    def _go(self) -> None:
+        if self.spec is None:
+            self.query_one("#launch-result", Static).update(Text("Nothing to launch: fix the form first",
+                                                                 style="bold red"))
+            return
+        held = self._held_warnings()
+        if held and not self._confirmed_held:
+            self._confirmed_held = True
+            self.query_one("#launch-result", Static).update(
+                Text("; ".join(held) + ". Press Launch again to launch anyway.", style="bold yellow"))
+            return
+        self.query_one("#launch-go", Button).disabled = True
+        self.query_one("#launch-result", Static).update(Text("Launching…", style="dim"))
+        self._launch(self.spec, self.query_one("#f-force", Checkbox).value)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
+    def _launch(self, spec: LaunchSpec, force: bool) -> None:
+        from gpudock.host.root import HostRoot
+        from gpudock.launch.run import first_logs, launch
+        from gpudock.launch.volume import ensure_driver_volume
+
+        try:
+            client = self.client_factory()
+            if spec.mode == "legacy" and spec.driver_volume:
+                ensure_driver_volume(client, HostRoot(self.root), spec.driver_volume)
+            container, warnings = launch(client, spec, self.snapshot, force=force, holders=self.holders)
+            logs: list[str] = []
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                logs = first_logs(container, LOG_LINES)
+                container.reload()
+                if logs or container.status != "running":
+                    break
+                time.sleep(0.1)
+            title = f"Started {container.name} ({container.id[:12]}), {container.status}"
+            self.post_message(self.Finished(title, warnings, logs, None))
+        except Exception as e:  # noqa: BLE001 - every failure is shown in the form
+            self.post_message(self.Finished("", (), [], str(e)))
+
+    @on(Finished)
+    def _on_finished(self, msg: Finished) -> None:
+        self.query_one("#launch-go", Button).disabled = False
+        t = Text()
+        if msg.error:
+            t.append(f"Not launched: {msg.error}", style="bold red")
+        else:
+            t.append(msg.title + "\n", style="bold green")
+            for w in msg.warnings:
+                t.append(f"warning: {w}\n", style="yellow")
+            t.append("First log lines:\n" if msg.logs else "No log lines yet.\n", style="dim")
+            for line in msg.logs:
+                t.append(f"  {line}\n")
+        self.query_one("#launch-result", Static).update(t)
+
+
+def _field(label: str, widget) -> ComposeResult:
+    with Horizontal(classes="launch-field"):
+        yield Label(label)
+        yield widget
+
+
+def _docker_from_env():
+    import docker
+
+    return docker.from_env()
