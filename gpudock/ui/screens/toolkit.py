@@ -1,0 +1,709 @@
+"""The toolkit screen: the NVIDIA Container Toolkit's config.toml and Docker's side, and the hook's log.
+
+On top, config.toml as the toolkit reads it (where it is and which lookup found it; mode, log-level,
+ldconfig, no-cgroups; for the hook ``[nvidia-container-cli]`` and the runtime
+``[nvidia-container-runtime]`` whether debug logging is on and where it writes), then daemon.json
+and the running engine (runtime registered, known to the engine, default runtime, restart needed).
+Below, while a debug log is on, a live view follows it, so the operator can launch a container and
+watch the hook's decisions.
+
+Keys: ``h`` / ``u`` toggle the hook's / the runtime's debug log, ``R`` registers the nvidia runtime
+in daemon.json, ``D`` makes it the default runtime (or stops it being), ``w`` writes the toolkit's
+defaults where config.toml is missing, ``r`` re-reads everything (the engine included), ``escape``
+goes back. Every edit is planned first (``gpudock.toolkit``) and shown in a confirmation that names
+the file and the line, old and new; ``y``/enter writes, ``n``/escape cancels.
+
+All file I/O and the ``docker info`` call run in ``@work(thread=True)`` workers that post messages;
+the event loop only paints. The log view is fed by a worker polling a ``LogFollower`` every
+``log_poll_s`` seconds (which survives truncation and rotation).
+
+The screen is given ``config_path`` / ``daemon_json_path`` (else the app's ``--config`` /
+``--daemon-json`` options, else the toolkit's own lookup under the app's root) and, for tests, a
+``docker_info_factory`` returning the ``docker info`` dict or raising.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from typing import Any, Callable
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, RichLog, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from gpudock.toolkit import config as tkconfig
+from gpudock.toolkit import daemon_json as dj
+from gpudock.toolkit.atomic import AtomicWriteError
+from gpudock.toolkit.logfollow import DEFAULT_WARN_BYTES, LogFollower
+from gpudock.toolkit.overview import overview
+
+DockerInfoFactory = Callable[[], dict]
+
+COMPONENT_LABEL = {"hook": "hook", "runtime": "runtime"}
+COMPONENT_WHO = {"hook": "the hook (nvidia-container-cli)", "runtime": "nvidia-container-runtime"}
+# An existing log bigger than this is followed from its end: the view shows what comes next.
+FOLLOW_FROM_END_BYTES = 256 << 10
+LOG_MAX_LINES = 2000
+ASKING_ENGINE = "asking the Docker engine…"
+
+
+def default_docker_info(args=None, timeout: float = 3.0) -> DockerInfoFactory:
+    """``docker info`` of the engine the options name (``--docker-host``) or DOCKER_HOST/the socket."""
+
+    def info() -> dict:
+        import docker
+
+        url = getattr(args, "docker_host", None)
+        client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
+        try:
+            return client.info()
+        finally:
+            client.close()
+
+    return info
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB" if n >= (1 << 20) else f"{n / 1024:.0f} KiB" if n >= 1024 else f"{n} B"
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, bool) else str(v)
+
+
+# --------------------------------------------------------------------------- rendering (pure)
+
+
+def status_text(doc: dict | None, *, engine_pending: bool = False) -> Table | Text:
+    """The whole status panel for an ``overview()`` document: a label column and a value column
+    (values wrap inside their column, so 80 columns stay readable)."""
+    if doc is None:
+        return Text("Reading config.toml and daemon.json…", style="dim")
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(width=13, no_wrap=True)
+    grid.add_column(ratio=1)
+
+    def row(label: str, value: Text, style: str = "bold") -> None:
+        grid.add_row(Text(label, style=style), value)
+
+    c = doc["config"]
+    v = Text()
+    v.append(c["path"], style="cyan")
+    v.append(f" ({_source_words(c['source'])})", style="dim")
+    row("config.toml", v)
+    if not c["exists"]:
+        v = Text()
+        v.append("not found", style="bold red")
+        v.append(": the toolkit runs on its built-in defaults. Press ")
+        v.append(" w ", style="bold reverse")
+        v.append(" to write the toolkit's default config.toml there.")
+        row("", v)
+    elif c["error"]:
+        row("", Text(c["error"], style="bold red"))
+    if c["settings"]:
+        v = Text()
+        for i, name in enumerate(("mode", "log-level", "ldconfig", "no-cgroups")):
+            s = c["settings"][name]
+            if i:
+                v.append("  ")
+            v.append(f"{name} ", style="dim")
+            v.append(_value(s["value"]), style="bold" if s["state"] == "set" else "")
+            if s["state"] != "set":
+                v.append(" (default)", style="dim")
+        row("", v)
+        for comp in ("hook", "runtime"):
+            row(f"{COMPONENT_LABEL[comp]} debug", _debug_value(c["debug"][comp]), style="")
+    d = doc["daemon_json"]
+    v = Text()
+    v.append(d["path"], style="cyan")
+    if not d.get("exists", True):
+        v.append(" (does not exist yet)", style="dim")
+    row("daemon.json", v)
+    if d["error"]:
+        row("", Text(d["error"], style="bold red"))
+    else:
+        v = Text()
+        if d["nvidia_registered"]:
+            v.append("nvidia registered", style="green")
+            v.append(f" → {d['runtimes'].get('nvidia')}", style="dim")
+        else:
+            v.append("nvidia not registered", style="yellow")
+            v.append(" (R registers it)", style="dim")
+        if d["nvidia_registered"] or d["default_runtime"] == "nvidia":
+            v.append(" (D: default or not)", style="dim")
+        others = [n for n in d["toolkit_runtimes"] if n != "nvidia"]
+        if others:
+            v.append(f"; also toolkit runtimes {', '.join(others)}", style="dim")
+        v.append("  default ", style="dim")
+        v.append(d["default_runtime"] or "runc (not set)")
+        row("", v)
+    e = doc["engine"]
+    v = Text()
+    if engine_pending:
+        v.append(ASKING_ENGINE, style="dim italic")
+    elif not e["reachable"]:
+        v.append("not reachable: ", style="yellow")
+        v.append(str(e["error"]), style="dim")
+    else:
+        v.append("knows nvidia" if e["knows_runtime"] else "does not know nvidia",
+                 style="green" if e["knows_runtime"] else "yellow")
+        v.append("  default ", style="dim")
+        v.append(str(e["default_runtime"]))
+        v.append("  runtimes ", style="dim")
+        v.append(", ".join(e["runtimes"]) or "none")
+        for r in e["reasons"]:
+            v.append(f"\n{r}", style="yellow")
+        if e["restart_needed"]:
+            v.append("\nrestart needed: ", style="bold yellow")
+            v.append(dj.RESTART_HINT)
+    row("engine", v)
+    return grid
+
+
+def _source_words(source: str) -> str:
+    return {
+        "--config": "as given with --config",
+        "NVIDIA_CTK_CONFIG_FILE_PATH": "found by $NVIDIA_CTK_CONFIG_FILE_PATH",
+        "XDG_CONFIG_HOME": "found by $XDG_CONFIG_HOME",
+        "default": "the toolkit's default location",
+    }.get(source, source)
+
+
+def _debug_value(d: dict) -> Text:
+    t = Text()
+    if d["enabled"]:
+        t.append("ON", style="bold green")
+        t.append(" → ")
+        t.append(d["log_path"], style="cyan")
+        t.append(f"  [{d['table']}] line {d['line']}", style="dim")
+    else:
+        t.append("off", style="bold")
+        t.append(f"  [{d['table']}] ", style="dim")
+        if d["state"] == "commented":
+            t.append(f"line {d['line']}: #debug = {json.dumps(d['commented_path'])}", style="dim")
+        elif d["state"] == "set":
+            t.append(f"line {d['line']}: set to an off value", style="dim")
+        else:
+            t.append("no debug line", style="dim")
+    return t
+
+
+def plan_body(plan: tkconfig.EditPlan) -> Text:
+    """What the debug confirmation says: the file and line, old and new, and what follows."""
+    t = Text()
+    t.append(plan.describe() + "\n\n")
+    if plan.added_header:
+        t.append(f"+ {plan.added_header}\n", style="green")
+    if plan.old_line is not None:
+        t.append(f"- {plan.old_line}\n", style="red")
+    if plan.new_line is not None:
+        t.append(f"+ {plan.new_line}\n", style="green")
+    t.append("\n")
+    who = COMPONENT_WHO[plan.component]
+    if plan.enable:
+        t.append(f"{who} writes its debug log to {plan.log_path} from the next container start.\n")
+    else:
+        t.append(f"{who} stops writing its debug log from the next container start.\n")
+    t.append("Nothing else in the file changes; the previous version is kept as "
+             f"{os.path.basename(plan.path)}.gpudock-bak.", style="dim")
+    if plan.note:
+        t.append(f"\nNote: {plan.note}.", style="yellow")
+    return t
+
+
+def register_body(plan: dj.RegisterPlan) -> Text:
+    t = Text()
+    t.append(f"{plan.path}:\n", style="cyan")
+    for change in plan.changes:
+        t.append(f"  {change}\n", style="green")
+    t.append("\nEvery other key is kept; the previous version is kept as "
+             f"{os.path.basename(plan.path)}.gpudock-bak.\n", style="dim")
+    t.append("Then " + dj.RESTART_HINT + ".", style="bold yellow")
+    return t
+
+
+# --------------------------------------------------------------------------- the confirmation
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes or no on one planned edit: ``y``/enter writes, ``n``/escape cancels."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Write", id="confirm-yes"),
+        Binding("enter", "answer(True)", "Write", show=False, id="confirm-enter"),
+        Binding("n", "answer(False)", "Cancel", id="confirm-no"),
+        Binding("escape", "answer(False)", "Cancel", show=False, id="confirm-escape"),
+    ]
+
+    def __init__(self, title: str, body: Text) -> None:
+        super().__init__(id="toolkit-confirm")
+        self.title_text = title
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(Text(self.title_text, style="bold"), id="confirm-title")
+            yield Static(self.body, id="confirm-body")
+            hint = Text()
+            hint.append(" y ", style="bold reverse")
+            hint.append("/")
+            hint.append(" Enter ", style="bold reverse")
+            hint.append(" write    ")
+            hint.append(" n ", style="bold reverse")
+            hint.append("/")
+            hint.append(" Esc ", style="bold reverse")
+            hint.append(" cancel")
+            yield Static(hint, id="confirm-hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+# --------------------------------------------------------------------------- the screen
+
+
+class ToolkitScreen(Screen):
+    """The NVIDIA Container Toolkit's configuration, Docker's runtimes and the hook's debug log."""
+
+    BINDINGS = [
+        Binding("h", "toggle_debug('hook')", "Hook dbg", id="toolkit-hook"),
+        Binding("u", "toggle_debug('runtime')", "Runtime dbg", id="toolkit-runtime"),
+        Binding("R", "register", "Register", id="toolkit-register"),
+        Binding("D", "toggle_default", "Default runtime", show=False, id="toolkit-default"),
+        Binding("w", "write_defaults", "Defaults", id="toolkit-defaults"),
+        Binding("r", "reload", "Re-read", id="toolkit-reload"),
+        Binding("escape", "back", "Back", id="toolkit-back"),
+    ]
+
+    class Loaded(Message):
+        def __init__(self, gen: int, doc: dict, errors: list[str]) -> None:
+            super().__init__()
+            self.gen = gen
+            self.doc = doc
+            self.errors = errors
+
+    class EngineAnswered(Message):
+        def __init__(self, info: dict | None, error: str | None) -> None:
+            super().__init__()
+            self.info = info
+            self.error = error
+
+    class Planned(Message):
+        """A plan is ready for the confirmation; ``kind``: "debug", "register" or "defaults"."""
+
+        def __init__(self, kind: str, plan: Any, title: str, body: Text) -> None:
+            super().__init__()
+            self.kind = kind
+            self.plan = plan
+            self.title = title
+            self.body = body
+
+    class Done(Message):
+        """A plan was written (or refused): ``message`` says what happened, ``error`` whether it failed."""
+
+        def __init__(self, message: str, error: bool = False, wrote: bool = False) -> None:
+            super().__init__()
+            self.message = message
+            self.error = error
+            self.wrote = wrote
+
+    class LogUpdate(Message):
+        def __init__(self, gen: int, lines: list[str], state: str) -> None:
+            super().__init__()
+            self.gen = gen
+            self.lines = lines
+            self.state = state
+
+    def __init__(
+        self,
+        config_path: str | None = None,
+        daemon_json_path: str | None = None,
+        *,
+        root: str | None = None,
+        docker_info_factory: DockerInfoFactory | None = None,
+        log_poll_s: float = 0.5,
+        log_warn_bytes: int = DEFAULT_WARN_BYTES,
+    ) -> None:
+        super().__init__(id="toolkit")
+        self.config_path = config_path
+        self.daemon_json_path = daemon_json_path
+        self.root = root
+        self._docker_info_factory = docker_info_factory
+        self.log_poll_s = log_poll_s
+        self.log_warn_bytes = log_warn_bytes
+        self.doc: dict | None = None
+        self.errors: list[str] = []
+        self.loads_done = 0
+        self.writes_done = 0
+        self.log_lines_seen = 0
+        self.log_lines: deque[str] = deque(maxlen=LOG_MAX_LINES)  # what the log view holds, as text
+        self._docker_info: dict | None = None
+        self._docker_error: str | None = None
+        self._engine_pending = True
+        self._gen = 0
+        self._busy = False  # a plan is being made or confirmed or written: one at a time
+        self._log_sources: tuple[tuple[str, str], ...] = ()
+        self._log_gen = 0
+        self.log_state = ""
+        self._status_shown: tuple | None = None
+        self.status_renderable: Table | Text = status_text(None)
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Toolkit", style="bold"), id="toolkit-header")
+        with VerticalScroll(id="toolkit-status-box"):
+            yield Static(self.status_renderable, id="toolkit-status")
+        yield Static("", id="toolkit-log-title")
+        yield RichLog(id="toolkit-log", max_lines=LOG_MAX_LINES, wrap=True, markup=False, highlight=False,
+                      auto_scroll=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        app = self.app
+        args = getattr(app, "args", None)
+        if self.root is None:
+            self.root = getattr(app, "root", "/") or "/"
+        if self.config_path is None:
+            self.config_path = getattr(args, "config", None)
+        if self.daemon_json_path is None:
+            self.daemon_json_path = getattr(args, "daemon_json", None)
+        if self._docker_info_factory is None:
+            self._docker_info_factory = default_docker_info(args)
+        self._show_log(False)
+        self._update_header()
+        self.query_one("#toolkit-status-box").focus()
+        self.reload(ask_engine=True)
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def reload(self, ask_engine: bool = False) -> None:
+        """Read the files again (and ask the engine again when ``ask_engine``)."""
+        if ask_engine:
+            self._engine_pending = True
+            self._ask_engine()
+        self._gen += 1
+        self._load(self._gen, self._docker_info, self._docker_error)
+
+    @work(thread=True, group="toolkit-load", exit_on_error=False)
+    def _load(self, gen: int, info: dict | None, error: str | None) -> None:
+        doc, errors = overview(self.config_path, self.daemon_json_path, self.root or "/", info, error)
+        self.post_message(self.Loaded(gen, doc, errors))
+
+    @work(thread=True, exclusive=True, group="toolkit-engine", exit_on_error=False)
+    def _ask_engine(self) -> None:
+        try:
+            info, err = self._docker_info_factory(), None
+            if not isinstance(info, dict):
+                info, err = None, f"unexpected answer from the engine: {type(info).__name__}"
+        except Exception as e:  # noqa: BLE001 - any failure: the engine is not reachable, said so
+            info, err = None, f"cannot reach the Docker engine: {e}"
+        self.post_message(self.EngineAnswered(info, err))
+
+    @on(EngineAnswered)
+    def _on_engine(self, message: EngineAnswered) -> None:
+        self._docker_info, self._docker_error = message.info, message.error
+        self._engine_pending = False
+        self.reload()
+
+    @on(Loaded)
+    def _on_loaded(self, message: Loaded) -> None:
+        if message.gen != self._gen:
+            return  # a newer read is on its way
+        self.doc = message.doc
+        self.errors = message.errors
+        self.loads_done += 1
+        shown = (self.doc, self._engine_pending)
+        if shown != self._status_shown:
+            self._status_shown = shown
+            self.status_renderable = status_text(self.doc, engine_pending=self._engine_pending)
+            self.query_one("#toolkit-status", Static).update(self.status_renderable)
+        self._update_header()
+        self.refresh_bindings()
+        self._sync_log_sources()
+
+    def _update_header(self, note: Text | None = None) -> None:
+        t = Text()
+        t.append("NVIDIA Container Toolkit", style="bold")
+        if self.root not in (None, "/"):
+            t.append(f"  root {self.root}", style="dim")
+        if note is not None:
+            t.append("  ")
+            t.append_text(note)
+        elif self._busy:
+            t.append("  working…", style="italic")
+        self.query_one("#toolkit-header", Static).update(t)
+
+    # -- the log view ----------------------------------------------------------------------------
+
+    def _wanted_log_sources(self) -> tuple[tuple[str, str], ...]:
+        c = (self.doc or {}).get("config") or {}
+        debug = c.get("debug") or {}
+        out: list[tuple[str, str]] = []
+        for comp in ("hook", "runtime"):
+            d = debug.get(comp)
+            if d and d["enabled"] and d["log_path"]:
+                path = tkconfig.join_root(self.root or "/", d["log_path"])
+                if path not in [p for _, p in out]:
+                    out.append((comp, path))
+        return tuple(out)
+
+    def _sync_log_sources(self) -> None:
+        wanted = self._wanted_log_sources()
+        if wanted == self._log_sources:
+            return
+        self._log_sources = wanted
+        self._log_gen += 1
+        self.query_one("#toolkit-log", RichLog).clear()
+        self.log_lines.clear()
+        self.log_lines_seen = 0
+        if not wanted:
+            self.workers.cancel_group(self, "toolkit-log")
+            self._show_log(False)
+            return
+        self.log_state = "waiting"
+        self._show_log(True)
+        self._set_log_title("opening…")
+        self._follow(wanted, self._log_gen)
+
+    def _show_log(self, on: bool) -> None:
+        self.query_one("#toolkit-log", RichLog).display = on
+        self.query_one("#toolkit-log-title", Static).display = on
+        self.set_class(on, "-log-on")
+
+    def _set_log_title(self, state: str) -> None:
+        t = Text()
+        for i, (comp, path) in enumerate(self._log_sources):
+            t.append(" · " if i else "")
+            t.append(f"{comp} log ", style="bold")
+            t.append(path, style="cyan")
+        if state:
+            t.append("  ")
+            if state.startswith("!"):
+                t.append(state[1:], style="bold yellow")
+            else:
+                t.append(state, style="dim")
+        self.query_one("#toolkit-log-title", Static).update(t)
+
+    @work(thread=True, exclusive=True, group="toolkit-log", exit_on_error=False)
+    def _follow(self, sources: tuple[tuple[str, str], ...], gen: int) -> None:
+        worker = get_current_worker()
+        followers: list[tuple[str, LogFollower]] = []
+        skipped: list[str] = []
+        for comp, path in sources:
+            try:
+                big = os.path.getsize(path) > FOLLOW_FROM_END_BYTES
+            except OSError:
+                big = False
+            if big:
+                skipped.append(comp)
+            followers.append((comp, LogFollower(path, warn_bytes=self.log_warn_bytes, from_end=big)))
+        prefix = len(followers) > 1
+        last_state = None
+        try:
+            while not worker.is_cancelled:
+                lines: list[str] = []
+                states: list[str] = []
+                for comp, f in followers:
+                    try:
+                        got = f.poll()
+                    except OSError as e:
+                        got = []
+                        states.append(f"!{comp}: cannot read the log: {e.strerror or e}")
+                    lines += [f"{comp}│ {ln}" if prefix else ln for ln in got]
+                    states.append(self._follower_state(comp if prefix else "", f, comp in skipped))
+                state = "  ".join(s for s in states if s)
+                if lines or state != last_state:
+                    last_state = state
+                    self.post_message(self.LogUpdate(gen, lines, state))
+                time.sleep(self.log_poll_s)
+        finally:
+            for _, f in followers:
+                f.close()
+
+    @staticmethod
+    def _follower_state(label: str, f: LogFollower, skipped: bool) -> str:
+        who = f"{label}: " if label else ""
+        if not f.exists:
+            return f"{who}no file yet: it appears at the next container start"
+        if f.too_large:
+            return f"!{who}the log is {_mib(f.size)}: turn debug off when done"
+        bits = [_mib(f.size)]
+        if f.last_event in ("truncated", "rotated"):
+            bits.append(f.last_event)
+        if skipped:
+            bits.append("following new lines")
+        return who + ", ".join(bits)
+
+    @on(LogUpdate)
+    def _on_log_update(self, message: LogUpdate) -> None:
+        if message.gen != self._log_gen:
+            return
+        if message.lines:
+            view = self.query_one("#toolkit-log", RichLog)
+            # a burst bigger than the view keeps (a huge first read) is cut to its end
+            for line in message.lines[-LOG_MAX_LINES:]:
+                view.write(Text(line))
+            self.log_lines.extend(message.lines)
+            self.log_lines_seen += len(message.lines)
+        self.log_state = message.state
+        self._set_log_title(message.state)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "write_defaults":
+            c = (self.doc or {}).get("config")
+            return bool(c) and not c["exists"]
+        return True
+
+    def _start(self) -> bool:
+        if self._busy:
+            self.notify("One change at a time: finish the one under way first.", timeout=3)
+            return False
+        self._busy = True
+        self._update_header()
+        return True
+
+    def _finish(self) -> None:
+        self._busy = False
+        self._update_header()
+
+    def action_toggle_debug(self, component: str) -> None:
+        if self._start():
+            self._plan_debug(component)
+
+    def action_register(self) -> None:
+        if self._start():
+            self._plan_register(None)
+
+    def action_toggle_default(self) -> None:
+        if self._start():
+            self._plan_register("toggle")
+
+    def action_write_defaults(self) -> None:
+        if self._start():
+            self._plan_defaults()
+
+    def action_reload(self) -> None:
+        self.reload(ask_engine=True)
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    @work(thread=True, group="toolkit-plan", exit_on_error=False)
+    def _plan_debug(self, component: str) -> None:
+        loc = tkconfig.locate_config(self.config_path, root=self.root or "/")
+        try:
+            cfg = tkconfig.load_config(loc.path)
+            enable = not cfg.debug_status(component).enabled
+            plan = tkconfig.plan_debug(cfg, component, enable)
+        except tkconfig.ConfigMissingError:
+            self.post_message(self.Done(f"{loc.path} does not exist: press w to write the toolkit's defaults "
+                                        "first", error=True))
+            return
+        except (tkconfig.ConfigError, AtomicWriteError) as e:
+            self.post_message(self.Done(str(e), error=True))
+            return
+        if not plan.changed:
+            self.post_message(self.Done(plan.describe()))
+            return
+        title = f"Turn {COMPONENT_LABEL[component]} debug logging {'ON' if enable else 'off'}?"
+        self.post_message(self.Planned("debug", plan, title, plan_body(plan)))
+
+    @work(thread=True, group="toolkit-plan", exit_on_error=False)
+    def _plan_register(self, default: str | None) -> None:
+        path = self.daemon_json_path or tkconfig.join_root(self.root or "/", dj.DEFAULT_PATH)
+        try:
+            doc = dj.load_daemon_json(path)
+            if default == "toggle":
+                make = doc.default_runtime != "nvidia"
+                plan = dj.plan_register(doc, default=make)
+                title = ("Make nvidia Docker's default runtime?" if make
+                         else "Stop nvidia being Docker's default runtime?")
+            else:
+                plan = dj.plan_register(doc)
+                title = "Register the nvidia runtime in daemon.json?"
+        except (dj.DaemonJsonError, AtomicWriteError) as e:
+            self.post_message(self.Done(str(e), error=True))
+            return
+        if not plan.changed:
+            self.post_message(self.Done(f"{path}: the nvidia runtime is already registered as asked; nothing to change"))
+            return
+        self.post_message(self.Planned("register", plan, title, register_body(plan)))
+
+    @work(thread=True, group="toolkit-plan", exit_on_error=False)
+    def _plan_defaults(self) -> None:
+        loc = tkconfig.locate_config(self.config_path, root=self.root or "/")
+        if os.path.exists(loc.path):
+            self.post_message(self.Done(f"{loc.path} exists; gpudock writes the defaults only where there is no file"))
+            return
+        body = Text()
+        body.append(f"{loc.path} does not exist.\n\n")
+        body.append("Write the toolkit's default config.toml there (as `nvidia-ctk config default` renders it "
+                    "in 1.17): debug logging off, mode auto, log-level info.\n")
+        body.append("The directory is created if needed.", style="dim")
+        self.post_message(self.Planned("defaults", loc.path, "Write the toolkit's defaults?", body))
+
+    @on(Planned)
+    def _on_planned(self, message: Planned) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._apply(message.kind, message.plan)
+            else:
+                self._finish()
+                self.notify("Cancelled: nothing written.", timeout=3)
+
+        self.app.push_screen(ConfirmScreen(message.title, message.body), answered)
+
+    @work(thread=True, group="toolkit-apply", exit_on_error=False)
+    def _apply(self, kind: str, plan: Any) -> None:
+        try:
+            if kind == "debug":
+                tkconfig.apply_plan(plan)
+                state = f"on, writing to {plan.log_path}" if plan.enable else "off"
+                msg = f"{COMPONENT_LABEL[plan.component]} debug logging {state} ({plan.path} line {plan.line})"
+            elif kind == "register":
+                dj.apply_register(plan)
+                msg = f"{plan.path}: {'; '.join(plan.changes)}. {dj.RESTART_HINT[0].upper()}{dj.RESTART_HINT[1:]}"
+            else:
+                tkconfig.write_defaults(plan, root=self.root or "/")
+                msg = f"wrote the toolkit's defaults to {plan}"
+        except (tkconfig.ConfigError, dj.DaemonJsonError, AtomicWriteError) as e:
+            self.post_message(self.Done(str(e), error=True))
+            return
+        except OSError as e:
+            self.post_message(self.Done(f"cannot write: {e}", error=True))
+            return
+        self.post_message(self.Done(msg, wrote=True))
+
+    @on(Done)
+    def _on_done(self, message: Done) -> None:
+        self._finish()
+        if message.error:
+            self.notify(message.message, severity="error", timeout=10)
+        else:
+            self.writes_done += message.wrote
+            self.notify(message.message, timeout=6)
+        self.reload()
+
+    @on(Worker.StateChanged)
+    def _on_worker_state(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.ERROR or not (event.worker.group or "").startswith("toolkit-"):
+            return
+        group = event.worker.group
+        if group in ("toolkit-plan", "toolkit-apply"):
+            self._finish()
+            self.reload()
+        elif group == "toolkit-engine":
+            self._engine_pending = False
+        self.notify(f"Toolkit screen: {event.worker.error}", severity="error", timeout=10)
