@@ -72,6 +72,7 @@ class GpudockApp(App):
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
         Binding("r", "refresh_now", "Refresh", id="refresh"),
+        Binding("t", "toolkit", "Toolkit", id="toolkit"),
     ]
 
     def __init__(self, host: HostChoice, refresh: float = 1.0, root: str = "/", args=None) -> None:
@@ -125,6 +126,12 @@ class GpudockApp(App):
 
     def action_refresh_now(self) -> None:
         self.poll()
+
+    def action_toolkit(self) -> None:
+        from gpudock.ui.screens.toolkit import ToolkitScreen
+
+        if not isinstance(self.screen, ToolkitScreen):
+            self.push_screen(ToolkitScreen())
 
     async def action_quit(self) -> None:
         self._closing = True
