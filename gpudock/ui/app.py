@@ -72,6 +72,8 @@ class GpudockApp(App):
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
         Binding("r", "refresh_now", "Refresh", id="refresh"),
+        # Not in the footer yet: showing it changes every main-screen snapshot (the lead decides).
+        Binding("d", "doctor", "Doctor", id="doctor", show=False),
         Binding("t", "toolkit", "Toolkit", id="toolkit"),
     ]
 
@@ -126,6 +128,12 @@ class GpudockApp(App):
 
     def action_refresh_now(self) -> None:
         self.poll()
+
+    def action_doctor(self) -> None:
+        from gpudock.ui.screens.doctor import DoctorScreen
+
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen())
 
     def action_toolkit(self) -> None:
         from gpudock.ui.screens.toolkit import ToolkitScreen

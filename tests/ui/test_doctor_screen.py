@@ -17,7 +17,7 @@ from gpudock.host.root import HostRoot
 from gpudock.ui.screens.doctor import DoctorScreen
 from helpers import kernelroot as K
 from helpers.libroot import make_driver_root
-from tests.ui.helpers import first_snapshot, make_app
+from helpers.dashboard import first_snapshot, make_app
 
 LIB = "/usr/lib/x86_64-linux-gnu"
 
@@ -151,3 +151,21 @@ def test_doctor_screen_detail_80x24(snap_compare, tmp_path):
         await pilot.press("down")  # the uvm error's evidence and fix
 
     assert snap_compare(make_app(refresh=3600), terminal_size=(80, 24), run_before=ready)
+
+
+async def test_d_opens_the_doctor_on_the_apps_own_host_and_session():
+    app = make_app(refresh=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        main = app.screen
+        await pilot.press("d")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, DoctorScreen)
+        await checked(pilot, screen)
+        by_id = {f.id: f for f in screen.findings}
+        # The app's (simulated) NVML session is the one the doctor asked: no second session.
+        assert by_id["nvml-init"].severity == "ok" and "535.129.03" in by_id["nvml-init"].summary
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is main
