@@ -53,10 +53,10 @@ def nvml_for(args, root):
         def _missing():
             raise OSError(f"no libnvidia-ml.so.1 in {root.root}/etc/ld.so.cache")
         return NvmlSession(_missing, source="nvml"), None
-    real = root.real(pick.resolved)
-    import ctypes
+    from gpudock.host.nvml import system_loader
 
-    return NvmlSession(lambda: ctypes.CDLL(real), source="nvml"), pick.resolved
+    # Loading a library runs its constructors: only the root's own libnvidia-ml, as the loader picks it.
+    return NvmlSession(system_loader(root.real(pick.resolved)), source="nvml"), pick.resolved
 
 
 def docker_for(args, root):
