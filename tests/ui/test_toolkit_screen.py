@@ -193,6 +193,18 @@ async def test_a_file_changed_behind_the_confirmation_is_not_overwritten(tmp_pat
         assert any("changed" in n.message for n in pilot.app._notifications)
 
 
+async def test_an_edit_in_another_terminal_shows_up_without_a_key(tmp_path):
+    original = DEBIAN_117.read_bytes()
+    cfg, dmn = setup_files(tmp_path, original, {})
+    screen = screen_for(cfg, dmn, watch_s=0.05)
+    async with make_app(refresh=3600).run_test(size=(80, 24)) as pilot:
+        await open_toolkit(pilot, screen)
+        cfg.write_bytes(original.replace(b'log-level = "info"', b'log-level = "debug"'))
+        await until(pilot, lambda: screen.doc["config"]["settings"]["log-level"]["value"] == "debug",
+                    "the edit picked up")
+        assert "log-level debug" in status(screen)
+
+
 async def test_malformed_config_is_shown_with_line_and_column_and_left_alone(tmp_path):
     bad = b'[nvidia-container-cli]\n#debug = "/var/log/x.log"\nldconfig = "@/sbin/ldconfig\n'
     cfg, dmn = setup_files(tmp_path, bad, {})

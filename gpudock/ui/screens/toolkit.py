@@ -333,6 +333,7 @@ class ToolkitScreen(Screen):
         docker_info_factory: DockerInfoFactory | None = None,
         log_poll_s: float = 0.5,
         log_warn_bytes: int = DEFAULT_WARN_BYTES,
+        watch_s: float = 2.0,
     ) -> None:
         super().__init__(id="toolkit")
         self.config_path = config_path
@@ -341,6 +342,8 @@ class ToolkitScreen(Screen):
         self._docker_info_factory = docker_info_factory
         self.log_poll_s = log_poll_s
         self.log_warn_bytes = log_warn_bytes
+        self.watch_s = watch_s
+        self._fp: tuple | None = None
         self.doc: dict | None = None
         self.errors: list[str] = []
         self.loads_done = 0
@@ -382,6 +385,7 @@ class ToolkitScreen(Screen):
         self._update_header()
         self.query_one("#toolkit-status-box").focus()
         self.reload(ask_engine=True)
+        self.set_interval(self.watch_s, self._watch)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -397,6 +401,37 @@ class ToolkitScreen(Screen):
     def _load(self, gen: int, info: dict | None, error: str | None) -> None:
         doc, errors = overview(self.config_path, self.daemon_json_path, self.root or "/", info, error)
         self.post_message(self.Loaded(gen, doc, errors))
+
+    def _paths(self) -> tuple[str, str]:
+        root = self.root or "/"
+        cfg = tkconfig.locate_config(self.config_path, root=root).path
+        return cfg, self.daemon_json_path or tkconfig.join_root(root, dj.DEFAULT_PATH)
+
+    @staticmethod
+    def _fingerprint(paths: tuple[str, ...]) -> tuple:
+        out = []
+        for p in paths:
+            try:
+                st = os.stat(p)
+                out.append((p, st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError as e:
+                out.append((p, e.errno))
+        return tuple(out)
+
+    @work(thread=True, exclusive=True, group="toolkit-watch", exit_on_error=False)
+    def _watch(self) -> None:
+        """Someone edited config.toml or daemon.json in another terminal: read them again."""
+        fp = self._fingerprint(self._paths())
+        if self._fp is not None and fp != self._fp:
+            self.post_message(self.FilesChanged())
+        self._fp = fp
+
+    class FilesChanged(Message):
+        pass
+
+    @on(FilesChanged)
+    def _on_files_changed(self, message: FilesChanged) -> None:
+        self.reload()
 
     @work(thread=True, exclusive=True, group="toolkit-engine", exit_on_error=False)
     def _ask_engine(self) -> None:
