@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import docker
 import docker.errors
 
-from gpudock.host.claims import claims_from_inspect, nvidia_runtimes
+from gpudock.host.docker import DockerWatcher
 from gpudock.model import HostSnapshot
 
 from . import cudacheck
@@ -42,22 +42,19 @@ class Preflight:
     warnings: tuple[str, ...]
 
 
-def holders_by_gpu(client: docker.DockerClient, snapshot: HostSnapshot,
-                   info: Mapping | None = None) -> dict[str, tuple[str, ...]]:
-    """GPU UUID -> names of the running containers that claim it (through the shared claim rules
-    of :mod:`gpudock.host.claims`). A container that vanishes while being read is skipped."""
-    info = info if info is not None else client.info()
-    names = set(nvidia_runtimes(info.get("Runtimes"))) | {"nvidia"}
-    default_rt = info.get("DefaultRuntime") or "runc"
+def holders_by_gpu(snapshot: HostSnapshot, base_url: str | None = None) -> dict[str, tuple[str, ...]]:
+    """GPU UUID -> names of the running containers that hold it, from a one-shot
+    :class:`gpudock.host.docker.DockerWatcher` (the engine ``DOCKER_HOST`` names, like
+    ``docker.from_env()``). Raises :class:`LaunchError` when the engine cannot be read."""
+    watcher = DockerWatcher(base_url)
+    status = watcher.connect()
+    if not status.ok:
+        raise LaunchError(status.message or f"cannot read the Docker engine at {status.base_url}")
     out: dict[str, list[str]] = {}
-    for c in client.api.containers(filters={"status": "running"}):
-        try:
-            attrs = client.api.inspect_container(c["Id"])
-        except docker.errors.NotFound:
-            continue
-        for uuid in {cl.gpu_uuid for cl in claims_from_inspect(attrs, snapshot.gpus, names, default_rt)}:
-            if uuid:
-                out.setdefault(uuid, []).append(attrs.get("Name", "").lstrip("/") or c["Id"][:12])
+    for c in watcher.snapshot(snapshot):
+        if c.running:
+            for uuid in c.gpu_uuids:
+                out.setdefault(uuid, []).append(c.name)
     return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
@@ -97,7 +94,7 @@ def preflight(
         warnings.append(f"forced past the CUDA check: {message}")
 
     if holders is None:
-        holders = holders_by_gpu(client, snapshot, info)
+        holders = holders_by_gpu(snapshot)
     for g in spec.gpus:
         who = holders.get(g.uuid or "", ())
         if who:

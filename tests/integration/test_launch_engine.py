@@ -93,10 +93,11 @@ def test_legacy_launch_gives_the_cards_by_minor_and_the_driver_volume(engine, dr
     assert container.attrs["HostConfig"]["Privileged"] is False
 
 
-def test_launching_onto_a_held_card_warns_naming_the_holder(engine, driver_volume):
+def test_launching_onto_a_held_card_warns_naming_the_holder(engine, driver_volume, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", engine.base_url)  # launch() reads the holders from DOCKER_HOST's engine
     snap, first = spec_for(engine, "1", "legacy", name="train-a")
     launch(engine.client, first, snap)
-    held = holders_by_gpu(engine.client, snap)
+    held = holders_by_gpu(snap, engine.base_url)
     assert held == {UUIDS[1]: ("train-a",)}
     _, second = spec_for(engine, "2,1", "runtime", name="train-b")
     container, warnings = launch(engine.client, second, snap)

@@ -15,19 +15,16 @@ GPU2 = "GPU-1d2e3f40-5a6b-4c7d-8e9f-a0b1c2d3e403"  # index 2, /dev/nvidia1
 
 
 class FakeClient:
-    """Enough of docker.DockerClient for the form: two local images, nobody holding a card."""
+    """Enough of docker.DockerClient for the form: two local images."""
 
     images = SimpleNamespace(list=lambda: [SimpleNamespace(tags=["nvidia/cuda:12.2.0-base-ubuntu22.04"]),
                                            SimpleNamespace(tags=["gpudock-test/busybox:latest"])])
-    api = SimpleNamespace(containers=lambda **kw: [])
-
-    def info(self):
-        return {"Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}}}
 
 
 def fake_app():
     app = make_app(refresh=3600)
     app.docker_client_factory = FakeClient
+    app.holders_for_launch = lambda snapshot: {}  # nobody holds a card
     return app
 
 

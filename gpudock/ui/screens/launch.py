@@ -129,10 +129,12 @@ class LaunchScreen(ModalScreen[None]):
     def _fetch_engine_facts(self) -> None:
         from gpudock.launch.run import holders_by_gpu
 
+        # The app may offer its own holders source (its live watcher; a fake in tests).
+        holders_fn = getattr(self.app, "holders_for_launch", None) or holders_by_gpu
         try:
             client = self.client_factory()
             images = sorted({t for img in client.images.list() for t in img.tags})
-            holders = holders_by_gpu(client, self.snapshot)
+            holders = holders_fn(self.snapshot)
         except Exception as e:  # noqa: BLE001 - shown in the form; the operator can still preview
             self.post_message(self.EngineFacts([], {}, f"Docker engine unreachable: {e}"))
             return
