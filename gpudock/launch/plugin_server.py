@@ -31,7 +31,7 @@ from gpudock.model import Gpu, HostSnapshot
 from .selection import SelectionError, parse_plugin_devices
 from .spec import DRIVER_VOLUME, LaunchError, build_spec, plugin_line
 
-__all__ = ["DEFAULT_PORT", "PluginServer", "tabwrite", "gpu_info_json", "gpu_status_json", "serve"]
+__all__ = ["DEFAULT_PORT", "PluginServer", "tabwrite", "gpu_info_json", "gpu_status_json"]
 
 DEFAULT_PORT = 3476
 LOOPBACK = "127.0.0.1"
@@ -371,10 +371,3 @@ class PluginServer(ThreadingHTTPServer):
         t = threading.Thread(target=self.serve_forever, args=(poll_interval,), name="gpudock-serve", daemon=True)
         t.start()
         return t
-
-
-def serve(snapshot_fn: Callable[[], HostSnapshot], port: int = DEFAULT_PORT, host: str = LOOPBACK,
-          root: HostRoot | None = None, log: Callable[[str], None] | None = None) -> None:
-    """Serve until interrupted."""
-    with PluginServer(snapshot_fn, port, host, root, log) as srv:
-        srv.serve_forever()

@@ -124,7 +124,6 @@ def launch(
     kwargs = spec.sdk_kwargs()
     if spec.mode == "runtime" and pre.runtime:
         kwargs["runtime"] = pre.runtime
-    kwargs["detach"] = True
     try:
         container = client.containers.run(**kwargs)
     except docker.errors.APIError as e:

@@ -112,10 +112,12 @@ def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
 
 
 def _range_text(gpus: tuple[Gpu, ...]) -> str:
-    if not gpus:
-        return "none"
     idx = sorted(g.index for g in gpus)
-    return f"{idx[0]}-{idx[-1]}" if idx == list(range(idx[0], idx[-1] + 1)) and len(idx) > 1 else ", ".join(map(str, idx))
+    if not idx:
+        return "none"
+    if len(idx) > 1 and idx == list(range(idx[0], idx[-1] + 1)):
+        return f"{idx[0]}-{idx[-1]}"
+    return ", ".join(map(str, idx))
 
 
 def parse_selection(items: str | Iterable[str], snapshot: HostSnapshot) -> Selection:

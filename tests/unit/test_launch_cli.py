@@ -68,3 +68,14 @@ def test_errors_are_one_line_on_stderr_exit_2(capsys, argv, message):
     rc, out, err = run(capsys, *argv)
     assert rc == 2 and out == ""
     assert err.startswith("gpudock: ") and err.count("\n") == 1 and message in err
+
+
+def test_the_launcher_core_never_imports_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys, gpudock.launch.selection, gpudock.launch.spec, gpudock.launch.engine, gpudock.launch.run, "
+            "gpudock.launch.volume, gpudock.launch.plugin_server, gpudock.commands.launch; "
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
