@@ -253,7 +253,8 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
             yield Static(Text(self.title_text, style="bold"), id="confirm-title")
-            yield Static(self.body, id="confirm-body")
+            with VerticalScroll(id="confirm-body-box"):
+                yield Static(self.body, id="confirm-body")
             hint = Text()
             hint.append(" y ", style="bold reverse")
             hint.append("/")
@@ -316,6 +317,9 @@ class ToolkitScreen(Screen):
             self.message = message
             self.error = error
             self.wrote = wrote
+
+    class FilesChanged(Message):
+        """config.toml or daemon.json changed on disk (the watcher's stat fingerprint)."""
 
     class LogUpdate(Message):
         def __init__(self, gen: int, lines: list[str], state: str) -> None:
@@ -426,9 +430,6 @@ class ToolkitScreen(Screen):
             self.post_message(self.FilesChanged())
         self._fp = fp
 
-    class FilesChanged(Message):
-        pass
-
     @on(FilesChanged)
     def _on_files_changed(self, message: FilesChanged) -> None:
         self.reload()
@@ -465,15 +466,12 @@ class ToolkitScreen(Screen):
         self.refresh_bindings()
         self._sync_log_sources()
 
-    def _update_header(self, note: Text | None = None) -> None:
+    def _update_header(self) -> None:
         t = Text()
         t.append("NVIDIA Container Toolkit", style="bold")
         if self.root not in (None, "/"):
             t.append(f"  root {self.root}", style="dim")
-        if note is not None:
-            t.append("  ")
-            t.append_text(note)
-        elif self._busy:
+        if self._busy:
             t.append("  working…", style="italic")
         self.query_one("#toolkit-header", Static).update(t)
 
