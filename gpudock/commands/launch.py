@@ -128,8 +128,16 @@ def cmd_serve(args) -> int:
     from gpudock.host.root import HostRoot
     from gpudock.launch.plugin_server import PluginServer
 
+    cache: list = [0.0, None]  # one NVML session per second at most, however many requests come
+
+    def snapshot():
+        now = time.monotonic()
+        if cache[1] is None or now - cache[0] >= 1.0:
+            cache[:] = [now, load_snapshot(args)]
+        return cache[1]
+
     try:
-        srv = PluginServer(lambda: load_snapshot(args), port=args.port, host=args.host,
+        srv = PluginServer(snapshot, port=args.port, host=args.host,
                            root=HostRoot(getattr(args, "root", "/") or "/"),
                            log=lambda line: print(line, file=sys.stderr))
     except LaunchError as e:

@@ -79,3 +79,33 @@ def test_the_launcher_core_never_imports_textual():
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_gpudock_serve_answers_the_plugin_paths():
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "gpudock.cli", "--demo", "serve", "--port", str(port)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "nvidia-docker-plugin API on http://127.0.0.1:" in proc.stderr.readline()
+        url = f"http://127.0.0.1:{port}/v1.0/docker/cli?dev=2+0&vol=nvidia_driver"
+        for _ in range(50):
+            try:
+                body = urllib.request.urlopen(url, timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body.endswith("--device=/dev/nvidia-uvm --device=/dev/nvidia1 --device=/dev/nvidia3") or body.endswith(
+            "--device=/dev/nvidia-uvm-tools --device=/dev/nvidia1 --device=/dev/nvidia3")
+        info = urllib.request.urlopen(f"http://127.0.0.1:{port}/gpu/info/json", timeout=5).read()
+        assert b'"Driver":"535.129.03"' in info
+    finally:
+        proc.terminate()
+        proc.wait(10)
