@@ -33,7 +33,9 @@ def text_of(screen, selector: str) -> str:
 
 
 async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
+    """Wait for the launch form's own workers (the dashboard's poll and watchers run on regardless)."""
+    mine = [w for w in pilot.app.workers if w.group in ("launch", "launch-facts")]
+    await pilot.app.workers.wait_for_complete(mine)
     await pilot.pause()
 
 
