@@ -5,11 +5,35 @@ to play, GPUs (index order is file order) with bus id, minor, memory, utilizatio
 temperature, power, MIG instances and processes. The format is documented in README.md
 ("Scenario files"); ``gpudock/sim/scenarios/demo.toml`` is the built-in 8-GPU server.
 
+The Docker side of the same host (optional; a file without it is a GPU-only host): ``[docker]``
+(engine version, default runtime, registered runtimes), ``[[image]]`` (local images: name, env,
+labels) and ``[[container]]`` tables, served by :mod:`gpudock.sim.dockerd` at the Engine API
+boundary, with ``/proc/<pid>/{cgroup,status}`` for the GPU processes written by
+:mod:`gpudock.sim.procfs`. A container::
+
+    [[container]]
+    name = "train-llama"                  # required
+    id = "<64 hex>"                       # default: sha256 of the name (deterministic)
+    image = "nvcr.io/nvidia/pytorch:24.01-py3"
+    state = "running"                     # created|running|paused|restarting|removing|exited|dead
+    runtime = "nvidia"                    # HostConfig.Runtime; default: the engine's default
+    env = ["NVIDIA_VISIBLE_DEVICES=2"]    # Config.Env, "K=V"
+    devices = ["/dev/nvidia1", "/dev/nvidia2:/dev/nvidia0", {host = "/dev/nvidiactl"}]
+    device_requests = [{driver = "nvidia", count = 0, device_ids = ["0", "1"], capabilities = [["gpu"]]}]
+    labels = {team = "research"}
+    pid = 3904098                         # host PID of its PID 1 (default: derived)
+    pids = [[3904121, 17], [3904122, 18]] # [[gpu.process]] PIDs inside it: [host PID, PID in the container]
+    created = "2026-11-20T08:14:03Z"      # default: a fixed demo time
+    started = "2026-11-20T08:14:05Z"      # default: created (none for a created container)
+    exit_code = 0
+
 Bad files are refused with the file, the TOML line/column or the key path, and what is expected.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -106,6 +130,85 @@ class Scenario:
     missing_functions: frozenset[str]
     gpus: tuple[SimGpu, ...] = field(default_factory=tuple)
     frozen: bool = False  # values never move (tests, snapshots)
+    docker: SimEngine | None = None  # None: the file describes no Docker engine
+    images: tuple[SimImage, ...] = ()
+    containers: tuple[SimContainer, ...] = ()
+
+    @property
+    def has_docker(self) -> bool:
+        """The scenario describes a Docker engine (``[docker]``, ``[[container]]`` or ``[[image]]``)."""
+        return self.docker is not None
+
+
+CONTAINER_STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_DEFAULT_CREATED = "2026-11-20T08:14:03.000000000Z"
+
+
+@dataclass(frozen=True)
+class SimEngine:
+    """``[docker]``: what ``docker version``/``docker info`` say."""
+
+    server_version: str = "24.0.7"
+    api_version: str = "1.43"
+    default_runtime: str = "runc"
+    cgroup_driver: str = "systemd"
+    runtimes: tuple[tuple[str, str], ...] = (
+        ("io.containerd.runc.v2", "runc"),
+        ("nvidia", "/usr/bin/nvidia-container-runtime"),
+        ("runc", "runc"),
+    )
+    cdi_spec_dirs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimImage:
+    name: str  # "repo:tag" (":latest" added when no tag)
+    env: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    size: int = 0
+
+    @property
+    def id(self) -> str:
+        return "sha256:" + hashlib.sha256(("image:" + self.name).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SimDevice:
+    host: str
+    container: str
+    permissions: str = "rwm"
+
+
+@dataclass(frozen=True)
+class SimDeviceRequest:
+    driver: str = ""
+    count: int = 0
+    device_ids: tuple[str, ...] = ()
+    capabilities: tuple[tuple[str, ...], ...] = (("gpu",),)
+
+
+@dataclass(frozen=True)
+class SimContainer:
+    id: str
+    name: str
+    image: str
+    state: str
+    runtime: str | None  # None: the engine's default
+    env: tuple[str, ...]
+    devices: tuple[SimDevice, ...]
+    device_requests: tuple[SimDeviceRequest, ...]
+    labels: tuple[tuple[str, str], ...]
+    pid: int | None  # host PID of the container's PID 1 (None when not running)
+    pids: tuple[tuple[int, int], ...]  # (host PID, PID inside the container)
+    created: str
+    started: str | None
+    command: str = ""
+    exit_code: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "paused", "restarting")
 
 
 def _wave(value, where: str) -> Wave:
@@ -232,6 +335,8 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
     minors = [g.minor for g in gpus if g.minor is not None]
     if len(set(minors)) != len(minors):
         raise ScenarioError(f"{source}: two GPUs share a device minor")
+    gpu_pids = {p.pid for g in gpus for p in g.processes}
+    engine, images, containers = _parse_docker(data, source, gpu_pids)
     return Scenario(
         name=str(data.get("name", Path(source).stem)),
         description=str(data.get("description", "")),
@@ -242,7 +347,209 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
         missing_functions=frozenset(driver.get("missing_functions", [])),
         gpus=tuple(gpus),
         frozen=bool(data.get("frozen", False)),
+        docker=engine,
+        images=images,
+        containers=containers,
     )
+
+
+def _str_list(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ScenarioError(f"{where}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _labels(value, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ScenarioError(f"{where}: expected a table of strings (key = \"value\"), got {value!r}")
+    return tuple(sorted(value.items()))
+
+
+def _device(value, where: str) -> SimDevice:
+    if isinstance(value, str):
+        parts = value.split(":")
+        if not parts[0] or len(parts) > 3:
+            raise ScenarioError(f"{where}: expected 'host[:container[:permissions]]', got {value!r}")
+        host = parts[0]
+        cont = parts[1] if len(parts) > 1 and parts[1] else host
+        perms = parts[2] if len(parts) > 2 else "rwm"
+        return SimDevice(host, cont, perms)
+    if isinstance(value, dict):
+        host = _require(value, "host", where, str)
+        cont = value.get("container", host)
+        perms = value.get("permissions", "rwm")
+        if not isinstance(cont, str) or not isinstance(perms, str):
+            raise ScenarioError(f"{where}: container and permissions must be strings")
+        return SimDevice(host, cont, perms)
+    raise ScenarioError(f"{where}: expected \"host:container\" or {{host=, container=}}, got {value!r}")
+
+
+def _device_request(value, where: str) -> SimDeviceRequest:
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: expected a table {{driver=, count=, device_ids=, capabilities=}}, got {value!r}")
+    unknown = set(value) - {"driver", "count", "device_ids", "capabilities"}
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    driver = value.get("driver", "")
+    if not isinstance(driver, str):
+        raise ScenarioError(f"{where}.driver: expected a string, got {driver!r}")
+    count = value.get("count", 0)
+    if not isinstance(count, int) or isinstance(count, bool) or count < -1:
+        raise ScenarioError(f"{where}.count: expected an integer >= -1 (-1: all), got {count!r}")
+    ids = _str_list(value.get("device_ids", []), f"{where}.device_ids")
+    caps = value.get("capabilities", [["gpu"]])
+    if isinstance(caps, list) and all(isinstance(c, str) for c in caps):
+        caps = [caps] if caps else []
+    if not isinstance(caps, list) or not all(isinstance(c, list) and all(isinstance(x, str) for x in c) for c in caps):
+        raise ScenarioError(f"{where}.capabilities: expected a list of lists of strings ([[\"gpu\"]]), got {caps!r}")
+    return SimDeviceRequest(driver, count, ids, tuple(tuple(c) for c in caps))
+
+
+def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
+    raw_engine = data.get("docker")
+    raw_images = data.get("image", [])
+    raw_containers = data.get("container", [])
+    if raw_engine is None and not raw_images and not raw_containers:
+        return None, (), ()
+    if raw_engine is None:
+        raw_engine = {}
+    if not isinstance(raw_engine, dict):
+        raise ScenarioError(f"{source}: [docker] must be a table")
+    defaults = SimEngine()
+    runtimes = raw_engine.get("runtimes")
+    if runtimes is None:
+        runtimes = dict(defaults.runtimes)
+    elif not isinstance(runtimes, dict) or not all(isinstance(v, str) for v in runtimes.values()):
+        raise ScenarioError(f"{source}: [docker].runtimes: expected a table name = \"path\", got {runtimes!r}")
+    engine = SimEngine(
+        server_version=str(raw_engine.get("version", defaults.server_version)),
+        api_version=str(raw_engine.get("api_version", defaults.api_version)),
+        default_runtime=str(raw_engine.get("default_runtime", defaults.default_runtime)),
+        cgroup_driver=str(raw_engine.get("cgroup_driver", defaults.cgroup_driver)),
+        runtimes=tuple(sorted(runtimes.items())),
+        cdi_spec_dirs=_str_list(raw_engine.get("cdi_spec_dirs", []), f"{source}: [docker].cdi_spec_dirs"),
+    )
+    if engine.default_runtime not in runtimes:
+        raise ScenarioError(f"{source}: [docker].default_runtime {engine.default_runtime!r} is not in runtimes")
+
+    if not isinstance(raw_images, list):
+        raise ScenarioError(f"{source}: image must be an array of tables ([[image]])")
+    images = []
+    for i, im in enumerate(raw_images):
+        where = f"{source}: [[image]] #{i}"
+        if not isinstance(im, dict):
+            raise ScenarioError(f"{where}: expected a table")
+        name = _require(im, "name", where, str)
+        images.append(SimImage(
+            name=image_ref(name),
+            env=_str_list(im.get("env", []), f"{where}.env"),
+            labels=_labels(im.get("labels", {}), f"{where}.labels"),
+            size=int(im.get("size", 0)),
+        ))
+
+    if not isinstance(raw_containers, list):
+        raise ScenarioError(f"{source}: container must be an array of tables ([[container]])")
+    containers = []
+    owner: dict[int, str] = {}
+    for i, c in enumerate(raw_containers):
+        where = f"{source}: [[container]] #{i}"
+        if not isinstance(c, dict):
+            raise ScenarioError(f"{where}: expected a table")
+        name = _require(c, "name", where, str)
+        where = f"{source}: [[container]] {name!r}"
+        cid = c.get("id") or hashlib.sha256(name.encode()).hexdigest()
+        if not isinstance(cid, str) or not _HEX64.match(cid):
+            raise ScenarioError(f"{where}.id: expected 64 lowercase hex digits, got {cid!r}")
+        state = c.get("state", "running")
+        if state not in CONTAINER_STATES:
+            raise ScenarioError(f"{where}.state: expected one of {', '.join(CONTAINER_STATES)}, got {state!r}")
+        runtime = c.get("runtime")
+        if runtime is not None and (not isinstance(runtime, str) or runtime not in runtimes):
+            raise ScenarioError(
+                f"{where}.runtime: {runtime!r} is not a runtime of the engine ({', '.join(sorted(runtimes))})"
+            )
+        devs = c.get("devices", [])
+        if not isinstance(devs, list):
+            raise ScenarioError(f"{where}.devices: expected a list")
+        drs = c.get("device_requests", [])
+        if not isinstance(drs, list):
+            raise ScenarioError(f"{where}.device_requests: expected a list of tables")
+        pids_raw = c.get("pids", [])
+        pids = []
+        if not isinstance(pids_raw, list):
+            raise ScenarioError(f"{where}.pids: expected a list of [host PID, container PID] pairs")
+        for j, pair in enumerate(pids_raw):
+            if (not isinstance(pair, list) or len(pair) != 2
+                    or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in pair)):
+                raise ScenarioError(f"{where}.pids[{j}]: expected [host PID, container PID] (positive integers), got {pair!r}")
+            host_pid, in_pid = pair
+            if host_pid not in gpu_pids:
+                raise ScenarioError(f"{where}.pids[{j}]: PID {host_pid} is not the pid of any [[gpu.process]]")
+            if host_pid in owner:
+                raise ScenarioError(f"{where}.pids[{j}]: PID {host_pid} already runs in container {owner[host_pid]!r}")
+            owner[host_pid] = name
+            pids.append((host_pid, in_pid))
+        running = state in ("running", "paused", "restarting")
+        if pids and not running:
+            raise ScenarioError(f"{where}.pids: a {state} container runs no processes")
+        pid = c.get("pid")
+        if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
+            raise ScenarioError(f"{where}.pid: expected a positive integer, got {pid!r}")
+        if running and pid is None:
+            pid = next((h for h, inside in pids if inside == 1), None) or 3_700_000 + 100 * i
+        created = c.get("created", _DEFAULT_CREATED)
+        started = c.get("started")
+        for key, val in (("created", created), ("started", started)):
+            if val is not None and not isinstance(val, str):
+                # TOML datetimes are accepted too: Docker's form is RFC 3339 text.
+                if hasattr(val, "isoformat"):
+                    continue
+                raise ScenarioError(f"{where}.{key}: expected an RFC 3339 time, got {val!r}")
+        created = _rfc3339(created)
+        if started is not None:
+            started = _rfc3339(started)
+        elif state not in ("created", "removing"):
+            started = created  # it has run: started when created, unless the file says otherwise
+        image = c.get("image", "ubuntu:22.04")
+        if not isinstance(image, str):
+            raise ScenarioError(f"{where}.image: expected a string, got {image!r}")
+        command = c.get("command", "")
+        if not isinstance(command, str):
+            raise ScenarioError(f"{where}.command: expected a string, got {command!r}")
+        containers.append(SimContainer(
+            id=cid,
+            name=name,
+            image=image,
+            state=state,
+            runtime=runtime,
+            env=_str_list(c.get("env", []), f"{where}.env"),
+            devices=tuple(_device(d, f"{where}.devices[{j}]") for j, d in enumerate(devs)),
+            device_requests=tuple(_device_request(d, f"{where}.device_requests[{j}]") for j, d in enumerate(drs)),
+            labels=_labels(c.get("labels", {}), f"{where}.labels"),
+            pid=pid if running else None,
+            pids=tuple(pids),
+            created=created,
+            started=started,
+            command=command,
+            exit_code=int(c.get("exit_code", 0)),
+        ))
+    for kind, values in (("name", [c.name for c in containers]), ("id", [c.id for c in containers])):
+        if len(set(values)) != len(values):
+            raise ScenarioError(f"{source}: two containers share a {kind}")
+    return engine, tuple(images), tuple(containers)
+
+
+def image_ref(name: str) -> str:
+    """``name`` with ``:latest`` when it has no tag (and no digest)."""
+    last = name.rsplit("/", 1)[-1]
+    return name if (":" in last or "@" in name) else name + ":latest"
+
+
+def _rfc3339(value) -> str:
+    if isinstance(value, str):
+        return value
+    text = value.isoformat()
+    return text.replace("+00:00", "Z") if text.endswith("+00:00") else text
 
 
 def load_scenario(path: str | Path) -> Scenario:
