@@ -1,0 +1,851 @@
+"""A tiny Docker Engine API server for the simulated host: the scenario's containers and images.
+
+This module owns the Docker side of a simulated host at the Engine API boundary, as
+:mod:`gpudock.sim.libnvml` owns the NVML side at the library boundary: the real ``docker`` SDK,
+:class:`gpudock.host.docker.DockerWatcher` (list, inspect, event stream), the claim rules and the
+launcher talk to it over a UNIX socket exactly as they talk to dockerd. Stdlib only
+(``socketserver.UnixStreamServer`` + ``http.server.BaseHTTPRequestHandler``, a thread per
+connection).
+
+Served (any ``/v1.NN`` prefix, or none):
+
+* ``GET|HEAD /_ping``, ``GET /version``, ``GET /info`` (runtimes, default runtime, cgroup driver,
+  CDI spec dirs from the scenario's ``[docker]`` table);
+* ``GET /containers/json`` (``all``, ``limit``, ``filters`` status/name/id/label),
+  ``GET /containers/{id|name|prefix}/json`` (a realistic inspect document; 404
+  ``{"message": "No such container: X"}``), ``GET /containers/{id}/logs`` (multiplexed frames);
+* ``POST /containers/create`` (``?name=``), ``POST /containers/{id}/start|stop|kill|restart``,
+  ``DELETE /containers/{id}`` (``force``): kept in memory, with events, so a launch from the
+  demo's launcher shows up in the holder column;
+* ``GET /events``: a chunked stream that stays open and carries one JSON line per container event
+  (``filters`` type/container/event; ``until`` ends it at once);
+* ``GET /images/json``, ``GET /images/{name}/json``.
+
+Anything else answers 404 ``{"message": "page not found"}``, as dockerd does.
+
+Use::
+
+    d = SimDockerd.start(scenario)          # or SimDockerd.start(scenario, socket_dir)
+    docker.DockerClient(base_url=d.base_url)
+    d.engine.create(...); d.engine.start(cid)   # change the engine from Python (tests), with events
+    d.close()
+
+Nothing here runs a process: a container's PIDs are the scenario's (``/proc`` for them comes from
+:mod:`gpudock.sim.procfs`); a container started through the API gets a made-up PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import secrets
+import select
+import shutil
+import socket
+import socketserver
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from gpudock.sim.scenario import Scenario, SimContainer, SimEngine, SimImage, image_ref
+
+__all__ = ["SimDockerd", "SimEngineState", "ApiError"]
+
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+_VERSION_PREFIX = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
+_ACTIVE = ("running", "paused", "restarting")
+
+
+class ApiError(Exception):
+    """An Engine API error: HTTP status and dockerd's message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+def _epoch(rfc3339: str | None) -> int:
+    if not rfc3339 or rfc3339.startswith("0001-"):
+        return 0
+    text = re.sub(r"(\.\d{1,6})\d*", r"\1", rfc3339.replace("Z", "+00:00"))
+    try:
+        return int(datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        return 0
+
+
+def _ago(seconds: float) -> str:
+    s = max(0, int(seconds))
+    for unit, n in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if s >= 2 * n:
+            return f"{s // n} {unit}"
+    if s >= 3600:
+        return "About an hour"
+    if s >= 60:
+        return "About a minute"
+    return f"{s} seconds" if s > 1 else "Less than a second"
+
+
+def _merge_env(image_env: tuple[str, ...] | list[str], env: tuple[str, ...] | list[str]) -> list[str]:
+    """``Config.Env`` as dockerd builds it: the image's env with the container's values replacing
+    same-named keys in place, new keys appended."""
+    out: list[str] = []
+    pos: dict[str, int] = {}
+    for item in list(image_env) + list(env):
+        key = item.split("=", 1)[0]
+        if key in pos:
+            out[pos[key]] = item
+        else:
+            pos[key] = len(out)
+            out.append(item)
+    return out
+
+
+@dataclass
+class _Container:
+    """One container as the engine keeps it (mutable: start/stop change it)."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    state: str
+    runtime: str
+    env: list[str]
+    cmd: list[str]
+    labels: dict[str, str]
+    host_config: dict[str, Any]
+    pid: int
+    created: str
+    started: str | None
+    finished: str | None
+    exit_code: int
+    tty: bool = False
+    logs: list[tuple[int, str]] = field(default_factory=list)  # (stream 1|2, line)
+
+    def inspect(self) -> dict:
+        state = self.state
+        return {
+            "Id": self.id,
+            "Created": self.created,
+            "Path": self.cmd[0] if self.cmd else "",
+            "Args": self.cmd[1:],
+            "State": {
+                "Status": state,
+                "Running": state in ("running", "paused", "restarting"),
+                "Paused": state == "paused",
+                "Restarting": state == "restarting",
+                "OOMKilled": False,
+                "Dead": state == "dead",
+                "Pid": self.pid if state in _ACTIVE else 0,
+                "ExitCode": self.exit_code,
+                "Error": "",
+                "StartedAt": self.started or _ZERO_TIME,
+                "FinishedAt": self.finished or _ZERO_TIME,
+            },
+            "Image": self.image_id,
+            "ResolvConfPath": f"/var/lib/docker/containers/{self.id}/resolv.conf",
+            "HostnamePath": f"/var/lib/docker/containers/{self.id}/hostname",
+            "LogPath": f"/var/lib/docker/containers/{self.id}/{self.id}-json.log",
+            "Name": "/" + self.name,
+            "RestartCount": 0,
+            "Driver": "overlay2",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "docker-default",
+            "HostConfig": dict(self.host_config, Runtime=self.runtime),
+            "Mounts": [],
+            "Config": {
+                "Hostname": self.id[:12],
+                "Domainname": "",
+                "User": "",
+                "Tty": self.tty,
+                "OpenStdin": False,
+                "Env": list(self.env),
+                "Cmd": list(self.cmd),
+                "Image": self.image,
+                "WorkingDir": "",
+                "Entrypoint": None,
+                "Labels": dict(self.labels),
+            },
+            "NetworkSettings": {"Networks": {}, "Ports": {}},
+        }
+
+    def summary(self, now: float) -> dict:
+        if self.state in _ACTIVE:
+            status = f"Up {_ago(now - _epoch(self.started))}" + (" (Paused)" if self.state == "paused" else "")
+        elif self.state in ("exited", "dead"):
+            status = f"Exited ({self.exit_code}) {_ago(now - _epoch(self.finished or self.started))} ago"
+        else:
+            status = self.state.capitalize()
+        return {
+            "Id": self.id,
+            "Names": ["/" + self.name],
+            "Image": self.image,
+            "ImageID": self.image_id,
+            "Command": " ".join(self.cmd),
+            "Created": _epoch(self.created),
+            "Ports": [],
+            "Labels": dict(self.labels),
+            "State": self.state,
+            "Status": status,
+            "HostConfig": {"NetworkMode": self.host_config.get("NetworkMode", "default")},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [],
+        }
+
+
+def _host_config(c: SimContainer) -> dict[str, Any]:
+    return {
+        "Binds": None,
+        "NetworkMode": "default",
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": False,
+        "Privileged": False,
+        "PidMode": "",
+        "IpcMode": "private",
+        "CgroupnsMode": "private",
+        "CgroupParent": "",
+        "Devices": [
+            {"PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.permissions}
+            for d in c.devices
+        ],
+        "DeviceRequests": [
+            {
+                "Driver": r.driver,
+                "Count": r.count,
+                "DeviceIDs": list(r.device_ids) or None,
+                "Capabilities": [list(a) for a in r.capabilities] or None,
+                "Options": {},
+            }
+            for r in c.device_requests
+        ] or None,
+        "Annotations": None,
+    }
+
+
+class SimEngineState:
+    """The engine's containers and images, thread-safe, with event subscribers."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.engine: SimEngine = scenario.docker or SimEngine()
+        self._lock = threading.Lock()
+        self._subs: list[queue.Queue] = []
+        self._next_pid = 3_990_001
+        self.images: dict[str, SimImage] = {im.name: im for im in scenario.images}
+        for c in scenario.containers:
+            ref = image_ref(c.image)
+            self.images.setdefault(ref, SimImage(ref))
+        self.containers: dict[str, _Container] = {}
+        for c in scenario.containers:
+            im = self.images[image_ref(c.image)]
+            self.containers[c.id] = _Container(
+                id=c.id,
+                name=c.name,
+                image=c.image,
+                image_id=im.id,
+                state=c.state,
+                runtime=c.runtime or self.engine.default_runtime,
+                env=_merge_env(im.env, c.env),
+                cmd=c.command.split() if c.command else [],
+                labels=dict(im.labels) | dict(c.labels),
+                host_config=_host_config(c),
+                pid=c.pid or 0,
+                created=c.created,
+                started=c.started,
+                finished=c.started if c.state in ("exited", "dead") else None,
+                exit_code=c.exit_code,
+                logs=[(1, f"{c.name}: simulated by gpudock (scenario {scenario.name}); nothing runs here")],
+            )
+
+    # ------------------------------------------------------------------ lookups
+
+    def find(self, ref: str) -> _Container:
+        """By full id, name (with or without '/'), or unique id prefix; ApiError 404 otherwise."""
+        with self._lock:
+            return self._find(ref)
+
+    def _find(self, ref: str) -> _Container:
+        c = self.containers.get(ref)
+        if c is not None:
+            return c
+        name = ref.lstrip("/")
+        for c in self.containers.values():
+            if c.name == name:
+                return c
+        hits = [c for c in self.containers.values() if ref and c.id.startswith(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        raise ApiError(404, f"No such container: {ref}")
+
+    def image(self, ref: str) -> SimImage:
+        im = self.images.get(image_ref(ref))
+        if im is not None:
+            return im
+        bare = ref[7:] if ref.startswith("sha256:") else ref
+        hits = [i for i in self.images.values() if bare and i.id[7:].startswith(bare)]
+        if len(hits) == 1:
+            return hits[0]
+        raise ApiError(404, f"No such image: {ref}")
+
+    # ------------------------------------------------------------------ events
+
+    def subscribe(self) -> queue.Queue:
+        q: queue.Queue = queue.Queue()
+        with self._lock:
+            self._subs.append(q)
+        return q
+
+    def unsubscribe(self, q: queue.Queue) -> None:
+        with self._lock:
+            if q in self._subs:
+                self._subs.remove(q)
+
+    def close_streams(self) -> None:
+        with self._lock:
+            for q in self._subs:
+                q.put(None)
+
+    def _emit(self, c: _Container, action: str, **attrs: str) -> None:
+        t = time.time()
+        ev = {
+            "status": action,
+            "id": c.id,
+            "from": c.image,
+            "Type": "container",
+            "Action": action,
+            "Actor": {"ID": c.id, "Attributes": {**c.labels, "image": c.image, "name": c.name, **attrs}},
+            "scope": "local",
+            "time": int(t),
+            "timeNano": int(t * 1e9),
+        }
+        for q in self._subs:
+            q.put(ev)
+
+    # ------------------------------------------------------------------ changes (with events)
+
+    def create(self, body: dict, name: str | None = None) -> _Container:
+        image = body.get("Image") or ""
+        if not image:
+            raise ApiError(400, "No command specified" if body.get("Cmd") is None else "image is required")
+        im = self.image(image)
+        hc = dict(body.get("HostConfig") or {})
+        runtime = hc.pop("Runtime", None) or self.engine.default_runtime
+        if runtime not in dict(self.engine.runtimes):
+            raise ApiError(400, f"Unknown runtime specified {runtime}")
+        if hc.get("Privileged"):
+            hc["Privileged"] = True
+        hc.setdefault("Privileged", False)
+        hc.setdefault("Devices", [])
+        hc.setdefault("DeviceRequests", None)
+        hc.setdefault("NetworkMode", "default")
+        cmd = body.get("Cmd")
+        if isinstance(cmd, str):
+            cmd = cmd.split()
+        with self._lock:
+            if name:
+                if not re.match(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$", name):
+                    raise ApiError(400, f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+                name = name.lstrip("/")
+                for other in self.containers.values():
+                    if other.name == name:
+                        raise ApiError(
+                            409,
+                            f'Conflict. The container name "/{name}" is already in use by container '
+                            f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.',
+                        )
+            else:
+                name = f"sim_{secrets.token_hex(4)}"
+            cid = secrets.token_hex(32)
+            c = _Container(
+                id=cid,
+                name=name,
+                image=image,
+                image_id=im.id,
+                state="created",
+                runtime=runtime,
+                env=_merge_env(im.env, body.get("Env") or []),
+                cmd=list(cmd or []),
+                labels=dict(im.labels) | dict(body.get("Labels") or {}),
+                host_config=hc,
+                pid=0,
+                created=_now_rfc3339(),
+                started=None,
+                finished=None,
+                exit_code=0,
+                tty=bool(body.get("Tty")),
+                logs=[(1, f"{name}: simulated by gpudock; nothing runs here"),
+                      (1, f"image {image}, runtime {runtime}")],
+            )
+            self.containers[cid] = c
+            self._emit(c, "create")
+            return c
+
+    def start(self, ref: str) -> bool:
+        """False when it was already running (HTTP 304)."""
+        with self._lock:
+            c = self._find(ref)
+            if c.state in _ACTIVE:
+                return False
+            c.state = "running"
+            c.pid = self._next_pid
+            self._next_pid += 1
+            c.started = _now_rfc3339()
+            c.finished = None
+            c.exit_code = 0
+            self._emit(c, "start")
+            return True
+
+    def stop(self, ref: str, signal: str = "SIGTERM") -> bool:
+        """False when it was not running (HTTP 304)."""
+        with self._lock:
+            c = self._find(ref)
+            if c.state not in _ACTIVE:
+                return False
+            c.state = "exited"
+            c.exit_code = 137 if signal in ("SIGKILL", "KILL", "9") else 143
+            c.finished = _now_rfc3339()
+            c.pid = 0
+            self._emit(c, "kill", signal=signal)
+            self._emit(c, "die", exitCode=str(c.exit_code))
+            if signal not in ("SIGKILL", "KILL", "9"):
+                self._emit(c, "stop")
+            return True
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        with self._lock:
+            c = self._find(ref)
+            if c.state in _ACTIVE:
+                if not force:
+                    raise ApiError(
+                        409,
+                        f"You cannot remove a {c.state} container {c.id}. "
+                        "Stop the container before attempting removal or force remove",
+                    )
+                c.state = "exited"
+                c.exit_code = 137
+                c.finished = _now_rfc3339()
+                c.pid = 0
+                self._emit(c, "kill", signal="SIGKILL")
+                self._emit(c, "die", exitCode="137")
+            del self.containers[c.id]
+            self._emit(c, "destroy")
+
+    # ------------------------------------------------------------------ documents
+
+    def info(self) -> dict:
+        e = self.engine
+        with self._lock:
+            states = [c.state for c in self.containers.values()]
+        return {
+            "ID": "SIMD:GPUD:OCKS:IMUL:ATED:HOST:0000:0000:0000:0000:0000:0001",
+            "Containers": len(states),
+            "ContainersRunning": states.count("running"),
+            "ContainersPaused": states.count("paused"),
+            "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
+            "Images": len(self.images),
+            "Driver": "overlay2",
+            "DockerRootDir": "/var/lib/docker",
+            "CgroupDriver": e.cgroup_driver,
+            "CgroupVersion": "2",
+            "KernelVersion": "5.15.0-91-generic",
+            "OperatingSystem": "Ubuntu 22.04.3 LTS (simulated by gpudock)",
+            "OSType": "linux",
+            "Architecture": "x86_64",
+            "NCPU": 224,
+            "MemTotal": 2163684425728,
+            "Name": "gpudock-sim",
+            "ServerVersion": e.server_version,
+            "Runtimes": {name: {"path": path} for name, path in e.runtimes},
+            "DefaultRuntime": e.default_runtime,
+            "CDISpecDirs": list(e.cdi_spec_dirs),
+            "Warnings": None,
+        }
+
+    def version(self) -> dict:
+        e = self.engine
+        return {
+            "Platform": {"Name": "Docker Engine - Community (simulated by gpudock)"},
+            "Version": e.server_version,
+            "ApiVersion": e.api_version,
+            "MinAPIVersion": "1.12",
+            "Os": "linux",
+            "Arch": "amd64",
+            "KernelVersion": "5.15.0-91-generic",
+            "GoVersion": "go1.20.10",
+            "GitCommit": "gpudock-sim",
+            "Components": [{"Name": "Engine", "Version": e.server_version, "Details": {"ApiVersion": e.api_version}}],
+        }
+
+    def list_containers(self, params: dict[str, list[str]]) -> list[dict]:
+        all_ = (params.get("all") or ["0"])[0].lower() in ("1", "true")
+        filters = _filters(params)
+        now = time.time()
+        with self._lock:
+            cs = list(self.containers.values())
+        out = []
+        for c in sorted(cs, key=lambda c: c.created, reverse=True):
+            if not all_ and c.state not in _ACTIVE and "status" not in filters:
+                continue
+            if "status" in filters and c.state not in filters["status"]:
+                continue
+            if "name" in filters and not any(re.search(n.lstrip("/"), c.name) for n in filters["name"]):
+                continue
+            if "id" in filters and not any(c.id.startswith(i) for i in filters["id"]):
+                continue
+            if "label" in filters and not all(_label_match(c.labels, lab) for lab in filters["label"]):
+                continue
+            out.append(c.summary(now))
+        limit = int((params.get("limit") or ["-1"])[0] or -1)
+        return out[:limit] if limit > 0 else out
+
+    def image_list(self) -> list[dict]:
+        return [
+            {
+                "Id": im.id,
+                "ParentId": "",
+                "RepoTags": [im.name],
+                "RepoDigests": [],
+                "Created": 1700000000,
+                "Size": im.size,
+                "SharedSize": -1,
+                "VirtualSize": im.size,
+                "Labels": dict(im.labels) or None,
+                "Containers": -1,
+            }
+            for im in self.images.values()
+        ]
+
+    def image_inspect(self, ref: str) -> dict:
+        im = self.image(ref)
+        return {
+            "Id": im.id,
+            "RepoTags": [im.name],
+            "RepoDigests": [],
+            "Parent": "",
+            "Created": "2023-11-14T22:13:20Z",
+            "Architecture": "amd64",
+            "Os": "linux",
+            "Size": im.size,
+            "Config": {"Env": list(im.env), "Labels": dict(im.labels) or None, "Cmd": ["/bin/bash"],
+                       "Entrypoint": None, "WorkingDir": ""},
+            "RootFS": {"Type": "layers", "Layers": []},
+        }
+
+
+def _filters(params: dict[str, list[str]]) -> dict[str, list[str]]:
+    raw = (params.get("filters") or [""])[0]
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid filter: {raw}")
+    out: dict[str, list[str]] = {}
+    for k, v in (data or {}).items():
+        out[k] = [x for x, on in v.items() if on] if isinstance(v, dict) else list(v)
+    return out
+
+
+def _label_match(labels: dict[str, str], expr: str) -> bool:
+    k, sep, v = expr.partition("=")
+    return k in labels and (not sep or labels[k] == v)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Docker/sim"
+    sys_version = ""
+    server: "_Server"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass  # quiet: the dashboard owns the terminal
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def _common_headers(self) -> None:
+        e = self.server.state.engine
+        self.send_header("Api-Version", e.api_version)
+        self.send_header("Docker-Experimental", "false")
+        self.send_header("Ostype", "linux")
+        self.send_header("Server", f"Docker/{e.server_version} (linux)")
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
+    def _send(self, code: int, body: bytes = b"", ctype: str = "application/json") -> None:
+        self.send_response(code)
+        self._common_headers()
+        if code not in (204, 304):
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and code not in (204, 304) and self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code: int, obj: Any) -> None:
+        self._send(code, (json.dumps(obj) + "\n").encode())
+
+    def _body(self) -> dict:
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n > 0 else b""
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise ApiError(400, f"invalid JSON body: {e}")
+        return data if isinstance(data, dict) else {}
+
+    def _route(self, method: str) -> None:
+        url = urlsplit(self.path)
+        path = _VERSION_PREFIX.sub("", url.path, count=1)
+        params = parse_qs(url.query, keep_blank_values=True)
+        try:
+            self._dispatch(method, path, params)
+        except ApiError as e:
+            if method != "GET" and method != "HEAD":
+                self.close_connection = True  # the body may not have been read
+            self._json(e.status, {"message": e.message})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as e:  # noqa: BLE001 - a 500 like dockerd's, never a dead thread
+            self.close_connection = True
+            self._json(500, {"message": f"simulated engine: {type(e).__name__}: {e}"})
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's names
+        self._route("GET")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._route("HEAD")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._route("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._route("DELETE")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._route("PUT")
+
+    # ------------------------------------------------------------------ routes
+
+    def _dispatch(self, method: str, path: str, params: dict[str, list[str]]) -> None:
+        st = self.server.state
+        q = lambda k, d="": (params.get(k) or [d])[0]  # noqa: E731
+        if method in ("GET", "HEAD") and path == "/_ping":
+            self._send(200, b"OK", "text/plain; charset=utf-8")
+            return
+        if method == "GET":
+            if path == "/version":
+                return self._json(200, st.version())
+            if path == "/info":
+                return self._json(200, st.info())
+            if path == "/containers/json":
+                return self._json(200, st.list_containers(params))
+            if path == "/events":
+                return self._events(params)
+            if path == "/images/json":
+                return self._json(200, st.image_list())
+            m = re.match(r"^/images/(.+)/json$", path)
+            if m:
+                return self._json(200, st.image_inspect(unquote(m.group(1))))
+            m = re.match(r"^/containers/([^/]+)/json$", path)
+            if m:
+                return self._json(200, st.find(unquote(m.group(1))).inspect())
+            m = re.match(r"^/containers/([^/]+)/logs$", path)
+            if m:
+                return self._logs(st.find(unquote(m.group(1))), params)
+        if method == "POST":
+            if path == "/containers/create":
+                c = st.create(self._body(), q("name") or None)
+                return self._json(201, {"Id": c.id, "Warnings": []})
+            m = re.match(r"^/containers/([^/]+)/(start|stop|kill|restart)$", path)
+            if m:
+                self._body()
+                ref, action = unquote(m.group(1)), m.group(2)
+                if action == "start":
+                    return self._send(204 if st.start(ref) else 304)
+                if action == "stop":
+                    return self._send(204 if st.stop(ref) else 304)
+                if action == "kill":
+                    if not st.stop(ref, q("signal", "SIGKILL")):
+                        raise ApiError(409, f"Container {ref} is not running")
+                    return self._send(204)
+                st.stop(ref)
+                st.start(ref)
+                return self._send(204)
+        if method == "DELETE":
+            m = re.match(r"^/containers/([^/]+)$", path)
+            if m:
+                st.remove(unquote(m.group(1)), force=q("force").lower() in ("1", "true"))
+                return self._send(204)
+        raise ApiError(404, "page not found")
+
+    def _logs(self, c: _Container, params: dict[str, list[str]]) -> None:
+        want = {1: params.get("stdout", ["0"])[0] in ("1", "true"), 2: params.get("stderr", ["0"])[0] in ("1", "true")}
+        out = bytearray()
+        for stream, line in c.logs:
+            if not want.get(stream):
+                continue
+            data = (line + "\n").encode()
+            if c.tty:
+                out += data
+            else:  # the multiplexed stream: [stream, 0, 0, 0, size(be32)] + data
+                out += bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+        ctype = "application/vnd.docker.raw-stream" if c.tty else "application/vnd.docker.multiplexed-stream"
+        self._send(200, bytes(out), ctype)
+
+    def _client_gone(self) -> bool:
+        try:
+            r, _, _ = select.select([self.connection], [], [], 0)
+            return bool(r) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _events(self, params: dict[str, list[str]]) -> None:
+        filters = _filters(params)
+        st = self.server.state
+        sub = st.subscribe()
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self._common_headers()
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            if not params.get("until"):
+                while not self.server.closing.is_set():
+                    try:
+                        ev = sub.get(timeout=0.5)
+                    except queue.Empty:
+                        if self._client_gone():
+                            return
+                        continue
+                    if ev is None:
+                        break
+                    if _event_matches(ev, filters):
+                        self._chunk((json.dumps(ev) + "\n").encode())
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            st.unsubscribe(sub)
+
+
+def _event_matches(ev: dict, filters: dict[str, list[str]]) -> bool:
+    if "type" in filters and ev["Type"] not in filters["type"]:
+        return False
+    if "event" in filters and ev["Action"] not in filters["event"]:
+        return False
+    if "container" in filters:
+        name = ev["Actor"]["Attributes"].get("name", "")
+        if not any(ev["id"].startswith(f) or name == f for f in filters["container"]):
+            return False
+    return True
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, path: str, state: SimEngineState) -> None:
+        self.state = state
+        self.closing = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(path, _Handler)
+
+    def process_request(self, request, client_address) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class SimDockerd:
+    """A running simulated engine: ``base_url`` (``unix://…/docker.sock``), ``engine`` (the state,
+    to change from Python), ``close()``."""
+
+    def __init__(self, server: _Server, socket_path: str, owned_dir: str | None) -> None:
+        self._server = server
+        self.socket_path = socket_path
+        self.base_url = f"unix://{socket_path}"
+        self.engine: SimEngineState = server.state
+        self._owned_dir = owned_dir
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="gpudock-sim-dockerd", daemon=True
+        )
+        self._thread.start()
+
+    @classmethod
+    def start(cls, scenario: Scenario, socket_dir: str | os.PathLike | None = None) -> "SimDockerd":
+        """Serve ``scenario``'s engine on ``<socket_dir>/docker.sock`` (a new temporary directory,
+        removed by :meth:`close`, when not given)."""
+        owned = None
+        if socket_dir is None:
+            socket_dir = owned = tempfile.mkdtemp(prefix="gpudock-sim-")
+        path = os.path.join(os.fspath(socket_dir), "docker.sock")
+        if len(path.encode()) > 100:
+            raise ValueError(f"socket path too long for a UNIX socket: {path}")
+        if os.path.exists(path):
+            os.unlink(path)
+        server = _Server(path, SimEngineState(scenario))
+        return cls(server, path, owned)
+
+    def close(self) -> None:
+        """Stop serving: open event streams end, open connections are dropped, the socket goes."""
+        srv = self._server
+        srv.closing.set()
+        srv.state.close_streams()
+        srv.shutdown()
+        srv.server_close()
+        srv.drop_connections()
+        self._thread.join(5)
+        try:
+            os.unlink(self.socket_path)
+        except OSError:
+            pass
+        if self._owned_dir:
+            shutil.rmtree(self._owned_dir, ignore_errors=True)
+
+    def __enter__(self) -> "SimDockerd":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
