@@ -60,14 +60,16 @@ def cmd_holders(args) -> int:
     from gpudock.cli import load_snapshot  # lazily: the CLI module imports the commands
     from gpudock.host.docker import DockerWatcher
     from gpudock.host.holders import build_holders, proc_root_for
+    from gpudock.sim.host import sim_host_for
 
     snap = load_snapshot(args)
-    watcher = DockerWatcher(getattr(args, "docker_host", None))
-    status = watcher.connect()
-    containers = watcher.snapshot(snap.gpus, all=bool(getattr(args, "all", False)))
-    hmap = build_holders(
-        snap, containers, proc_root=proc_root_for(getattr(args, "root", "/")), docker_status=status
-    )
+    # --demo/--sim with [[container]]s and no engine named: the simulated engine and /proc.
+    with sim_host_for(args) as sim:
+        watcher = DockerWatcher(sim.docker_base_url if sim else getattr(args, "docker_host", None))
+        status = watcher.connect()
+        containers = watcher.snapshot(snap.gpus, all=bool(getattr(args, "all", False)))
+        proc_root = sim.proc_root if sim else proc_root_for(getattr(args, "root", "/"))
+        hmap = build_holders(snap, containers, proc_root=proc_root, docker_status=status)
     if getattr(args, "json", False):
         out = hmap.to_json()
         out["nvml_error"] = snap.nvml_failure.to_json() if snap.nvml_failure else None
