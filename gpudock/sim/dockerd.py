@@ -809,7 +809,7 @@ class SimDockerd:
         self.engine: SimEngineState = server.state
         self._owned_dir = owned_dir
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="gpudock-sim-dockerd", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="gpudock-sim-dockerd", daemon=True
         )
         self._thread.start()
 
