@@ -36,6 +36,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -499,15 +500,9 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
             pid = next((h for h, inside in pids if inside == 1), None) or 3_700_000 + 100 * i
         created = c.get("created", _DEFAULT_CREATED)
         started = c.get("started")
-        for key, val in (("created", created), ("started", started)):
-            if val is not None and not isinstance(val, str):
-                # TOML datetimes are accepted too: Docker's form is RFC 3339 text.
-                if hasattr(val, "isoformat"):
-                    continue
-                raise ScenarioError(f"{where}.{key}: expected an RFC 3339 time, got {val!r}")
-        created = _rfc3339(created)
+        created = _rfc3339(created, f"{where}.created")
         if started is not None:
-            started = _rfc3339(started)
+            started = _rfc3339(started, f"{where}.started")
         elif state not in ("created", "removing"):
             started = created  # it has run: started when created, unless the file says otherwise
         image = c.get("image", "ubuntu:22.04")
@@ -516,6 +511,9 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
         command = c.get("command", "")
         if not isinstance(command, str):
             raise ScenarioError(f"{where}.command: expected a string, got {command!r}")
+        exit_code = c.get("exit_code", 0)
+        if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+            raise ScenarioError(f"{where}.exit_code: expected an integer, got {exit_code!r}")
         containers.append(SimContainer(
             id=cid,
             name=name,
@@ -531,7 +529,7 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
             created=created,
             started=started,
             command=command,
-            exit_code=int(c.get("exit_code", 0)),
+            exit_code=exit_code,
         ))
     for kind, values in (("name", [c.name for c in containers]), ("id", [c.id for c in containers])):
         if len(set(values)) != len(values):
@@ -545,11 +543,16 @@ def image_ref(name: str) -> str:
     return name if (":" in last or "@" in name) else name + ":latest"
 
 
-def _rfc3339(value) -> str:
+def _rfc3339(value, where: str) -> str:
+    """Docker's time form (RFC 3339, UTC, ``Z``) from a string or a TOML date-time (a local one
+    is taken as UTC)."""
     if isinstance(value, str):
         return value
-    text = value.isoformat()
-    return text.replace("+00:00", "Z") if text.endswith("+00:00") else text
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.isoformat() + "Z"
+    raise ScenarioError(f"{where}: expected an RFC 3339 time (\"2026-11-20T08:14:03Z\"), got {value!r}")
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -4,6 +4,7 @@ over gpudock.sim.dockerd (Engine API on a UNIX socket) and gpudock.sim.procfs (a
 from __future__ import annotations
 
 import argparse
+import datetime
 import http.client
 import json
 import os
@@ -384,6 +385,8 @@ def _sc(containers, **extra):
         ({"name": "a", "device_requests": [{"ids": ["0"]}]}, "unknown key(s) ids"),
         ({"name": "a", "env": "A=1"}, "env: expected a list of strings"),
         ({"name": "a", "labels": {"k": 1}}, "labels: expected a table of strings"),
+        ({"name": "a", "created": datetime.date(2026, 11, 20)}, "created: expected an RFC 3339 time"),
+        ({"name": "a", "exit_code": "0"}, "exit_code: expected an integer"),
     ],
 )
 def test_bad_containers_are_refused_with_the_place(container, message):
@@ -407,5 +410,8 @@ def test_container_defaults_and_duplicates():
         _sc([{"name": "a", "pids": [[100, 1]]}, {"name": "b", "pids": [[100, 2]]}])
     with pytest.raises(ScenarioError, match="default_runtime 'nvidia' is not in runtimes"):
         _sc([], docker={"default_runtime": "nvidia", "runtimes": {"runc": "runc"}})
+    tz = datetime.timezone(datetime.timedelta(hours=1))
+    (t,) = _sc([{"name": "t", "created": datetime.datetime(2026, 11, 20, 8, 14, 3, tzinfo=tz)}]).containers
+    assert t.created == t.started == "2026-11-20T07:14:03Z"  # TOML date-times become Docker's UTC form
     plain = parse_scenario({"driver": {"version": "535.129.03"}, "gpu": [gpu(0)]})
     assert plain.docker is None and plain.containers == () and not plain.has_docker
