@@ -37,6 +37,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import tarfile
@@ -150,9 +151,7 @@ def make_nvidia_dev_nodes(directory: str | os.PathLike) -> Path:
         want = os.makedev(major, minor)
         with contextlib.suppress(FileNotFoundError):
             st = p.lstat()
-            import stat as _stat
-
-            if _stat.S_ISCHR(st.st_mode) and st.st_rdev == want:
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == want:
                 continue
             p.unlink()
         try:
