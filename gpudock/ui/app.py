@@ -16,10 +16,16 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
+from gpudock.host.docker import DockerWatcher
+from gpudock.host.holders import HoldersMap, build_holders, proc_root_for
 from gpudock.host.nvml import NvmlSession
 from gpudock.model import HostSnapshot
+
+
+# The holder column's width in app.holders_by_gpu (the GPU screen fits the text to its own column).
+HOLDER_WIDTH = 24
 
 
 def _css_paths() -> list[str]:
@@ -28,10 +34,11 @@ def _css_paths() -> list[str]:
 
 
 class SnapshotReady(Message):
-    def __init__(self, snapshot: HostSnapshot, cpu_s: float) -> None:
+    def __init__(self, snapshot: HostSnapshot, cpu_s: float, holders: HoldersMap | None = None) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.cpu_s = cpu_s
+        self.holders = holders  # the holders map joined with this snapshot (None: no Docker watcher)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,26 @@ class HostChoice:
 
     session: NvmlSession
     banner: str | None = None
+    # The Docker engine whose containers hold the GPUs (None: --docker-host, else DOCKER_HOST or
+    # the default socket) and the /proc that maps GPU processes to containers (None: <--root>/proc).
+    # A simulated host (gpudock.sim) sets both to its own engine and /proc.
+    docker_base_url: str | None = None
+    proc_root: str | None = None
+    sim_host: object | None = None  # gpudock.sim.host.SimHost serving both; the app closes it on exit
+
+
+def with_sim_docker(choice: HostChoice, args, scenario=None) -> HostChoice:
+    """A simulated host's Docker side: when the scenario (``--demo``/``--sim`` or ``scenario``)
+    describes an engine and none is named (``--docker-host``/``DOCKER_HOST``), start a
+    :class:`gpudock.sim.host.SimHost` (engine socket + ``/proc``) and watch it."""
+    import dataclasses
+
+    from gpudock.sim.host import sim_host_for
+
+    sim = sim_host_for(args, scenario).__enter__()  # a started SimHost, or None
+    if sim is None:
+        return choice
+    return dataclasses.replace(choice, docker_base_url=sim.docker_base_url, proc_root=sim.proc_root, sim_host=sim)
 
 
 def choose_host(args) -> HostChoice:
@@ -49,17 +76,19 @@ def choose_host(args) -> HostChoice:
     from gpudock.sim.scenario import builtin_scenario
 
     session = open_nvml(args)
-    if session.source != "nvml" or getattr(args, "no_demo", False):
+    if session.source != "nvml":
+        return with_sim_docker(HostChoice(session), args)
+    if getattr(args, "no_demo", False):
         return HostChoice(session)
     failure = session.start()
     if failure is not None and failure.code == 12:  # no libnvidia-ml.so.1 at all: a laptop, CI
         session.shutdown()
         demo = NvmlSession(sim_library_loader(builtin_scenario("demo")), source="sim:demo")
-        return HostChoice(
+        return with_sim_docker(HostChoice(
             demo,
             "No NVIDIA driver on this machine (libnvidia-ml.so.1 not found): showing the built-in "
             "simulated host. Use --no-demo to see the error instead.",
-        )
+        ), args, builtin_scenario("demo"))
     return HostChoice(session)
 
 
@@ -85,14 +114,40 @@ class GpudockApp(App):
         self.args = args
         self.snapshot: HostSnapshot | None = None
         self.last_poll_cpu_s = 0.0
+        # Which container holds each GPU (gpudock.host.holders), joined on every poll.
+        self.docker_watcher: DockerWatcher | None = None
+        self.holders: HoldersMap | None = None
+        self.holders_by_gpu: dict[str, str] = {}  # GPU UUID -> the holder column's text
+        self.show_all_containers = False  # the container panel's `a`: stopped/created ones too
         self._poll_timer = None
+        self._poll_again = False  # poll_soon() asked while a poll ran
         self._closing = False
 
     def on_mount(self) -> None:
         from gpudock.ui.screens.gpus import GpuScreen
 
+        url = self.host.docker_base_url or getattr(self.args, "docker_host", None)
+        # Retry a lost engine at most every 5 s: the banner should go soon after it is back.
+        self.docker_watcher = DockerWatcher(url, backoff=(0.5, 5.0))
+        self._start_docker()
         self.push_screen(GpuScreen(banner=self.host.banner))
         self.poll()
+
+    @work(thread=True, exit_on_error=False, group="docker")
+    def _start_docker(self) -> None:
+        """Start the watcher's thread; once its first connection attempt is over (ok or not), poll
+        again so the holders (or the banner saying why there are none) show without waiting a period."""
+        watcher = self.docker_watcher
+        if watcher is None:
+            return
+        watcher.start()
+        worker = get_current_worker()
+        while watcher.status.state == "connecting":
+            if worker.is_cancelled or self._closing:
+                return
+            time.sleep(0.02)
+        if not self._closing:
+            self.call_from_thread(self.poll_soon)
 
     # -- the refresh loop ------------------------------------------------------------------------
 
@@ -100,17 +155,43 @@ class GpudockApp(App):
     def poll(self) -> None:
         t0 = time.thread_time()
         snap = self.host.session.snapshot()
-        self.post_message(SnapshotReady(snap, time.thread_time() - t0))
+        try:
+            holders = self._holders(snap)
+        except Exception as e:  # noqa: BLE001 - the GPU view must keep working whatever the join does
+            self.log.error(f"holders: {e!r}")
+            holders = None
+        self.post_message(SnapshotReady(snap, time.thread_time() - t0, holders))
+
+    def _holders(self, snap: HostSnapshot) -> HoldersMap | None:
+        """Join the snapshot with the watcher's containers (called in the poll thread)."""
+        watcher = self.docker_watcher
+        if watcher is None:
+            return None
+        status = watcher.status
+        # The exact tuple the watcher returns: build_holders caches its container-side work on it.
+        containers = watcher.snapshot(snap.gpus, all=self.show_all_containers)
+        proc_root = self.host.proc_root or proc_root_for(self.root)
+        return build_holders(snap, containers, proc_root=proc_root, docker_status=status)
 
     @on(SnapshotReady)
     def _on_snapshot(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
         self.last_poll_cpu_s = message.cpu_s
+        self.holders = message.holders
+        self.holders_by_gpu = message.holders.labels(HOLDER_WIDTH) if message.holders is not None else {}
         for screen in self.screen_stack:
             update = getattr(screen, "show_snapshot", None)
             if update is not None:
                 update(message.snapshot)
         self._schedule_next()
+
+    def poll_soon(self) -> None:
+        """Refresh now, or as soon as the refresh in flight is over (never cancel one: its thread
+        runs on anyway, and whoever awaits it gets WorkerCancelled)."""
+        if any(w.group == "poll" and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers):
+            self._poll_again = True
+        else:
+            self.poll()
 
     def _schedule_next(self) -> None:
         if self._closing:
@@ -125,6 +206,12 @@ class GpudockApp(App):
         if event.worker.group == "poll" and event.state == WorkerState.ERROR:
             self.notify(f"Refresh failed: {event.worker.error}", severity="error", timeout=6)
             self._schedule_next()
+        if event.worker.group == "poll" and event.state == WorkerState.SUCCESS and self._poll_again:
+            self._poll_again = False
+            if not self._closing:
+                self.poll()
+        elif event.worker.group == "docker" and event.state == WorkerState.ERROR:
+            self.notify(f"Cannot watch the Docker engine: {event.worker.error}", severity="error", timeout=6)
 
     def action_refresh_now(self) -> None:
         self.poll()
@@ -146,11 +233,19 @@ class GpudockApp(App):
         self.exit()
 
     def on_unmount(self) -> None:
+        if self.docker_watcher is not None:
+            self.docker_watcher.stop()
+        if self.host.sim_host is not None:
+            self.host.sim_host.close()
         self.host.session.shutdown()
 
 
 def run_dashboard(args) -> int:
     host = choose_host(args)
     app = GpudockApp(host, refresh=args.refresh, root=args.root, args=args)
-    app.run()
+    try:
+        app.run()
+    finally:
+        if host.sim_host is not None:
+            host.sim_host.close()
     return 0
