@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from gpudock.model import Gpu, HostSnapshot
+from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
 
 WIDE = 110  # columns from which the table shows the full forms and the model name
 
@@ -28,6 +29,25 @@ WIDE_COLUMNS = [
     ("idx", "#"), ("bus", "PCI BUS ID"), ("dev", "DEVICE"), ("name", "NAME"), ("util", "GPU%"),
     ("mem%", "MEM%"), ("mem", "MEMORY MiB"), ("temp", "TEMP"), ("power", "POWER W"), ("holder", "HOLDER"),
 ]
+
+
+# The holder column's text width (its label is cut with "…" beyond it; "! " marks a conflict).
+HOLDER_WIDTH_NARROW = 16
+HOLDER_WIDTH_WIDE = 32
+
+# What the holder column says of a conflict on a GPU that no running container holds.
+_CONFLICT_SHORT = {"no-container": "host process", "foreign-container": "other engine", "unclaimed": "not given"}
+
+
+def holder_cell(gh, conflicts, width: int) -> str | Text:
+    """The holder column's cell: the holders' label, and a "!" in bold red/yellow on a conflict."""
+    if gh is None:
+        return ""
+    if not conflicts:
+        return gh.label(width)
+    label = gh.label(width - 2) or _CONFLICT_SHORT.get(conflicts[0].kind, conflicts[0].kind)
+    severe = any(c.kind in ("shared", "no-container", "unclaimed") for c in conflicts)
+    return Text(f"! {label}", style="bold red" if severe else "bold yellow")
 
 
 def _na(v, fmt: str = "{}") -> str:
@@ -82,8 +102,13 @@ def gpu_cells(g: Gpu, wide: bool, holder: str = "") -> dict[str, object]:
     }
 
 
-def gpu_details(g: Gpu) -> Text:
-    """The details of one GPU, as the operator reads them under the table."""
+def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None) -> Text:
+    """The details of one GPU, as the operator reads them under the table.
+
+    ``holders``: its :class:`gpudock.host.holders.GpuHolders` (who holds it, its processes' containers);
+    ``conflicts``: what is wrong on it (``HoldersMap.conflicts_for_gpu``); ``docker``: the engine's
+    :class:`~gpudock.host.docker.DockerStatus` (when it cannot be read, the holders are unknown).
+    """
     t = Text()
 
     def row(label: str, value: str, style: str = "") -> None:
@@ -103,16 +128,61 @@ def gpu_details(g: Gpu) -> Text:
         f"mem {_na(g.clock_mem_mhz)}/{_na(g.clock_mem_max_mhz)} MHz")
     for m in g.mig_devices:
         row(f"  MIG {m.index}", f"{_na(m.profile):<8} {m.uuid}  {_na(m.memory_used_mib)}/{_na(m.memory_total_mib)} MiB")
+    if docker is not None and not getattr(docker, "ok", True):
+        t.append(f"{'Held by':<12}", style="bold")
+        t.append("unknown: ", style="bold yellow")
+        t.append(f"{docker_message(docker)}\n", style="yellow")
+    elif holders is not None:
+        _holder_rows(t, holders)
+    held = {p.pid: p for p in holders.processes} if holders is not None else {}
     if g.processes:
         t.append(f"{'Processes':<12}", style="bold")
         t.append(f"{len(g.processes)}\n")
         for p in g.processes:
             where = f" on {p.mig_uuid[:12]}…" if p.mig_uuid else ""
-            t.append(f"  {p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  "
-                     f"{_na(p.command)}{where}\n")
+            hp = held.get(p.pid)
+            bad = hp is not None and (hp.claimed is False or hp.location in ("host", "foreign-container"))
+            t.append(f"{'!' if bad else ' '} {p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  ",
+                     style="bold red" if bad else "")
+            if hp is not None:
+                _process_place(t, hp)
+            t.append(f"{_na(p.command)}{where}\n")
     elif not g.error:
         row("Processes", "none")
+    for c in conflicts:
+        t.append(f"{'Conflict':<12}", style="bold red")
+        t.append(f"{c.message}\n", style="red")
     return t
+
+
+def _holder_rows(t: Text, gh) -> None:
+    """'Held by' lines: each container holding the GPU, how (mechanism) and what it asked for."""
+    if not gh.holders:
+        t.append(f"{'Held by':<12}", style="bold")
+        t.append("no container\n", style="dim")
+        return
+    for i, h in enumerate(gh.holders):
+        t.append(f"{'Held by' if i == 0 else '':<12}", style="bold")
+        t.append(h.name, style="bold" if h.running else "dim")
+        t.append(f"  {', '.join(h.mechanisms)}  {' '.join(h.selectors)}")
+        if h.mig_uuids:
+            t.append(f"  MIG {' '.join(m[:12] + '…' for m in h.mig_uuids)}")
+        if not h.running:
+            t.append(f"  ({h.status})", style="dim")
+        t.append("\n")
+
+
+def _process_place(t: Text, hp) -> None:
+    """Where a GPU process runs: its container and its PID in there, or why none."""
+    if hp.container_name:
+        pid = hp.container_pid if hp.container_pid is not None else "?"
+        t.append(f"[{hp.container_name} pid {pid}] ", style="cyan" if hp.claimed is not False else "bold red")
+        if hp.claimed is False:
+            t.append("(GPU not given) ", style="bold red")
+    elif hp.container_id:
+        t.append(f"[container {hp.container_id[:12]}, other engine] ", style="bold yellow")
+    elif hp.location == "host":
+        t.append("[host: no container] ", style="bold red")
 
 
 def _onoff(v: bool | None) -> str:
@@ -150,6 +220,7 @@ class GpuScreen(Screen):
         Binding("enter", "details", "Details", id="details", show=False),
         Binding("space", "toggle_mark", "Mark", id="mark"),
         Binding("l", "launch", "Launch", id="launch"),
+        Binding("c", "containers", "Containers", id="containers"),
     ]
 
     def __init__(self, banner: str | None = None) -> None:
@@ -163,6 +234,7 @@ class GpuScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(header_text(None, self.banner), id="host-header")
+        yield DockerBanner(id="docker-banner")
         yield DataTable(id="gpu-table", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="gpu-details-box"):
             yield Static("", id="gpu-details")
@@ -184,8 +256,12 @@ class GpuScreen(Screen):
     def row_key(g: Gpu) -> str:
         return g.uuid or f"index-{g.index}"
 
-    def holder_text(self, g: Gpu) -> str:
+    def holder_text(self, g: Gpu, wide: bool = False) -> str | Text:
         """The holder column's text for a GPU (filled by the holders map)."""
+        hmap = getattr(self.app, "holders", None)
+        if hmap is not None and g.uuid:
+            width = HOLDER_WIDTH_WIDE if wide else HOLDER_WIDTH_NARROW
+            return holder_cell(hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), width)
         holders = getattr(self.app, "holders_by_gpu", None)
         if not holders or not g.uuid:
             return ""
@@ -194,6 +270,8 @@ class GpuScreen(Screen):
     def show_snapshot(self, snap: HostSnapshot) -> None:
         self._snapshot = snap
         self._update_if_changed("#host-header", header_text(snap, self.banner))
+        hmap = getattr(self.app, "holders", None)
+        self.query_one("#docker-banner", DockerBanner).show_status(hmap.docker if hmap is not None else None)
         table = self.query_one(DataTable)
         wide = self.size.width >= WIDE
         if wide != self._wide:
@@ -203,7 +281,7 @@ class GpuScreen(Screen):
         for g in snap.gpus:
             key = self.row_key(g)
             seen.add(key)
-            cells = gpu_cells(g, wide, self.holder_text(g))
+            cells = gpu_cells(g, wide, self.holder_text(g, wide))
             cells["idx"] = self._idx_cell(g)
             old = self._rows.get(key)
             if old is None:
@@ -256,7 +334,12 @@ class GpuScreen(Screen):
                 pass
             self._restore_cursor = None
         g = self.current_gpu()
-        self._update_if_changed("#gpu-details", gpu_details(g) if g else Text())
+        hmap = getattr(self.app, "holders", None)
+        if g is not None and hmap is not None and g.uuid:
+            text = gpu_details(g, hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), hmap.docker)
+        else:
+            text = gpu_details(g) if g else Text()
+        self._update_if_changed("#gpu-details", text)
 
     def _update_if_changed(self, selector: str, text: Text) -> None:
         # Most refreshes change a few numbers in the table only; re-laying out unchanged text
@@ -308,6 +391,11 @@ class GpuScreen(Screen):
         factory = getattr(self.app, "docker_client_factory", None)
         self.app.push_screen(LaunchScreen(self._snapshot, gpus, root=getattr(self.app, "root", "/"),
                                           client_factory=factory))
+
+    def action_containers(self) -> None:
+        from gpudock.ui.screens.containers import ContainerScreen
+
+        self.app.push_screen(ContainerScreen())
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_details()

@@ -1,0 +1,364 @@
+"""The container panel: every running (``a``: every) container with the GPUs it holds.
+
+A table keyed by container id, updated in place on each refresh from the app's holders map
+(``app.holders``, :class:`gpudock.host.holders.HoldersMap`): cells are written only when they
+change, rows come and go by key, the cursor stays on its container. Under it, the highlighted
+container's claims (how it asked for a GPU, and the GPU it got or why none), its GPU processes (host
+PID, PID inside the container, GPU, memory, command) and its conflicts.
+
+GPU processes that run in no container, or in a container this Docker engine does not know, get
+rows of their own ("host", or the foreign container's short id): they are conflicts, and this is
+where an operator looks for who uses a card.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from gpudock.model import HostSnapshot
+from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
+
+WIDE = 110
+
+COLUMNS = [
+    ("name", "NAME"), ("status", "STATUS"), ("image", "IMAGE"), ("gpus", "GPUS"), ("how", "HOW"),
+    ("procs", "PROCS"),
+]
+# (name, image, gpus) widths: narrow (80 columns), wide.
+NARROW_WIDTHS = (16, 24, 9)
+WIDE_WIDTHS = (30, 40, 16)
+
+# Mechanisms, short (the HOW column); the details spell them out.
+MECH_SHORT = {"device": "dev", "runtime-env": "env", "device-request": "gpus", "cdi": "cdi"}
+# How a claim reads in the details: as the operator would have written it.
+MECH_LONG = {
+    "device": "--device ",
+    "runtime-env": "NVIDIA_VISIBLE_DEVICES=",
+    "device-request": "--gpus ",
+    "cdi": "CDI ",
+}
+
+HOST_KEY = "host"  # the row of GPU processes that run in no container
+FOREIGN_PREFIX = "foreign:"  # rows of containers the engine does not know
+
+
+def _cut(s: str, width: int) -> str:
+    return s if len(s) <= width else s[: max(1, width - 1)] + "…"
+
+
+def _mib(v) -> str:
+    return "N/A" if v is None else f"{v} MiB"
+
+
+def _severe(conflicts) -> bool:
+    return any(c.kind != "holds-all" for c in conflicts)
+
+
+def container_cells(cg, conflicts, wide: bool) -> dict[str, object]:
+    """The table cells of one container (:class:`ContainerGpus`), by column key."""
+    wn, wi, wg = WIDE_WIDTHS if wide else NARROW_WIDTHS
+    c = cg.container
+    name: object = _cut(c.name, wn)
+    if conflicts:
+        name = Text(_cut(f"! {c.name}", wn), style="bold red" if _severe(conflicts) else "bold yellow")
+    status = Text(c.status, style="green" if c.status == "running" else "dim")
+    gpus: object = _cut(cg.label(), wg) or "-"
+    if cg.unresolved:
+        gpus = Text(_cut((cg.label() + " ?" if cg.label() else "?"), wg), style="bold red")
+    elif cg.holds_all and c.status in ("running", "paused", "restarting"):
+        gpus = Text(str(gpus), style="bold yellow")
+    how = "+".join(dict.fromkeys(MECH_SHORT.get(m, m) for g in cg.gpus for m in g.mechanisms))
+    if not how and cg.unresolved:
+        how = "+".join(dict.fromkeys(MECH_SHORT.get(cl.mechanism, cl.mechanism) for cl in cg.unresolved))
+    return {
+        "name": name,
+        "status": status,
+        "image": _cut(c.image, wi),
+        "gpus": gpus,
+        "how": how or "-",
+        "procs": str(len(cg.processes)) if cg.processes else "-",
+    }
+
+
+def outsider_rows(hmap) -> dict[str, tuple[str, list]]:
+    """Row key → (label, processes) for GPU processes in no container or in an unknown one."""
+    out: dict[str, tuple[str, list]] = {}
+    for g in hmap.gpus:
+        for p in g.processes:
+            if p.location == "host":
+                out.setdefault(HOST_KEY, ("(host)", []))[1].append(p)
+            elif p.location == "foreign-container" and p.container_id:
+                out.setdefault(FOREIGN_PREFIX + p.container_id, (p.container_id[:12], []))[1].append(p)
+    return out
+
+
+def outsider_cells(key: str, label: str, procs: list, wide: bool) -> dict[str, object]:
+    wn, _, wg = WIDE_WIDTHS if wide else NARROW_WIDTHS
+    host = key == HOST_KEY
+    gpus = ",".join(str(i) for i in sorted({p.gpu_index for p in procs}))
+    return {
+        "name": Text(_cut(f"! {label}", wn), style="bold red" if host else "bold yellow"),
+        "status": Text("no ctr" if host else "unknown", style="bold red" if host else "yellow"),
+        "image": "" if host else "(not this engine)",
+        "gpus": _cut(gpus, wg),
+        "how": "-",
+        "procs": str(len(procs)),
+    }
+
+
+def _gpu_name(hmap, uuid: str | None) -> str:
+    g = hmap.gpu(uuid) if uuid else None
+    if g is None:
+        return "?"
+    minor = f" (minor {g.minor})" if g.minor is not None else ""
+    return f"GPU {g.index}{minor}"
+
+
+def _process_lines(t: Text, procs, with_container: bool) -> None:
+    t.append(f"  {'HOST PID':>8} {'CTR PID':>7} {'GPU':>3} {'MEMORY':>10}  COMMAND\n", style="bold dim")
+    for p in procs:
+        bad = p.claimed is False or p.location in ("host", "foreign-container")
+        cpid = "-" if p.container_pid is None else str(p.container_pid)
+        t.append(f"{'!' if bad else ' '} {p.pid:>8} {cpid:>7} {p.gpu_index:>3} {_mib(p.used_memory_mib):>10}  ",
+                 style="bold red" if bad else "")
+        if with_container and p.container_name:
+            t.append(f"[{p.container_name}] ", style="cyan")
+        t.append(p.command or "?")
+        if p.claimed is False:
+            t.append("  (GPU not given to its container)", style="bold red")
+        t.append("\n")
+
+
+def container_details(cg, hmap) -> Text:
+    """The highlighted container: what it asked for and got, its GPU processes, its conflicts."""
+    t = Text()
+    c = cg.container
+
+    def label(s: str, style: str = "bold") -> None:
+        t.append(f"{s:<11}", style=style)
+
+    label("Container")
+    t.append(c.name, style="bold")
+    t.append(f"  {c.status}", style="green" if c.status == "running" else "dim")
+    t.append(f"  {c.image}")
+    if c.runtime:
+        t.append(f"  runtime {c.runtime}", style="dim")
+    t.append("\n")
+    if c.error:
+        label("Error", "bold red")
+        t.append(f"{c.error}\n", style="red")
+    if not c.claims:
+        label("Claims")
+        t.append("none: holds no GPU\n", style="dim")
+    for i, cl in enumerate(c.claims):
+        label("Claims" if i == 0 else "")
+        t.append(f"{MECH_LONG.get(cl.mechanism, cl.mechanism + ' ')}{cl.selector}")
+        if cl.gpu_uuid is None:
+            t.append(f"  ✗ {cl.error or 'no such GPU'}\n", style="bold red")
+            continue
+        t.append(f"  → {_gpu_name(hmap, cl.gpu_uuid)}", style="green")
+        if cl.mig_uuid:
+            t.append(f" MIG {cl.mig_uuid[:16]}…")
+        t.append("\n")
+    if cg.holds_all:
+        label("GPUs")
+        t.append(f"all {len(cg.gpus)} GPUs of this host\n", style="bold yellow")
+    if cg.processes:
+        label("Processes")
+        t.append(f"{len(cg.processes)}\n")
+        _process_lines(t, cg.processes, with_container=False)
+    elif c.status == "running":
+        label("Processes")
+        t.append("none on a GPU\n", style="dim")
+    for conflict in hmap.conflicts_for_container(c.id):
+        label("Conflict", "bold red")
+        t.append(f"{conflict.message}\n", style="red")
+    return t
+
+
+def outsider_details(key: str, label: str, procs: list, hmap) -> Text:
+    t = Text()
+    if key == HOST_KEY:
+        t.append("GPU processes in no container", style="bold red")
+        t.append(" (started on the host, outside Docker)\n")
+    else:
+        cid = key[len(FOREIGN_PREFIX):]
+        t.append(f"Container {cid[:12]}", style="bold yellow")
+        t.append(" is not known to this Docker engine (Kubernetes, containerd, podman or another engine?)\n")
+    _process_lines(t, procs, with_container=False)
+    pids = {p.pid for p in procs}
+    for conflict in hmap.conflicts:
+        if conflict.pid in pids:
+            t.append(f"{'Conflict':<11}", style="bold red")
+            t.append(f"{conflict.message}\n", style="red")
+    return t
+
+
+def header_text(hmap, show_all: bool) -> Text:
+    t = Text()
+    if hmap is None:
+        t.append("Reading the containers…", style="dim")
+        return t
+    n = len(hmap.containers)
+    with_gpus = sum(1 for c in hmap.containers if c.gpus)
+    t.append(f"{n} {'containers (all states)' if show_all else 'running containers'}", style="bold")
+    t.append(f"  {with_gpus} with GPUs", style="dim")
+    if hmap.conflicts:
+        t.append(f"  ! {len(hmap.conflicts)} conflict{'s' if len(hmap.conflicts) != 1 else ''}", style="bold red")
+    st = hmap.docker
+    if st is not None and getattr(st, "ok", False) and getattr(st, "engine_version", None):
+        t.append(f"  Docker {st.engine_version}", style="dim")
+    return t
+
+
+class ContainerScreen(Screen):
+    """The containers and the GPUs they hold, live."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="back"),
+        Binding("a", "toggle_all", "All/running", id="toggle-all"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wide: bool | None = None
+        self._rows: dict[str, dict[str, object]] = {}
+        self._texts: dict[str, Text] = {}
+        self._details: dict[str, object] = {}  # row key -> what to show for it
+
+    def compose(self) -> ComposeResult:
+        yield Static(header_text(None, False), id="containers-header")
+        yield DockerBanner(id="containers-docker-banner")
+        yield DataTable(id="containers-table", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="container-details-box"):
+            yield Static("", id="container-details")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+        snap = getattr(self.app, "snapshot", None)
+        if snap is not None:
+            self.show_snapshot(snap)
+
+    def on_resize(self) -> None:
+        snap = getattr(self.app, "snapshot", None)
+        if snap is not None:
+            self.show_snapshot(snap)
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def show_snapshot(self, snap: HostSnapshot | None = None) -> None:
+        """Called by the app on every refresh; reads the holders map joined with ``snap``."""
+        hmap = getattr(self.app, "holders", None)
+        show_all = bool(getattr(self.app, "show_all_containers", False))
+        self._update_if_changed("#containers-header", header_text(hmap, show_all))
+        self.query_one(DockerBanner).show_status(hmap.docker if hmap is not None else None)
+        table = self.query_one(DataTable)
+        wide = self.size.width >= WIDE
+        if wide != self._wide:
+            current = self.current_key()
+            table.clear(columns=True)
+            self._rows.clear()
+            for key, lbl in COLUMNS:
+                table.add_column(lbl, key=key)
+            self._wide = wide
+            self._restore = current
+        rows: dict[str, dict[str, object]] = {}
+        details: dict[str, object] = {}
+        if hmap is not None:
+            for cg in hmap.containers:
+                rows[cg.id] = container_cells(cg, hmap.conflicts_for_container(cg.id), wide)
+                details[cg.id] = cg
+            for key, (lbl, procs) in outsider_rows(hmap).items():
+                rows[key] = outsider_cells(key, lbl, procs, wide)
+                details[key] = (lbl, procs)
+        for key in [k for k in self._rows if k not in rows]:
+            table.remove_row(key)
+            del self._rows[key]
+        kept = list(self._rows)  # shown now, in display order
+        if list(rows)[: len(kept)] != kept:
+            # New rows are appended; when one belongs among the others (a container started or
+            # renamed, `a` showing stopped ones, a process outside Docker), lay the rows out again
+            # in the engine's order (running first, by name; outsiders last), the cursor staying on
+            # its row. Cells of unchanged membership are always updated in place.
+            self._restore = self.current_key()
+            table.clear()
+            self._rows.clear()
+        for key, cells in rows.items():
+            old = self._rows.get(key)
+            if old is None:
+                table.add_row(*(cells[k] for k, _ in COLUMNS), key=key)
+            else:
+                for k, _ in COLUMNS:
+                    if old.get(k) != cells[k]:
+                        table.update_cell(key, k, cells[k], update_width=k in ("name", "image", "gpus", "how"))
+            self._rows[key] = cells
+        self._details = details
+        self._hmap = hmap
+        self._show_details()
+
+    def current_key(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - no valid cursor yet
+            return None
+
+    def _show_details(self) -> None:
+        restore = getattr(self, "_restore", None)
+        if restore is not None:
+            table = self.query_one(DataTable)
+            try:
+                table.move_cursor(row=table.get_row_index(restore))
+            except Exception:  # noqa: BLE001 - the container is gone
+                pass
+            self._restore = None
+        key = self.current_key()
+        item = self._details.get(key) if key is not None else None
+        hmap = getattr(self, "_hmap", None)
+        docker = hmap.docker if hmap is not None else None
+        if docker is not None and not getattr(docker, "ok", True) and docker.state != "connecting":
+            text = Text("Docker: ", style="bold red")
+            text.append(docker_message(docker), style="yellow")
+        elif item is None or hmap is None:
+            if hmap is not None and not hmap.containers and not self._details:
+                text = Text("No running containers." if not getattr(self.app, "show_all_containers", False)
+                            else "No containers.", style="dim")
+                if not getattr(self.app, "show_all_containers", False):
+                    text.append("  a: show stopped and created ones too", style="dim")
+            else:
+                text = Text()
+        elif isinstance(item, tuple):
+            text = outsider_details(key, item[0], item[1], hmap)
+        else:
+            text = container_details(item, hmap)
+        self._update_if_changed("#container-details", text)
+
+    def _update_if_changed(self, selector: str, text: Text) -> None:
+        last = self._texts.get(selector)
+        if last is not None and last.plain == text.plain and last.spans == text.spans:
+            return
+        self._texts[selector] = text
+        self.query_one(selector, Static).update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_details()
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def action_toggle_all(self) -> None:
+        app = self.app
+        app.show_all_containers = not getattr(app, "show_all_containers", False)
+        refresh = getattr(app, "poll_soon", None) or getattr(app, "action_refresh_now", None)
+        if refresh is not None:
+            refresh()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
