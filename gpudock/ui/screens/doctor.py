@@ -45,10 +45,17 @@ def default_runner(app) -> Runner:
     host = getattr(app, "host", None)
     session = getattr(host, "session", None)
 
+    # The engine the dashboard itself watches (the simulated one with --demo/--sim), else the
+    # one the CLI options name.
+    url = getattr(host, "docker_base_url", None) or getattr(args, "docker_host", None)
+
     def run():
         from gpudock.commands.doctor import docker_for
 
-        client, use_docker = docker_for(args, root) if args is not None else (None, True)
+        if url:
+            client, use_docker = _client(url), True
+        else:
+            client, use_docker = docker_for(args, root) if args is not None else (None, True)
         try:
             return diagnose(root, session, client, use_docker=use_docker)
         finally:
@@ -56,6 +63,17 @@ def default_runner(app) -> Runner:
                 client.close()
 
     return run
+
+
+def _client(url: str):
+    try:
+        import docker
+
+        c = docker.DockerClient(base_url=url, timeout=10)
+        c.api.ping()
+        return c
+    except Exception:  # noqa: BLE001 - unreachable engine: the findings say so
+        return None
 
 
 def order(findings) -> list[Finding]:
