@@ -121,7 +121,7 @@ class GpudockApp(App):
         self.show_all_containers = False  # the container panel's `a`: stopped/created ones too
         self._poll_timer = None
         self._poll_again = False  # poll_soon() asked while a poll ran
-        self._closing = False
+        self._quitting = False
 
     def on_mount(self) -> None:
         from gpudock.ui.screens.gpus import GpuScreen
@@ -143,10 +143,10 @@ class GpudockApp(App):
         watcher.start()
         worker = get_current_worker()
         while watcher.status.state == "connecting":
-            if worker.is_cancelled or self._closing:
+            if worker.is_cancelled or self._quitting:
                 return
             time.sleep(0.02)
-        if not self._closing:
+        if not self._quitting:
             self.call_from_thread(self.poll_soon)
 
     # -- the refresh loop ------------------------------------------------------------------------
@@ -194,7 +194,7 @@ class GpudockApp(App):
             self.poll()
 
     def _schedule_next(self) -> None:
-        if self._closing:
+        if self._quitting:
             return
         if self._poll_timer is not None:
             self._poll_timer.stop()
@@ -208,7 +208,7 @@ class GpudockApp(App):
             self._schedule_next()
         if event.worker.group == "poll" and event.state == WorkerState.SUCCESS and self._poll_again:
             self._poll_again = False
-            if not self._closing:
+            if not self._quitting:
                 self.poll()
         elif event.worker.group == "docker" and event.state == WorkerState.ERROR:
             self.notify(f"Cannot watch the Docker engine: {event.worker.error}", severity="error", timeout=6)
@@ -229,7 +229,7 @@ class GpudockApp(App):
             self.push_screen(ToolkitScreen())
 
     async def action_quit(self) -> None:
-        self._closing = True
+        self._quitting = True
         self.exit()
 
     def on_unmount(self) -> None:
