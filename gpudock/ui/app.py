@@ -214,7 +214,24 @@ class GpudockApp(App):
             self.notify(f"Cannot watch the Docker engine: {event.worker.error}", severity="error", timeout=6)
 
     def action_refresh_now(self) -> None:
-        self.poll()
+        self.poll_soon()
+
+    # -- what the launch form uses: the engine this dashboard watches ------------------------------
+
+    def docker_client_factory(self):
+        """A Docker client for the engine the dashboard watches (the simulated one on --demo)."""
+        import docker
+
+        url = self.docker_watcher.status.base_url if self.docker_watcher else None
+        return docker.DockerClient(base_url=url, timeout=10) if url else docker.from_env(timeout=10)
+
+    def holders_for_launch(self, snapshot: HostSnapshot) -> dict[str, tuple[str, ...]]:
+        """GPU UUID -> running containers holding it, from the live holders map (no second read)."""
+        holders = self.holders
+        if holders is None:
+            return {}
+        return {g.uuid: tuple(sorted(h.name for h in g.running_holders)) for g in holders.gpus
+                if g.uuid and g.running_holders}
 
     def action_doctor(self) -> None:
         from gpudock.ui.screens.doctor import DoctorScreen

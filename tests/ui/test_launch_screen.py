@@ -138,7 +138,8 @@ async def test_launch_from_the_form_warns_about_a_held_card_then_starts_and_show
     engine = docker_env
     engine.client.containers.run(engine.image, ["sleep", "300"], detach=True, name="train-a", runtime="nvidia",
                                  environment={"NVIDIA_VISIBLE_DEVICES": GPU2})
-    app = make_app(refresh=3600)  # no client factory: the form uses docker.from_env(), i.e. DOCKER_HOST
+    # The dashboard watches the real engine; the form launches on the engine the dashboard watches.
+    app = make_app(refresh=3600, docker_base_url=engine.base_url)
     async with app.run_test(size=(120, 50)) as pilot:
         await first_snapshot(pilot)
         await mark_2_then_0(pilot)
@@ -163,3 +164,18 @@ async def test_launch_from_the_form_warns_about_a_held_card_then_starts_and_show
         assert "  hello-from-form" in result and f"  {GPU2},{GPU0}" in result
         c = engine.client.containers.get("from-form")
         assert c.attrs["HostConfig"]["Runtime"] == "nvidia"
+
+
+async def test_the_form_launches_on_the_engine_the_dashboard_watches():
+    # --demo: the dashboard watches the simulated engine, so the form's client and its "held by"
+    # warnings come from that engine too, never from whatever DOCKER_HOST happens to name.
+    app = make_app(refresh=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        client = app.docker_client_factory()
+        assert client.api.base_url.startswith("http+docker://") and app.host.sim_host is not None
+        assert {c.name for c in client.containers.list()} >= {"train-llama", "triton", "embedder"}
+        held = app.holders_for_launch(app.snapshot)
+        gpu2 = app.snapshot.gpus[2].uuid
+        assert held[gpu2] == ("embedder", "triton")
+        assert app.snapshot.gpus[3].uuid not in held
