@@ -78,53 +78,19 @@ BASE_INSTRUCTIONS = [
     'CMD ["sh"]',
 ]
 
-# The NVIDIA Container Toolkit 1.17 config.toml as Debian ships it, except that the commented
-# hook debug path points into the engine's work dir, so uncommenting the shipped line makes the
-# stand-in hook write to Engine.hook_log.
-DEFAULT_TOOLKIT_CONFIG = """\
-#accept-nvidia-visible-devices-as-volume-mounts = false
-#accept-nvidia-visible-devices-envvar-when-unprivileged = true
-disable-require = false
-supported-driver-capabilities = "compat32,compute,display,graphics,ngx,utility,video"
-#swarm-resource = "DOCKER_RESOURCE_GPU"
 
-[nvidia-container-cli]
-#debug = "{hook_log}"
-environment = []
-#ldcache = "/etc/ld.so.cache"
-ldconfig = "@/sbin/ldconfig"
-load-kmods = true
-#no-cgroups = false
-#path = "/usr/bin/nvidia-container-cli"
-#root = "/run/nvidia/driver"
-#user = "root:video"
+def default_toolkit_config(hook_log: str, runtime_log: str) -> str:
+    """The toolkit's 1.17 default config.toml (gpudock's own rendering of it), except that the
+    commented debug paths point into the engine's work dir, so uncommenting the shipped hook line
+    makes the stand-in hook write to Engine.hook_log."""
+    from gpudock.toolkit.config import default_config_text
 
-[nvidia-container-runtime]
-#debug = "{runtime_log}"
-log-level = "info"
-mode = "auto"
-runtimes = ["docker-runc", "runc", "crun"]
-
-[nvidia-container-runtime.modes]
-
-[nvidia-container-runtime.modes.cdi]
-annotation-prefixes = ["cdi.k8s.io/"]
-default-kind = "nvidia.com/gpu"
-spec-dirs = ["/etc/cdi", "/var/run/cdi"]
-
-[nvidia-container-runtime.modes.csv]
-mount-spec-path = "/etc/nvidia-container-runtime/host-files-for-container.d"
-
-[nvidia-container-runtime.modes.legacy]
-cuda-compat-mode = "ldconfig"
-
-[nvidia-container-runtime-hook]
-path = "nvidia-container-runtime-hook"
-skip-mode-detection = false
-
-[nvidia-ctk]
-path = "nvidia-ctk"
-"""
+    text = default_config_text(ldconfig="@/sbin/ldconfig")
+    for shipped, ours in (("/var/log/nvidia-container-toolkit.log", hook_log),
+                          ("/var/log/nvidia-container-runtime.log", runtime_log)):
+        assert f'#debug = "{shipped}"' in text, shipped
+        text = text.replace(f'#debug = "{shipped}"', f'#debug = "{ours}"')
+    return text
 
 
 class EngineError(RuntimeError):
@@ -455,7 +421,7 @@ class Engine:
         self.daemon_json.write_text("{}\n")
         if not self.hook_config.exists():
             self.hook_config.write_text(
-                DEFAULT_TOOLKIT_CONFIG.format(hook_log=self.hook_log, runtime_log=self.runtime_log)
+                default_toolkit_config(self.hook_log, self.runtime_log)
             )
         self.make_dev_nodes()
 
