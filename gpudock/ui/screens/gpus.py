@@ -289,7 +289,7 @@ class GpuScreen(Screen):
             else:
                 for k, _ in columns:
                     if old.get(k) != cells[k]:
-                        table.update_cell(key, k, cells[k], update_width=k in ("holder", "name"))
+                        table.update_cell(key, k, cells[k], update_width=k == "name")
             self._rows[key] = cells
         for key in [k for k in self._rows if k not in seen]:
             table.remove_row(key)
@@ -302,7 +302,10 @@ class GpuScreen(Screen):
         table.clear(columns=True)
         self._rows.clear()
         for key, label in WIDE_COLUMNS if wide else NARROW_COLUMNS:
-            table.add_column(label, key=key)
+            # The holder column has a fixed width (its labels are cut to it): a width that grew
+            # with whatever label happened to pass would make the table jump between refreshes.
+            width = (HOLDER_WIDTH_WIDE if wide else HOLDER_WIDTH_NARROW) if key == "holder" else None
+            table.add_column(label, key=key, width=width)
         self._wide = wide
         self._restore_cursor = current
 
