@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from gpudock.model import HostSnapshot
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
+from gpudock.ui.widgets.tables import cursor_row_key
 
 WIDE = 110
 
@@ -303,13 +304,7 @@ class ContainerScreen(Screen):
         self._show_details()
 
     def current_key(self) -> str | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no valid cursor yet
-            return None
+        return cursor_row_key(self.query_one(DataTable))
 
     def _show_details(self) -> None:
         restore = getattr(self, "_restore", None)

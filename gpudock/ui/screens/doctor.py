@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from gpudock.doctor import Finding, fingerprint, severity_rank
+from gpudock.ui.widgets.tables import cursor_row_key
 
 Runner = Callable[[], tuple]
 
@@ -245,13 +246,7 @@ class DoctorScreen(Screen):
         self.query_one("#doctor-header", Static).update(t)
 
     def current_id(self) -> str | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no valid cursor yet
-            return None
+        return cursor_row_key(self.query_one(DataTable))
 
     def current_finding(self) -> Finding | None:
         fid = self.current_id()

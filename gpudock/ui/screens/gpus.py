@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from gpudock.model import Gpu, HostSnapshot
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
+from gpudock.ui.widgets.tables import cursor_row_key
 
 WIDE = 110  # columns from which the table shows the full forms and the model name
 
@@ -310,13 +311,7 @@ class GpuScreen(Screen):
         self._restore_cursor = current
 
     def current_gpu_key(self) -> str | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no valid cursor yet
-            return None
+        return cursor_row_key(self.query_one(DataTable))
 
     def current_gpu(self) -> Gpu | None:
         key = self.current_gpu_key()
