@@ -409,7 +409,7 @@ class LdCache:
             return ()
         if b"\0" in needle[:-1]:
             return ()
-        data, find, base = self._data, self._data.find, self._base
+        find, base = self._data.find, self._base
         hits: set[int] = set()
         pos = find(needle, self._str_lo, self._str_hi)
         while pos >= 0:

@@ -217,7 +217,7 @@ def gpu_status_text(snap: HostSnapshot) -> str:
     t: list[str] = []
     for i, g in enumerate(snap.gpus):
         s = _status(g)
-        u, m, pci, clk = s["Utilization"], s["Memory"], s["PCI"], s["Clocks"]
+        u, m, clk = s["Utilization"], s["Memory"], s["Clocks"]
         limit = _int(g.power_limit_w)
         power = f"{s['Power']} / {limit} W" if s["Power"] is not None and limit is not None else "N/A"
         glob = (f"{m['GlobalUsed']} / {g.memory_total_mib} MiB"

@@ -17,10 +17,8 @@ import time
 from ctypes import (
     CFUNCTYPE,
     POINTER,
-    c_char_p,
     c_int,
     c_uint,
-    c_ulonglong,
     c_void_p,
     cast,
     create_string_buffer,
@@ -103,7 +101,6 @@ class SimNvmlLibrary:
         self._initialized = 0
         self._lost: set[int] = set()  # handles of GPUs that fell off the bus while running
         self._gpu_by_handle = {_GPU_BASE + i * 64: g for i, g in enumerate(scenario.gpus)}
-        self._handle_of = {id(g): h for h, g in self._gpu_by_handle.items()}
         self._mig_by_handle: dict[int, tuple[SimGpu, int]] = {}
         for gi, g in enumerate(scenario.gpus):
             for mi, _m in enumerate(g.mig):
@@ -134,9 +131,6 @@ class SimNvmlLibrary:
             return wave.base
         t = self._clock()
         return wave.base + wave.amplitude * math.sin(2 * math.pi * (t / wave.period) + wave.phase + salt)
-
-    def _gpu(self, handle) -> SimGpu | None:
-        return self._gpu_by_handle.get(handle)
 
     def _device_call(self, handle, fn_name: str):
         """Common checks of every per-device call: initialised, a known handle, GPU not lost."""

@@ -34,10 +34,9 @@ def _css_paths() -> list[str]:
 
 
 class SnapshotReady(Message):
-    def __init__(self, snapshot: HostSnapshot, cpu_s: float, holders: HoldersMap | None = None) -> None:
+    def __init__(self, snapshot: HostSnapshot, holders: HoldersMap | None = None) -> None:
         super().__init__()
         self.snapshot = snapshot
-        self.cpu_s = cpu_s
         self.holders = holders  # the holders map joined with this snapshot (None: no Docker watcher)
 
 
@@ -113,7 +112,6 @@ class GpudockApp(App):
         self.root = root
         self.args = args
         self.snapshot: HostSnapshot | None = None
-        self.last_poll_cpu_s = 0.0
         # Which container holds each GPU (gpudock.host.holders), joined on every poll.
         self.docker_watcher: DockerWatcher | None = None
         self.holders: HoldersMap | None = None
@@ -153,14 +151,13 @@ class GpudockApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
     def poll(self) -> None:
-        t0 = time.thread_time()
         snap = self.host.session.snapshot()
         try:
             holders = self._holders(snap)
         except Exception as e:  # noqa: BLE001 - the GPU view must keep working whatever the join does
             self.log.error(f"holders: {e!r}")
             holders = None
-        self.post_message(SnapshotReady(snap, time.thread_time() - t0, holders))
+        self.post_message(SnapshotReady(snap, holders))
 
     def _holders(self, snap: HostSnapshot) -> HoldersMap | None:
         """Join the snapshot with the watcher's containers (called in the poll thread)."""
@@ -176,7 +173,6 @@ class GpudockApp(App):
     @on(SnapshotReady)
     def _on_snapshot(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
-        self.last_poll_cpu_s = message.cpu_s
         self.holders = message.holders
         self.holders_by_gpu = message.holders.labels(HOLDER_WIDTH) if message.holders is not None else {}
         for screen in self.screen_stack:

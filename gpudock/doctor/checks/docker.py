@@ -4,7 +4,6 @@ GPUs at the next ``systemctl daemon-reload``, cgroup v2 with an old toolkit, sta
 
 from __future__ import annotations
 
-import os
 import re
 
 from gpudock.doctor import libview
