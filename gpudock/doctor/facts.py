@@ -108,34 +108,29 @@ def _try(facts: HostFacts, name: str, fn, *args, default=None):
         return default
 
 
-def read_json_file(root: HostRoot, path: str) -> FileText:
+def _read_parsed(root: HostRoot, path: str, parse, errors: type[Exception], kind: str) -> FileText:
+    """A text file under the root, parsed; absent, unreadable or invalid is said, never raised."""
     try:
         text = root.read_text(path)
     except OSError as e:
         return FileText(path, None, None, f"unreadable: {e.strerror or e}")
     if text is None:
         return FileText(path, None)
-    if not text.strip():
-        return FileText(path, text, {})  # dockerd accepts an empty file
     try:
-        return FileText(path, text, json.loads(text))
-    except json.JSONDecodeError as e:
-        return FileText(path, text, None, f"invalid JSON: {e}")
+        return FileText(path, text, parse(text))
+    except errors as e:
+        return FileText(path, text, None, f"invalid {kind}: {e}")
+
+
+def read_json_file(root: HostRoot, path: str) -> FileText:
+    # dockerd accepts an empty daemon.json
+    return _read_parsed(root, path, lambda t: json.loads(t) if t.strip() else {}, json.JSONDecodeError, "JSON")
 
 
 def read_toml_file(root: HostRoot, path: str) -> FileText:
     import tomllib
 
-    try:
-        text = root.read_text(path)
-    except OSError as e:
-        return FileText(path, None, None, f"unreadable: {e.strerror or e}")
-    if text is None:
-        return FileText(path, None)
-    try:
-        return FileText(path, text, tomllib.loads(text))
-    except tomllib.TOMLDecodeError as e:
-        return FileText(path, text, None, f"invalid TOML: {e}")
+    return _read_parsed(root, path, tomllib.loads, tomllib.TOMLDecodeError, "TOML")
 
 
 def read_cdi_specs(root: HostRoot, dirs: tuple[str, ...] = CDI_DIRS) -> tuple[FileText, ...]:
