@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +24,21 @@ from gpudock.host.root import HostRoot
 from gpudock.model import HostSnapshot
 
 DAEMON_JSON = "/etc/docker/daemon.json"
-TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
+TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"  # the default; see gpudock.toolkit.config.locate_config
 CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK = "nvidia-container-runtime-hook"
 MAX_IMAGES = 500  # inspecting every image is one API call each; a registry mirror can hold thousands
+PERSISTENCED_SOCKET = "/run/nvidia-persistenced/socket"
+PERSISTENCED_PIDFILE = "/run/nvidia-persistenced/nvidia-persistenced.pid"
+PERSISTENCED = "nvidia-persistenced"
+FABRICMANAGER = "nv-fabricmanager"
+# Processes the checks look for by name, found in one pass over /proc.
+PROCESS_NAMES = ("dockerd", PERSISTENCED, FABRICMANAGER)
+COMM_LEN = 15  # /proc/<pid>/comm holds at most TASK_COMM_LEN - 1 bytes of the name
+# Where syslog daemons write kernel messages (Debian/Ubuntu: kern.log and syslog; RHEL: messages).
+KERNEL_LOGS = ("/var/log/kern.log", "/var/log/messages", "/var/log/syslog")
+KERNEL_LOG_TAIL = 2 << 20  # only the last 2 MiB of each: recent events, bounded time
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +59,28 @@ class Dockerd:
     path_env: str | None  # PATH from /proc/<pid>/environ; None when unreadable
     cmdline: tuple[str, ...]
     started: float | None  # epoch seconds, from /proc/<pid>/stat starttime and btime
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """A process found by name under the root's /proc."""
+
+    pid: int
+    name: str  # the name looked for ("nvidia-persistenced"); comm holds only its first 15 bytes
+    cmdline: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LogTail:
+    """The end of a log file: ``text`` starts at a line boundary at byte ``offset`` (0: the whole
+    file). ``text`` None: absent (``error`` None) or unreadable (``error`` says why)."""
+
+    path: str
+    text: str | None
+    offset: int = 0
+    size: int = 0
+    mtime: float | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -76,6 +109,7 @@ class HostFacts:
     # Docker and the toolkit
     daemon_json: FileText | None = None
     toolkit_config: FileText | None = None
+    toolkit_config_source: str = "default"  # how locate_config found it (an env override, or the default)
     cdi_specs: tuple[FileText, ...] = ()
     dockerd: tuple[Dockerd, ...] = ()
     hook_paths: tuple[str, ...] = ()  # hook binaries found on dockerd's PATH (host paths)
@@ -84,6 +118,12 @@ class HostFacts:
     containers: tuple[dict, ...] = ()  # inspect dicts of running containers
     images: tuple[dict, ...] = ()  # inspect dicts of local images
     images_truncated: bool = False
+    # daemons, /run files and the kernel log
+    processes: dict[str, tuple[Process, ...]] | None = None  # by name; None: /proc not readable
+    proc_count: int = 0  # processes visible under /proc (0: a copied root without /proc)
+    persistenced_socket: str | None = None  # "socket", "not a socket", or None when absent
+    persistenced_pidfile: str | None = None  # the pid file's text, None when absent
+    kernel_logs: tuple[LogTail, ...] = ()
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -155,19 +195,49 @@ def read_cdi_specs(root: HostRoot, dirs: tuple[str, ...] = CDI_DIRS) -> tuple[Fi
     return tuple(out)
 
 
-def find_dockerd(root: HostRoot, btime: int | None) -> tuple[Dockerd, ...]:
-    """dockerd processes under the root's /proc (comm "dockerd")."""
-    out = []
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+def _cmdline(root: HostRoot, pid: int | str) -> tuple[str, ...]:
+    data = root.read_bytes(f"/proc/{pid}/cmdline", 1 << 16) or b""
+    return tuple(a.decode(errors="replace") for a in data.split(b"\0") if a)
+
+
+def scan_processes(root: HostRoot, names=PROCESS_NAMES) -> tuple[int, dict[str, tuple[Process, ...]]]:
+    """(number of processes under the root's /proc, {name: processes with that name}), in one pass.
+
+    A name is matched on /proc/<pid>/comm, which keeps only the first 15 bytes
+    ("nvidia-persistenced" shows as "nvidia-persiste"), and for truncated names confirmed on the
+    basename of argv[0] when the command line is readable."""
+    by_comm = {n[:COMM_LEN]: n for n in names}
+    found: dict[str, list[Process]] = {n: [] for n in names}
+    count = 0
     for d in root.listdir("/proc"):
         if not d.isdigit():
             continue
+        count += 1
         try:
             comm = (root.read_text(f"/proc/{d}/comm", 256) or "").strip()
         except OSError:
             continue
-        if comm != "dockerd":
+        name = by_comm.get(comm)
+        if name is None:
             continue
+        try:
+            cmdline = _cmdline(root, d)
+        except OSError:
+            cmdline = ()
+        if len(name) > COMM_LEN and cmdline and not os.path.basename(cmdline[0]).startswith(name):
+            continue  # another program whose name starts with the same 15 bytes
+        found[name].append(Process(int(d), name, cmdline))
+    return count, {n: tuple(v) for n, v in found.items()}
+
+
+def find_dockerd(root: HostRoot, btime: int | None, pids=None) -> tuple[Dockerd, ...]:
+    """dockerd processes under the root's /proc (comm "dockerd"); ``pids``: those already found
+    by :func:`scan_processes` (None: look for them)."""
+    out = []
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    if pids is None:
+        pids = [p.pid for p in scan_processes(root, ("dockerd",))[1]["dockerd"]]
+    for d in pids:
         path_env = None
         try:
             env = root.read_bytes(f"/proc/{d}/environ", 1 << 20)
@@ -179,7 +249,7 @@ def find_dockerd(root: HostRoot, btime: int | None) -> tuple[Dockerd, ...]:
         cmdline: tuple[str, ...] = ()
         started = None
         try:
-            cmdline = tuple(a.decode(errors="replace") for a in (root.read_bytes(f"/proc/{d}/cmdline") or b"").split(b"\0") if a)
+            cmdline = _cmdline(root, d)
             stat = root.read_text(f"/proc/{d}/stat", 4096) or ""
             fields = stat.rsplit(")", 1)[-1].split()
             if btime is not None and len(fields) > 19:
@@ -188,6 +258,37 @@ def find_dockerd(root: HostRoot, btime: int | None) -> tuple[Dockerd, ...]:
             pass
         out.append(Dockerd(int(d), path_env, cmdline, started))
     return tuple(out)
+
+
+def socket_kind(root: HostRoot, path: str) -> str | None:
+    """"socket" or "not a socket" for what is at ``path`` (links followed inside the root); None when absent."""
+    try:
+        st = root.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return "socket" if stat.S_ISSOCK(st.st_mode) else "not a socket"
+
+
+def read_tail(root: HostRoot, path: str, limit: int = KERNEL_LOG_TAIL) -> LogTail:
+    """The last ``limit`` bytes of a log file, from the first whole line in them; never raises."""
+    try:
+        real = root.real(path, strict=True)
+        with open(real, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return LogTail(path, None, 0, 0, st.st_mtime, "not a regular file")
+            offset = max(0, st.st_size - limit)
+            fh.seek(offset)
+            data = fh.read(limit)
+    except (FileNotFoundError, NotADirectoryError):
+        return LogTail(path, None)
+    except OSError as e:
+        return LogTail(path, None, error=f"unreadable: {e.strerror or e}")
+    if offset:
+        nl = data.find(b"\n")
+        cut = nl + 1 if nl >= 0 else len(data)
+        data, offset = data[cut:], offset + cut
+    return LogTail(path, data.decode("utf-8", "replace"), offset, st.st_size, st.st_mtime)
 
 
 def find_on_path(root: HostRoot, name: str, path_env: str | None) -> tuple[str, ...]:
@@ -259,10 +360,20 @@ def gather_libs(facts: HostFacts) -> None:
     facts.libs = _try(facts, "libs", libview.scan, facts.root)
 
 
+def read_toolkit_config(root: HostRoot, environ=None) -> tuple[FileText, str]:
+    """config.toml where the toolkit screen and CLI find it (one lookup:
+    ``gpudock.toolkit.config.locate_config``, resolved inside the root): (file, how it was found)."""
+    from gpudock.toolkit.config import locate_config
+
+    loc = locate_config(root=root, environ=environ)
+    return read_toml_file(root, loc.host_path), loc.source
+
+
 def gather(root: HostRoot | str = "/", nvml_session=None, docker=None, *, use_docker: bool = True,
-           nvml_library: str | None = None) -> HostFacts:
+           nvml_library: str | None = None, environ=None) -> HostFacts:
     """Read every fact the checks need. ``nvml_session``: an NvmlSession (or None: NVML not
-    asked); ``docker``: a docker client (or None: engine unreachable / not asked)."""
+    asked); ``docker``: a docker client (or None: engine unreachable / not asked); ``environ``:
+    where NVIDIA_CTK_CONFIG_FILE_PATH/XDG_CONFIG_HOME are read (default os.environ)."""
     root = root if isinstance(root, HostRoot) else HostRoot(root)
     f = HostFacts(root=root, taken_at=time.time())
     f.kernel_release = _try(f, "kernel_release", procfs.kernel_release, root)
@@ -282,11 +393,20 @@ def gather(root: HostRoot | str = "/", nvml_session=None, docker=None, *, use_do
         f.nvml_checked = True
         f.nvml_library = nvml_library
         f.nvml = _try(f, "nvml", nvml_session.snapshot, False)
-    f.dockerd = _try(f, "dockerd", find_dockerd, root, f.boot_time, default=())
+    scan = _try(f, "processes", scan_processes, root)
+    if scan is not None:
+        f.proc_count, f.processes = scan
+    pids = [p.pid for p in f.processes["dockerd"]] if f.processes else None
+    f.dockerd = _try(f, "dockerd", find_dockerd, root, f.boot_time, pids, default=())
     if use_docker and docker is not None:
         f.dockerd = _engine_first(f.dockerd, docker)
     f.daemon_json = _try(f, "daemon_json", read_json_file, root, _daemon_json_path(f.dockerd))
-    f.toolkit_config = _try(f, "toolkit_config", read_toml_file, root, TOOLKIT_CONFIG)
+    tc = _try(f, "toolkit_config", read_toolkit_config, root, environ)
+    if tc is not None:
+        f.toolkit_config, f.toolkit_config_source = tc
+    f.persistenced_socket = _try(f, "persistenced_socket", socket_kind, root, PERSISTENCED_SOCKET)
+    f.persistenced_pidfile = _try(f, "persistenced_pidfile", root.read_text, PERSISTENCED_PIDFILE, 4096)
+    f.kernel_logs = tuple(t for t in (_try(f, "kernel_logs", read_tail, root, p) for p in KERNEL_LOGS) if t)
     f.cdi_specs = _try(f, "cdi_specs", read_cdi_specs, root, default=())
     path_env = next((d.path_env for d in f.dockerd if d.path_env), None)
     f.hook_paths = _try(f, "hook_paths", find_on_path, root, HOOK, path_env, default=())

@@ -23,10 +23,12 @@ from __future__ import annotations
 import copy
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from gpudock.host.root import HostRoot
 from gpudock.toolkit.atomic import FileSnapshot, WriteResult, atomic_write, read_snapshot
 
 DEFAULT_PATH = "/etc/nvidia-container-runtime/config.toml"
@@ -74,7 +76,9 @@ class ConfigEditError(ConfigError):
 
 
 def join_root(root: str, path: str) -> str:
-    """``path`` (absolute, as on the host) under the root prefix ``root``."""
+    """``path`` (absolute, as on the host) under the root prefix ``root``, lexically: no symlink is
+    followed, so only for paths known to hold none. :func:`locate_config` resolves through
+    :class:`~gpudock.host.root.HostRoot` instead."""
     if not root or root == "/":
         return path
     return os.path.join(root, path.lstrip("/"))
@@ -82,17 +86,36 @@ def join_root(root: str, path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ConfigLocation:
+    # The file to read and write on this machine: under the root, with every symlink on the way
+    # followed inside the root as a chroot would (an absolute link never leads out of --root).
     path: str
     # "--config", "NVIDIA_CTK_CONFIG_FILE_PATH", "XDG_CONFIG_HOME" or "default"
     source: str
     exists: bool
+    # The path as the host names it ("/etc/nvidia-container-runtime/config.toml"), before links;
+    # for --config, the path as given.
+    host_path: str = ""
 
     def to_json(self) -> dict:
         return {"path": self.path, "source": self.source, "exists": self.exists}
 
 
+def _is_file(root: HostRoot, host_path: str) -> bool:
+    try:
+        return stat.S_ISREG(root.stat(host_path).st_mode)
+    except (OSError, ValueError):  # absent, dangling, a link loop, unreadable directory
+        return False
+
+
+def _real(root: HostRoot, host_path: str) -> str:
+    try:
+        return root.real(host_path)
+    except OSError:  # a link loop: the lexical path, whose I/O then fails with ELOOP and says so
+        return root.path(host_path)
+
+
 def locate_config(
-    config: str | None = None, *, root: str = "/", environ: Mapping[str, str] | None = None
+    config: str | None = None, *, root: str | HostRoot = "/", environ: Mapping[str, str] | None = None
 ) -> ConfigLocation:
     """Find the config.toml the toolkit reads.
 
@@ -101,21 +124,29 @@ def locate_config(
     ``$XDG_CONFIG_HOME/nvidia-container-runtime/config.toml`` (both joined under ``root``); else
     ``/etc/nvidia-container-runtime/config.toml`` under ``root``. An override that does not exist
     is skipped because our environment (often sudo's) is not the hook's: the hook runs with the
-    container engine's environment, which normally sets neither.
+    container engine's environment, which normally sets neither. A relative override names no
+    host path and is skipped too.
+
+    Every path under ``root`` is looked up through :class:`~gpudock.host.root.HostRoot`: symlinks
+    are followed inside the root as after ``chroot(root)``, so an absolute link in a copied host
+    never reaches this machine's files. ``path`` is the resolved file on this machine,
+    ``host_path`` the name the host gives it. The doctor uses this same lookup.
     """
     env = os.environ if environ is None else environ
     if config:
-        return ConfigLocation(config, "--config", os.path.isfile(config))
+        return ConfigLocation(config, "--config", os.path.isfile(config), config)
+    hr = root if isinstance(root, HostRoot) else HostRoot(root or "/")
     candidates = []
-    if env.get("NVIDIA_CTK_CONFIG_FILE_PATH"):
-        candidates.append((join_root(root, env["NVIDIA_CTK_CONFIG_FILE_PATH"]), "NVIDIA_CTK_CONFIG_FILE_PATH"))
-    if env.get("XDG_CONFIG_HOME"):
-        candidates.append((join_root(root, os.path.join(env["XDG_CONFIG_HOME"], RELATIVE_PATH)), "XDG_CONFIG_HOME"))
-    for path, source in candidates:
-        if os.path.isfile(path):
-            return ConfigLocation(path, source, True)
-    path = join_root(root, DEFAULT_PATH)
-    return ConfigLocation(path, "default", os.path.isfile(path))
+    override = env.get("NVIDIA_CTK_CONFIG_FILE_PATH")
+    if override and override.startswith("/"):
+        candidates.append((override, "NVIDIA_CTK_CONFIG_FILE_PATH"))
+    xdg = env.get("XDG_CONFIG_HOME")
+    if xdg and xdg.startswith("/"):
+        candidates.append((f"{xdg.rstrip('/')}/{RELATIVE_PATH}", "XDG_CONFIG_HOME"))
+    for host_path, source in candidates:
+        if _is_file(hr, host_path):
+            return ConfigLocation(_real(hr, host_path), source, True, host_path)
+    return ConfigLocation(_real(hr, DEFAULT_PATH), "default", _is_file(hr, DEFAULT_PATH), DEFAULT_PATH)
 
 
 # --------------------------------------------------------------------------- line scanner
@@ -479,6 +510,20 @@ class ToolkitConfig:
         return ConfigStatus(self.path, settings, debug)
 
 
+def key_line(text: str, keypath: tuple[str, ...]) -> tuple[int, str, SettingState] | None:
+    """Where ``keypath`` sits in config text: (1-based line, the line verbatim, "set" or
+    "commented"), a set key before a commented one; None when the file has neither. For evidence
+    (the doctor quotes the line); values still come from ``tomllib``."""
+    lines = _scan(text)
+    for ln in lines:
+        if ln.kind == "kv" and ln.key == keypath and not ln.array_table:
+            return ln.index + 1, ln.body, "set"
+    for ln in lines:
+        if ln.ckey == keypath and not ln.array_table:
+            return ln.index + 1, ln.body, "commented"
+    return None
+
+
 _POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -835,15 +880,16 @@ path = "nvidia-ctk"
 """
 
 
-def default_config_text(root: str = "/", ldconfig: str | None = None) -> str:
+def default_config_text(root: str | HostRoot = "/", ldconfig: str | None = None) -> str:
     """The toolkit's default config.toml (1.17 rendering). ``ldconfig`` defaults like the
     toolkit's: "@/sbin/ldconfig.real" where that file exists (Debian/Ubuntu), else "@/sbin/ldconfig"."""
     if ldconfig is None:
-        ldconfig = "@/sbin/ldconfig.real" if os.path.exists(join_root(root, "/sbin/ldconfig.real")) else "@/sbin/ldconfig"
+        hr = root if isinstance(root, HostRoot) else HostRoot(root or "/")
+        ldconfig = "@/sbin/ldconfig.real" if hr.exists("/sbin/ldconfig.real") else "@/sbin/ldconfig"
     return _DEFAULT_TEMPLATE.format(ldconfig=ldconfig)
 
 
-def write_defaults(path: str, *, root: str = "/", ldconfig: str | None = None) -> WriteResult:
+def write_defaults(path: str, *, root: str | HostRoot = "/", ldconfig: str | None = None) -> WriteResult:
     """Write the toolkit's default file at ``path``, which must not exist (refused otherwise)."""
     snap = read_snapshot(path)
     if snap.exists:

@@ -433,6 +433,79 @@ def test_locate_order(tmp_path):
     assert tc.locate_config(environ={}).path == "/etc/nvidia-container-runtime/config.toml"
 
 
+def test_locate_override_order_each_only_when_the_file_exists(tmp_path):
+    root = tmp_path / "host"
+    for rel in ("etc/nvidia-container-runtime/config.toml", "home/op/.config/nvidia-container-runtime/config.toml",
+                "opt/ctk.toml"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(f"# {rel}\n")
+    both = {"XDG_CONFIG_HOME": "/home/op/.config", "NVIDIA_CTK_CONFIG_FILE_PATH": "/opt/ctk.toml"}
+    loc = tc.locate_config(root=str(root), environ=both)
+    assert (loc.source, loc.host_path, loc.path) == ("NVIDIA_CTK_CONFIG_FILE_PATH", "/opt/ctk.toml", str(root / "opt/ctk.toml"))
+    (root / "opt/ctk.toml").unlink()  # a missing override is skipped: the next one wins
+    loc = tc.locate_config(root=str(root), environ=both)
+    assert (loc.source, loc.host_path) == ("XDG_CONFIG_HOME", "/home/op/.config/nvidia-container-runtime/config.toml")
+    (root / "home/op/.config/nvidia-container-runtime/config.toml").unlink()
+    loc = tc.locate_config(root=str(root), environ=both)
+    assert (loc.source, loc.host_path, loc.exists) == ("default", "/etc/nvidia-container-runtime/config.toml", True)
+    # A relative override names no host path: skipped, not joined to our working directory.
+    loc = tc.locate_config(root=str(root), environ={"NVIDIA_CTK_CONFIG_FILE_PATH": "ctk.toml", "XDG_CONFIG_HOME": "cfg"})
+    assert loc.source == "default"
+    # A directory where the override points is not a config file.
+    (root / "opt/ctk.toml").mkdir()
+    assert tc.locate_config(root=str(root), environ=both).source == "default"
+
+
+def test_locate_absolute_symlink_cannot_escape_the_root(tmp_path):
+    # A copied host whose config.toml is an absolute link: the host means its own file, never
+    # this machine's file at that path.
+    outside = tmp_path / "outside.toml"
+    outside.write_text('accept-nvidia-visible-devices-envvar-when-unprivileged = false\n')
+    root = tmp_path / "host"
+    cfg = root / "etc/nvidia-container-runtime/config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.symlink_to(str(outside))  # absolute: names <root><outside> under the root
+    loc = tc.locate_config(root=str(root), environ={})
+    assert (loc.source, loc.exists) == ("default", False)
+    assert loc.path == str(root) + str(outside)  # inside the root, where a write would go
+    assert loc.host_path == "/etc/nvidia-container-runtime/config.toml"
+    twin = Path(str(root) + str(outside))
+    twin.parent.mkdir(parents=True)
+    twin.write_text('[nvidia-container-runtime]\nmode = "cdi"\n')
+    loc = tc.locate_config(root=str(root), environ={})
+    assert (loc.exists, loc.path) == (True, str(twin))
+    assert tc.load_config(loc.path).status().settings["mode"].value == "cdi"
+    # The same through an override whose directory is an absolute link.
+    (root / "home/op").mkdir(parents=True)
+    (root / "home/op/.config").symlink_to("/srv/conf")
+    env = {"XDG_CONFIG_HOME": "/home/op/.config"}
+    assert tc.locate_config(root=str(root), environ=env).source == "default"
+    inside = root / "srv/conf/nvidia-container-runtime/config.toml"
+    inside.parent.mkdir(parents=True)
+    inside.write_text("")
+    loc = tc.locate_config(root=str(root), environ=env)
+    assert (loc.source, loc.path, loc.host_path) == (
+        "XDG_CONFIG_HOME", str(inside), "/home/op/.config/nvidia-container-runtime/config.toml")
+
+
+def test_locate_link_loop_is_not_found_and_not_raised(tmp_path):
+    root = tmp_path / "host"
+    d = root / "etc/nvidia-container-runtime"
+    d.mkdir(parents=True)
+    (d / "config.toml").symlink_to("/etc/nvidia-container-runtime/config.toml")
+    loc = tc.locate_config(root=str(root), environ={})
+    assert (loc.exists, loc.path) == (False, str(d / "config.toml"))
+
+
+def test_defaults_ldconfig_probe_stays_inside_the_root(tmp_path):
+    root = tmp_path / "host"
+    (root / "sbin").mkdir(parents=True)
+    target = tmp_path / "ldconfig.real"
+    target.write_text("")
+    (root / "sbin/ldconfig.real").symlink_to(str(target))  # dangling inside the root
+    assert 'ldconfig = "@/sbin/ldconfig"' in tc.default_config_text(root=str(root))
+
+
 # --------------------------------------------------------------------------- fuzzing the line scanner
 
 # Pieces that a line-based editor easily gets wrong; {n} makes every key unique.

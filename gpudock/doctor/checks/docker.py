@@ -27,12 +27,12 @@ def _unreachable(f: HostFacts) -> str | None:
 def _toolkit_mode(f: HostFacts) -> tuple[str, Evidence]:
     tc = f.toolkit_config
     if tc is None or tc.text is None:
-        return "auto", Evidence(TOOLKIT_CONFIG, None, "auto")
+        return "auto", Evidence(tc.path if tc else TOOLKIT_CONFIG, None, "auto")
     mode = "auto"
     if isinstance(tc.parsed, dict):
         mode = str((tc.parsed.get("nvidia-container-runtime") or {}).get("mode", "auto"))
     line = next((ln.strip() for ln in tc.text.splitlines() if re.match(r"\s*mode\s*=", ln)), "mode not set (auto)")
-    return mode, Evidence(TOOLKIT_CONFIG, line, mode)
+    return mode, Evidence(tc.path, line, mode)
 
 
 # -- container-runtime -----------------------------------------------------------------------------------
