@@ -151,7 +151,10 @@ class Gpu:
         return out
 
 
-ClaimMechanism = Literal["device", "runtime-env", "device-request", "cdi"]
+# "privileged": a --privileged container, which can open every GPU's device node (one Claim per
+# GPU, selector "--privileged"). It means "can reach", not "holds": gpu_uuids leaves it out, and
+# gpudock.host.holders keeps it out of the holders (see gpudock.host.claims).
+ClaimMechanism = Literal["device", "runtime-env", "device-request", "cdi", "privileged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +203,16 @@ class Container:
         return self.status == "running"
 
     @property
+    def privileged(self) -> bool:
+        """Started with ``--privileged`` (it has ``privileged`` claims: every GPU it can reach)."""
+        return any(c.mechanism == "privileged" for c in self.claims)
+
+    @property
     def gpu_uuids(self) -> tuple[str, ...]:
+        """The GPUs it holds (explicit claims); a ``--privileged`` container's reach is not holding."""
         seen: dict[str, None] = {}
         for c in self.claims:
-            if c.gpu_uuid:
+            if c.gpu_uuid and c.mechanism != "privileged":
                 seen.setdefault(c.gpu_uuid, None)
         return tuple(seen)
 

@@ -19,18 +19,36 @@ JSON shape (``--json``)::
                              "mechanisms": ["device"|"runtime-env"|"device-request"|"cdi", ..],
                              "selectors": ["/dev/nvidia3", "count=2", "all", "nvidia.com/gpu=0", ..],
                              "mig_uuids": [..]}],
+                "reachable_by": [same shape as "holders", "mechanisms": ["privileged"],
+                                 "selectors": ["--privileged"]: containers that can open this GPU
+                                 without holding it],
                 "processes": [{"pid" (host), "location": "container"|"foreign-container"|"host"|"unreadable",
                                "gpu_uuid", "gpu_index", "container_id", "container_name",
                                "container_pid" (NSpid inside the container), "used_memory_mib",
                                "type", "command", "mig_uuid",
-                               "claimed": true|false|null (its container holds this GPU?)}]}],
+                               "claimed": true|false|null (its container holds or can reach this GPU?),
+                               "access": "claim"|"privileged"|null (which, when claimed is true)}]}],
       "containers": [{"id", "name", "image", "status", "runtime", "pid", "started_at", "error",
                       "claims": [{"mechanism", "selector", "gpu_uuid", "mig_uuid", "error"}],
                       "gpus": [{"uuid", "index", "minor", "mechanisms", "mig_uuids"}],
-                      "processes": [same as above], "holds_all": bool}],
-      "conflicts": [{"kind": "shared"|"holds-all"|"no-container"|"foreign-container"|"unclaimed"|"unresolved",
+                      "processes": [same as above], "holds_all": bool,
+                      "privileged": bool, "reachable_gpus": [same shape as "gpus": the GPUs it can
+                                                             open without holding them]}],
+      "conflicts": [{"kind": "shared"|"holds-all"|"no-container"|"foreign-container"|"unclaimed"|"unresolved"
+                             |"privileged",
                      "message", "gpu_uuid", "gpu_index", "container_ids": [..], "pid"}]
     }
+
+A ``--privileged`` container can open every GPU's device node. It is not a holder ("holders",
+"gpus", the holder column and "holds_all" count explicit claims: devices, the runtime's
+NVIDIA_VISIBLE_DEVICES, --gpus, CDI), so one that runs nothing does not hide the real holders; its
+processes on any GPU are its own ("claimed": true, "access": "privileged" where no explicit claim
+covers them, never an "unclaimed" conflict); every GPU it does not hold lists it in
+"reachable_by" and its "reachable_gpus"; its "claims" hold one "privileged" claim per GPU
+(selector "--privileged"); and while it runs it raises one "privileged" conflict (a warning like
+"holds-all": it can use cards given to others; "gpu_uuid" null), so the exit status is 1. When it
+does run a process on a card another running container holds, that is also a "shared" conflict on
+that GPU, with the process's "pid".
 """
 
 from __future__ import annotations
@@ -123,6 +141,8 @@ def render_holders_text(hmap, snap) -> str:
             else:
                 where = "(/proc entry unreadable: gone, or not visible from here)"
             flag = "  [not given this GPU]" if p.claimed is False else ""
+            if p.access == "privileged":
+                flag = "  [not given this GPU: reached through --privileged]"
             cmd = p.command or "?"
             lines.append(f"    process PID {p.pid} {where}: {cmd}, {_mib(p.used_memory_mib)}{flag}")
     if hmap.containers:
@@ -130,8 +150,11 @@ def render_holders_text(hmap, snap) -> str:
         w = max(4, max(len(c.name) for c in hmap.containers))
         lines.append(f"{'CONTAINER':<12}  {'NAME':<{w}}  {'STATUS':<10}  {'GPUS':<10}  HOW")
         for c in hmap.containers:
-            how = ", ".join(dict.fromkeys(m for g in c.gpus for m in g.mechanisms)) or "-"
+            mechs = [m for g in c.gpus for m in g.mechanisms] + (["privileged"] if c.privileged else [])
+            how = ", ".join(dict.fromkeys(mechs)) or "-"
             gp = c.label() or "-"
+            if c.reachable:
+                gp += f" (+{len(c.reachable)} reachable)"
             if c.unresolved:
                 gp += f" ({len(c.unresolved)} unresolved)"
             lines.append(f"{c.container.short_id:<12}  {c.name:<{w}}  {c.container.status:<10}  {gp:<10}  {how}")

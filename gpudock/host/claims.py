@@ -51,6 +51,25 @@ Mechanisms and the semantics chosen (references: nvidia-stack.md §6.1, §8.3, �
     from ``HostConfig.Annotations`` ``cdi.k8s.io/*`` values. Other vendors' kinds hold no
     NVIDIA GPU and are ignored.
 
+``privileged`` — ``HostConfig.Privileged`` (``docker run --privileged``, compose ``privileged: true``).
+    Docker gives a privileged container every device node of the host and a device cgroup that
+    allows them all, so it can open every ``/dev/nvidia<minor>`` whatever else it asked for
+    (failures.md §20, NVIDIA/nvidia-docker#764). The request resolves to one Claim per GPU of this
+    host (``selector`` ``"--privileged"``, ``mig_uuid`` None: MIG devices too, as it also sees
+    ``/dev/nvidia-caps``); GPUs without a UUID are left out, and with no GPU known (NVML failed)
+    there is nothing to claim, so no Claim and no error. It does not depend on the runtime (runc
+    gives the nodes too; only the driver libraries would be missing).
+
+    These claims mean *can reach*, not *holds*: :mod:`gpudock.host.holders` keeps them out of the
+    holders (a privileged container running nothing would otherwise look like it held every card,
+    hiding the containers that really do), uses them to attribute the container's GPU processes to
+    it (not "unclaimed"), lists the container as one that can reach every GPU, and raises a
+    ``privileged`` conflict. The container's other mechanisms are read as for any container and
+    still claim what they select: the NVIDIA runtime honours ``NVIDIA_VISIBLE_DEVICES`` for a
+    privileged container even where ``accept-nvidia-visible-devices-envvar-when-unprivileged`` is
+    false, and ``--gpus``, devices and CDI are unaffected by the flag. ``CapAdd: SYS_ADMIN`` alone
+    does not open the device cgroup and is not read.
+
 A selector that names nothing on this host becomes a Claim with ``gpu_uuid=None`` and an ``error``
 that says why ("index 9 does not exist on this host (8 GPUs)"). A MIG claim has ``gpu_uuid`` set to
 the parent GPU and ``mig_uuid`` to the MIG device.
@@ -103,8 +122,8 @@ class GpuRequest:
     ``selector`` is shown to the operator verbatim ("/dev/nvidia3", "2", "count=2",
     "nvidia.com/gpu=0"); ``token`` is what gets resolved: an NVIDIA device id ("all", "2",
     "GPU-…", "0:1", "MIG-…", a bus id), ``"minor:N"`` for a device node, ``"count:N"`` for a
-    ``--gpus N`` request, or ``"cdi:<name>"`` for the part after ``=`` of an ``nvidia.com/gpu`` CDI
-    name.
+    ``--gpus N`` request, ``"cdi:<name>"`` for the part after ``=`` of an ``nvidia.com/gpu`` CDI
+    name, or ``"privileged"`` for a ``--privileged`` container (every GPU it can reach).
     """
 
     mechanism: ClaimMechanism
@@ -278,7 +297,8 @@ def parse_requests(
     nvidia_runtime_names: Iterable[str] = ("nvidia",),
     default_runtime: str | None = "runc",
 ) -> tuple[GpuRequest, ...]:
-    """Everything a container asked for, in the order devices, ``--gpus``, CDI, runtime env.
+    """Everything a container asked for, in the order devices, ``--gpus``, CDI, runtime env, and
+    last ``privileged`` when ``HostConfig.Privileged`` is true (see the module docstring).
 
     ``nvidia_runtime_names`` are the engine runtimes whose path is an NVIDIA container runtime
     (see :func:`nvidia_runtimes`); ``default_runtime`` is the engine's ``DefaultRuntime``, used when
@@ -312,6 +332,8 @@ def parse_requests(
                             out.append(r)
         if not has_nvidia_dr:
             out.extend(_runtime_env_requests(env_map(cfg.get("Env"))))
+    if hc.get("Privileged") is True:
+        out.append(GpuRequest("privileged", "--privileged", "privileged"))
     return tuple(out)
 
 
@@ -482,7 +504,8 @@ def _resolve_cdi(ix: GpuIndex, dev: str) -> list[tuple[str | None, str | None, s
 
 def resolve_requests(requests: Iterable[GpuRequest], index: GpuIndex) -> tuple[Claim, ...]:
     """Claims for ``requests`` against the GPUs in ``index``: one Claim per GPU a request names
-    (``all`` gives one per GPU), or one Claim with ``gpu_uuid=None`` and an error."""
+    (``all`` gives one per GPU), or one Claim with ``gpu_uuid=None`` and an error. A
+    ``privileged`` request gives one Claim per GPU with a UUID and never an error."""
     out: list[Claim] = []
     for r in requests:
         tok = r.token
@@ -492,6 +515,8 @@ def resolve_requests(requests: Iterable[GpuRequest], index: GpuIndex) -> tuple[C
             results = [index.index(i) for i in range(int(tok[6:]))]
         elif tok.startswith("cdi:"):
             results = _resolve_cdi(index, tok[4:])
+        elif tok == "privileged" and r.mechanism == "privileged":
+            results = [(g.uuid, None, None) for g in index.gpus if g.uuid]
         elif tok.startswith("bad:"):
             results = [(None, None, tok[4:])]
         else:

@@ -10,15 +10,40 @@ Conflicts (:class:`Conflict` ``kind``):
 "Running" below means running, paused or restarting (what ``docker ps`` lists).
 
 * ``shared`` — two or more *running* containers hold the same GPU (MIG: the same MIG device, or
-  one of them holds the whole GPU);
+  one of them holds the whole GPU); or a privileged container runs a process, by ``--privileged``
+  alone, on a GPU (MIG device) that another running container holds: one conflict per GPU and
+  privileged container, with ``pid`` set to its first such process;
 * ``holds-all`` — a running container holds every GPU of a host with more than one;
 * ``no-container`` — a GPU process that runs in no container (a host process; a PID whose
   ``/proc`` entry cannot be read is shown with ``location == "unreadable"``, not as a conflict);
 * ``foreign-container`` — a GPU process in a container this Docker engine does not know
   (Kubernetes/containerd, CRI-O, podman, another engine; not raised while the engine is unreadable);
-* ``unclaimed`` — a process on a GPU its container was not given (``--privileged``, a
-  hand-mapped ``/dev/nvidia*`` the rules could not see, a stale claim);
-* ``unresolved`` — a running container asks for a GPU that does not exist on this host.
+* ``unclaimed`` — a process on a GPU its container was not given and cannot reach (a
+  hand-mapped ``/dev/nvidia*`` the rules could not see, a ``--device-cgroup-rule`` with a bind
+  mount of ``/dev``, a stale claim; not ``--privileged``, see below);
+* ``unresolved`` — a running container asks for a GPU that does not exist on this host;
+* ``privileged`` — a running container is ``--privileged``: it can open every GPU's device node,
+  including cards given to other containers (a warning, like ``holds-all``: one per container,
+  ``gpu_uuid`` None). When it actually uses a card another container holds, that is also a
+  ``shared`` conflict (above): the warning is about what it could do, ``shared`` about what it does.
+
+``--privileged`` (claims with mechanism ``privileged``, see :mod:`gpudock.host.claims`) means the
+container *can reach* every GPU, not that it *holds* them. What an operator needs from it:
+
+* its processes on any GPU are its own: they are attributed to it with ``claimed`` True and
+  ``access == "privileged"`` (``"claim"`` when an explicit claim covers them), never
+  ``unclaimed``;
+* it is not a holder: :attr:`GpuHolders.holders`, the holder column, ``shared`` and ``holds-all``
+  count explicit claims only, so a privileged container that runs nothing does not hide the
+  containers that really hold each card (and a privileged container that also selects GPUs with
+  ``NVIDIA_VISIBLE_DEVICES`` or ``--gpus`` holds those, as any container would);
+* it is listed as able to reach the rest: :attr:`GpuHolders.reachable_by` (per GPU, the
+  containers that can open it without holding it) and :attr:`ContainerGpus.reachable` (per
+  container, the GPUs it can open without holding them; with :attr:`ContainerGpus.gpus` that is
+  every GPU), and flagged by the ``privileged`` conflict, which
+  :meth:`HoldersMap.conflicts_for_gpu` also returns for a GPU where the container runs a process
+  by privilege alone (so that row is marked; the other rows are not, as the container does not
+  use them).
 
 Stopped containers (with ``--all``) are listed with what they would hold, and take no part in
 ``shared``/``holds-all``.
@@ -50,17 +75,26 @@ __all__ = [
 ACTIVE_STATES = frozenset({"running", "paused", "restarting"})
 
 ProcessLocation = Literal["container", "foreign-container", "host", "unreadable"]
-ConflictKind = Literal["shared", "holds-all", "no-container", "foreign-container", "unclaimed", "unresolved"]
+ConflictKind = Literal[
+    "shared", "holds-all", "no-container", "foreign-container", "unclaimed", "unresolved", "privileged"
+]
+# How a process's container may use its GPU: an explicit claim covers it, or only --privileged.
+ProcessAccess = Literal["claim", "privileged"]
+PRIVILEGED = "privileged"  # the claim mechanism and the conflict kind
 
 
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """One container holding one GPU, and how (all of its claims on that GPU)."""
+    """One container holding one GPU, and how (all of its claims on that GPU).
+
+    The same shape lists a container that can *reach* a GPU without holding it
+    (:attr:`GpuHolders.reachable_by`: mechanisms ``("privileged",)``, selectors ``("--privileged",)``).
+    """
 
     container_id: str
     name: str
     status: str
-    mechanisms: tuple[str, ...]  # "device", "runtime-env", "device-request", "cdi" (no repeats)
+    mechanisms: tuple[str, ...]  # "device", "runtime-env", "device-request", "cdi"; "privileged" (reach)
     selectors: tuple[str, ...]  # what it asked for, verbatim ("/dev/nvidia3", "count=2", "all")
     mig_uuids: tuple[str, ...] = ()  # the MIG devices it holds on this GPU; () = the whole GPU
     whole: bool = True  # holds the whole GPU (not only MIG devices)
@@ -89,8 +123,10 @@ class Holder:
 class HeldProcess:
     """A GPU process (NVML, host PID) with the container it runs in.
 
-    ``claimed``: True when its container holds this GPU, False when it does not (a conflict),
-    None when it is in no container this engine knows.
+    ``claimed``: True when its container holds this GPU or can reach it (``--privileged``), False
+    when it cannot (a conflict), None when it is in no container this engine knows. ``access``
+    says which when True: ``"claim"`` (an explicit claim covers it) or ``"privileged"`` (only
+    ``--privileged`` does: the container uses a card it was not given); None otherwise.
     """
 
     pid: int
@@ -107,6 +143,7 @@ class HeldProcess:
     # "container": a container this engine knows; "foreign-container": one it does not;
     # "host": no container; "unreadable": /proc/<pid> gone or not visible (e.g. a simulated host)
     location: ProcessLocation = "unreadable"
+    access: ProcessAccess | None = None
 
     def to_json(self) -> dict:
         return {
@@ -122,6 +159,7 @@ class HeldProcess:
             "command": self.command,
             "mig_uuid": self.mig_uuid,
             "claimed": self.claimed,
+            "access": self.access,
         }
 
 
@@ -145,7 +183,11 @@ class GpuRef:
 
 @dataclass(frozen=True, slots=True)
 class GpuHolders:
-    """One GPU: who holds it and what runs on it."""
+    """One GPU: who holds it, who else can reach it, and what runs on it.
+
+    ``holders``: containers with an explicit claim on it (the holder column). ``reachable_by``:
+    containers that can open it without holding it (``--privileged``), same shape, same order.
+    """
 
     index: int
     uuid: str | None
@@ -155,6 +197,7 @@ class GpuHolders:
     holders: tuple[Holder, ...]
     processes: tuple[HeldProcess, ...]
     conflicts: tuple["Conflict", ...] = ()
+    reachable_by: tuple[Holder, ...] = ()
 
     @property
     def running_holders(self) -> tuple[Holder, ...]:
@@ -180,19 +223,27 @@ class GpuHolders:
             "pci_bus_id": self.pci_bus_id,
             "name": self.name,
             "holders": [h.to_json() for h in self.holders],
+            "reachable_by": [h.to_json() for h in self.reachable_by],
             "processes": [p.to_json() for p in self.processes],
         }
 
 
 @dataclass(frozen=True, slots=True)
 class ContainerGpus:
-    """One container: the GPUs it holds (by index order), its GPU processes, its bad claims."""
+    """One container: the GPUs it holds (by index order), its GPU processes, its bad claims.
+
+    ``privileged``: started with ``--privileged``; ``reachable``: the GPUs it can open without
+    holding them (every GPU not in ``gpus`` when privileged, else ``()``), mechanisms
+    ``("privileged",)``. ``label()`` and ``holds_all`` count held GPUs only.
+    """
 
     container: Container
     gpus: tuple[GpuRef, ...]
     processes: tuple[HeldProcess, ...]
     unresolved: tuple[Claim, ...]  # claims whose gpu_uuid is None (error says why)
     holds_all: bool = False
+    privileged: bool = False
+    reachable: tuple[GpuRef, ...] = ()
 
     @property
     def id(self) -> str:
@@ -213,6 +264,8 @@ class ContainerGpus:
         out["gpus"] = [g.to_json() for g in self.gpus]
         out["processes"] = [p.to_json() for p in self.processes]
         out["holds_all"] = self.holds_all
+        out["privileged"] = self.privileged
+        out["reachable_gpus"] = [g.to_json() for g in self.reachable]
         return out
 
 
@@ -273,12 +326,17 @@ class HoldersMap:
         return tuple(c for c in self.conflicts if cid in c.container_ids)
 
     def conflicts_for_gpu(self, uuid: str) -> tuple[Conflict, ...]:
-        """Conflicts on this GPU (shared, its processes) and holds-all conflicts of its holders."""
+        """Conflicts on this GPU (shared, its processes), holds-all conflicts of its holders, and
+        privileged conflicts of containers that run a process on it by ``--privileged`` alone
+        (not of every privileged container: a GPU it does not use is not marked)."""
         g = self.gpu(uuid)
         holders = {h.container_id for h in g.holders} if g else set()
+        by_privilege = {p.container_id for p in g.processes if p.access == PRIVILEGED} if g else set()
         return tuple(
             c for c in self.conflicts
-            if c.gpu_uuid == uuid or (c.kind == "holds-all" and holders & set(c.container_ids))
+            if c.gpu_uuid == uuid
+            or (c.kind == "holds-all" and holders & set(c.container_ids))
+            or (c.kind == PRIVILEGED and by_privilege & set(c.container_ids))
         )
 
     def to_json(self) -> dict:
@@ -312,7 +370,9 @@ class _Static:
 
     known: dict
     claims_on: dict  # gpu uuid → container id → [Claim]
+    reach_on: dict  # gpu uuid → frozenset of container ids that can reach it (--privileged)
     holders_of: dict  # gpu uuid → tuple[Holder]
+    reachable_of: dict  # gpu uuid → tuple[Holder] (reach without holding)
     gpu_conflicts: dict  # gpu uuid → tuple[Conflict] (shared)
     containers: tuple  # tuple[ContainerGpus] without processes
     position: dict  # container id → index in containers
@@ -349,12 +409,19 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
     claims_on: dict[str, dict[str, list[Claim]]] = {}
     mine_of: dict[str, dict[str, list[Claim]]] = {}
     unresolved: dict[str, list[Claim]] = {}
+    reach: dict[str, set[str]] = {}  # gpu uuid → privileged container ids
+    privileged: set[str] = set()
     for c in containers:
         if not c.claims:
             continue
         mine: dict[str, list[Claim]] = {}
         for cl in c.claims:
             u = cl.gpu_uuid
+            if cl.mechanism == PRIVILEGED:  # can reach, not holds
+                privileged.add(c.id)
+                if u in by_uuid:
+                    reach.setdefault(u, set()).add(c.id)
+                continue
             if u is None:
                 unresolved.setdefault(c.id, []).append(cl)
             elif u in by_uuid:
@@ -391,6 +458,17 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
             hs.append(Holder(cid, c.name, c.status, sm[0], sm[1], sm[2], sm[3]))
         hs.sort(key=lambda h: (not h.running, h.name))
         holders_of[uuid] = tuple(hs)
+
+    reachable_of: dict[str, tuple[Holder, ...]] = {}
+    for uuid, cids in reach.items():
+        held = claims_on.get(uuid, {})
+        hs = [
+            Holder(cid, known[cid].name, known[cid].status, (PRIVILEGED,), ("--privileged",))
+            for cid in cids if cid not in held
+        ]
+        if hs:
+            hs.sort(key=lambda h: (not h.running, h.name, h.container_id))
+            reachable_of[uuid] = tuple(hs)
 
     conflicts: list[Conflict] = []
     gpu_conflicts: dict[str, tuple[Conflict, ...]] = {}
@@ -429,12 +507,24 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
             refs = tuple(lst)
         holds_all = n_gpus > 1 and len(refs) == n_gpus
         bad = tuple(unresolved.get(c.id, ()))
-        cont_out.append(ContainerGpus(container=c, gpus=refs, processes=(), unresolved=bad, holds_all=holds_all))
+        is_priv = c.id in privileged
+        reachable: tuple[GpuRef, ...] = ()
+        if is_priv:
+            reachable = tuple(
+                GpuRef(g.uuid, g.index, g.minor, (PRIVILEGED,))
+                for g in gpus
+                if g.uuid and c.id in reach.get(g.uuid, ()) and not (mine and g.uuid in mine)
+            )
+        cont_out.append(ContainerGpus(container=c, gpus=refs, processes=(), unresolved=bad, holds_all=holds_all,
+                                      privileged=is_priv, reachable=reachable))
         active = c.status in ACTIVE_STATES
         if active and holds_all:
             conflicts.append(
                 Conflict("holds-all", f"container {c.name} holds every GPU ({n_gpus})", None, None, (c.id,))
             )
+        if active and is_priv:
+            conflicts.append(Conflict(PRIVILEGED, _privileged_message(c, refs, reach, holders_of, gpus),
+                                      None, None, (c.id,)))
         if active and gpus:  # no GPUs at all (NVML failed): the NVML banner says it, not 1 line per claim
             for cl in bad:
                 conflicts.append(
@@ -444,12 +534,34 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
     return _Static(
         known=known,
         claims_on=claims_on,
+        reach_on={u: frozenset(ids) for u, ids in reach.items()},
         holders_of=holders_of,
+        reachable_of=reachable_of,
         gpu_conflicts=gpu_conflicts,
         containers=tuple(cont_out),
         position={c.id: i for i, c in enumerate(containers)},
         conflicts=tuple(conflicts),
     )
+
+
+def _privileged_message(c: Container, refs: tuple[GpuRef, ...], reach: dict, holders_of: dict,
+                        gpus: tuple[Gpu, ...]) -> str:
+    """The privileged conflict's text: what it can reach, and the cards it can reach that other
+    running containers hold (the risk an operator acts on)."""
+    n = sum(1 for g in gpus if g.uuid and c.id in reach.get(g.uuid, ()))
+    msg = f"container {c.name} is privileged (--privileged): it can open every GPU ({n})"
+    if refs:
+        msg += f", not only the {'one' if len(refs) == 1 else len(refs)} it holds"
+    others = []
+    for g in gpus:
+        if not g.uuid or c.id not in reach.get(g.uuid, ()):
+            continue
+        names = [h.name for h in holders_of.get(g.uuid, ()) if h.running and h.container_id != c.id]
+        if names:
+            others.append(f"{g.index} ({', '.join(names)})")
+    if others:
+        msg += f", including GPUs held by other containers: {'; '.join(others)}"
+    return msg
 
 
 def build_holders(
@@ -476,21 +588,28 @@ def build_holders(
     st = _static_for(containers, gpus)
     known = st.known
     claims_on = st.claims_on
+    reach_on = st.reach_on
 
     # --- processes
     procs_of_gpu: dict[int, list[HeldProcess]] = {}
     procs_of_container: dict[str, list[HeldProcess]] = {}
     conflicts: list[Conflict] = []
+    priv_shared: dict[str, list[Conflict]] = {}  # gpu uuid → shared conflicts from --privileged use
     for g in gpus:
         if not g.processes:
             continue
         out = procs_of_gpu.setdefault(g.index, [])
         for p in g.processes:
-            hp = _map_process(p, g, mapper, known, claims_on)
+            hp = _map_process(p, g, mapper, known, claims_on, reach_on)
             out.append(hp)
             if hp.container_id and hp.container_id in known:
                 procs_of_container.setdefault(hp.container_id, []).append(hp)
             what = f"PID {p.pid}" + (f" ({p.command})" if p.command else "")
+            if hp.access == PRIVILEGED:
+                c = _privileged_use(g, hp, what, st.holders_of.get(g.uuid, ()), priv_shared.get(g.uuid, ()))
+                if c is not None:
+                    priv_shared.setdefault(g.uuid, []).append(c)
+                    conflicts.append(c)
             if hp.location == "unreadable":
                 continue
             if hp.location == "host":
@@ -528,7 +647,8 @@ def build_holders(
             name=g.name,
             holders=st.holders_of.get(g.uuid, ()) if g.uuid else (),
             processes=tuple(procs_of_gpu.get(g.index, ())),
-            conflicts=st.gpu_conflicts.get(g.uuid, ()) if g.uuid else (),
+            conflicts=(st.gpu_conflicts.get(g.uuid, ()) + tuple(priv_shared.get(g.uuid, ()))) if g.uuid else (),
+            reachable_by=st.reachable_of.get(g.uuid, ()) if g.uuid else (),
         )
         for g in gpus
     )
@@ -542,12 +662,37 @@ def build_holders(
     return HoldersMap(gpu_out, cont_out, tuple(conflicts) + st.conflicts, docker_status)
 
 
+def _privileged_use(g: Gpu, hp: HeldProcess, what: str, holders: tuple[Holder, ...],
+                    seen: Sequence[Conflict]) -> Conflict | None:
+    """A ``shared`` conflict when a process that reached ``g`` through ``--privileged`` alone runs
+    on a card (or MIG device) another running container holds; None when none does, or when this
+    GPU already has one for the same container."""
+    cid = hp.container_id
+    if any(cid == c.container_ids[-1] for c in seen):
+        return None
+    others = [
+        h for h in holders
+        if h.running and h.container_id != cid
+        and (h.whole or hp.mig_uuid is None or hp.mig_uuid in h.mig_uuids)
+    ]
+    if not others:
+        return None
+    names = ", ".join(h.name for h in others)
+    return Conflict(
+        "shared",
+        f"GPU {g.index} is held by {names} and used by privileged container {hp.container_name} "
+        f"through --privileged: {what}",
+        g.uuid, g.index, tuple(h.container_id for h in others) + (cid,), hp.pid,
+    )
+
+
 def _map_process(
     p: GpuProcess,
     g: Gpu,
     mapper: Callable[[int], ContainerPid | None],
     known: dict[str, Container],
     claims_on: dict[str, dict[str, list[Claim]]],
+    reach_on: dict[str, frozenset[str]],
 ) -> HeldProcess:
     cp = mapper(p.pid)
     cid: str | None = None
@@ -571,9 +716,15 @@ def _map_process(
     if cid is not None:
         location = "container" if c is not None else "foreign-container"
     claimed: bool | None = None
+    access: ProcessAccess | None = None
     if c is not None and g.uuid:
         cls = claims_on.get(g.uuid, {}).get(c.id, ())
-        claimed = any(cl.mig_uuid is None or p.mig_uuid is None or cl.mig_uuid == p.mig_uuid for cl in cls)
+        if any(cl.mig_uuid is None or p.mig_uuid is None or cl.mig_uuid == p.mig_uuid for cl in cls):
+            claimed, access = True, "claim"
+        elif c.id in reach_on.get(g.uuid, ()):
+            claimed, access = True, PRIVILEGED
+        else:
+            claimed = False
     return HeldProcess(
         pid=p.pid,
         gpu_uuid=g.uuid,
@@ -587,6 +738,7 @@ def _map_process(
         mig_uuid=p.mig_uuid,
         claimed=claimed,
         location=location,
+        access=access,
     )
 
 

@@ -530,3 +530,67 @@ def test_minor_mapping_total(minor):
         assert uuids(c) == [U(7 - minor)]
     else:
         assert c[0].gpu_uuid is None
+
+
+# ---------------------------------------------------------------------------- --privileged
+
+
+def priv(**kw) -> dict:
+    ins = inspect(**kw)
+    ins["HostConfig"]["Privileged"] = True
+    return ins
+
+
+class TestPrivileged:
+    def test_reaches_every_gpu_whatever_the_runtime(self):
+        for runtime in ("runc", "nvidia"):
+            c = claims(priv(runtime=runtime))
+            assert [(x.mechanism, x.selector, x.mig_uuid, x.error) for x in c] == [
+                ("privileged", "--privileged", None, None)
+            ] * 8
+            assert uuids(c) == [g.uuid for g in GPUS]  # index order; GPU 7 (MIG) as a whole
+
+    def test_reach_is_not_holding(self):
+        c = Container(id="x", name="n", image="i", status="running", claims=claims(priv()))
+        assert c.privileged
+        assert c.gpu_uuids == ()  # what launch and the container's "gpus" count as held
+
+    @pytest.mark.parametrize("flag", [False, None, "true", 1])
+    def test_only_a_true_privileged_flag(self, flag):
+        ins = inspect(runtime="nvidia", env=["NVIDIA_VISIBLE_DEVICES=2"], hc_extra={"Privileged": flag})
+        c = claims(ins)
+        assert [x.mechanism for x in c] == ["runtime-env"] and uuids(c) == [U(2)]
+        assert not Container(id="x", name="n", image="i", status="running", claims=c).privileged
+
+    def test_env_selection_still_claims_explicitly(self):
+        c = claims(priv(runtime="nvidia", env=["NVIDIA_VISIBLE_DEVICES=1"]))
+        assert [x.mechanism for x in c] == ["runtime-env"] + ["privileged"] * 8
+        assert uuids(c) == [U(1)] + [g.uuid for g in GPUS]
+        assert Container(id="x", name="n", image="i", status="running", claims=c).gpu_uuids == (U(1),)
+
+    def test_gpus_devices_and_cdi_still_claim_explicitly(self):
+        ins = priv(devices=[dev("/dev/nvidia0")], device_requests=[dr(ids=["3"]),
+                   {"Driver": "cdi", "DeviceIDs": ["nvidia.com/gpu=5"]}])
+        c = claims(ins)
+        assert [x.mechanism for x in c] == ["device", "device-request", "cdi"] + ["privileged"] * 8
+        assert uuids(c)[:3] == [U(7), U(3), U(5)]
+        assert Container(id="x", name="n", image="i", status="running", claims=c).gpu_uuids == (U(7), U(3), U(5))
+
+    @pytest.mark.parametrize("value", ["void", "none", ""])
+    def test_no_gpu_env_does_not_take_the_nodes_away(self, value):
+        c = claims(priv(runtime="nvidia", env=[f"NVIDIA_VISIBLE_DEVICES={value}"]))
+        assert {x.mechanism for x in c} == {"privileged"} and len(c) == 8
+
+    def test_parse_keeps_the_request_and_resolves_per_host(self):
+        reqs = parse_requests(priv(device_requests=[dr(count=1)]))
+        assert [(r.mechanism, r.selector, r.token) for r in reqs] == [
+            ("device-request", "count=1", "count:1"), ("privileged", "--privileged", "privileged")
+        ]
+        two = GpuIndex([Gpu(index=0, uuid="GPU-a", minor=0), Gpu(index=1, uuid="GPU-b", minor=1)])
+        assert uuids(resolve_requests(reqs, two)) == ["GPU-a", "GPU-a", "GPU-b"]
+
+    def test_no_gpus_or_no_uuid_is_nothing_not_an_error(self):
+        assert claims_from_inspect(priv(), ()) == ()
+        gpus = (Gpu(index=0, uuid=None, minor=0, error="GPU is lost"), Gpu(index=1, uuid=U(1), minor=1))
+        c = claims_from_inspect(priv(), gpus)
+        assert [(x.gpu_uuid, x.error) for x in c] == [(U(1), None)]

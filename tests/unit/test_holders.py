@@ -213,3 +213,160 @@ def test_empty():
     m = build_holders(HostSnapshot(None, None, None), [])
     assert m.to_json() == {"docker": None, "gpus": [], "containers": [], "conflicts": []}
     assert proc_root_for("/") == "/proc" and proc_root_for(None) == "/proc"
+
+
+# ------------------------------------------------------------------ --privileged (reach, not hold)
+
+CP = "d" * 64
+
+
+def privileged(n=4, skip=()):
+    return [Claim("privileged", "--privileged", U(i)) for i in range(n) if i not in skip]
+
+
+def test_idle_privileged_container_is_not_a_holder():
+    cs = [cont(CP, "priv", privileged()), cont(CB, "b", [cl(1)])]
+    m = build_holders(snap(), cs, pid_mapper=mapper({}))
+    # the holder column and the holders: only b, on GPU 1
+    assert m.labels() == {U(0): "", U(1): "b", U(2): "", U(3): ""}
+    assert [h.name for h in m.gpu(U(1)).holders] == ["b"]
+    assert all(m.gpu(U(i)).holders == () for i in (0, 2, 3))
+    # every GPU lists it as able to reach it
+    for i in range(4):
+        (r,) = m.gpu(U(i)).reachable_by
+        assert (r.container_id, r.mechanisms, r.selectors) == (CP, ("privileged",), ("--privileged",))
+    p = m.container(CP)
+    assert p.privileged and p.gpus == () and p.label() == "" and not p.holds_all
+    assert [g.index for g in p.reachable] == [0, 1, 2, 3]
+    assert all(g.mechanisms == ("privileged",) for g in p.reachable)
+    assert not m.container(CB).privileged and m.container(CB).reachable == ()
+    # one warning, on the container; no GPU row is marked for it (it uses none)
+    (c,) = m.conflicts
+    assert (c.kind, c.container_ids, c.gpu_uuid, c.pid) == ("privileged", (CP,), None, None)
+    assert "can open every GPU (4)" in c.message and "1 (b)" in c.message
+    assert m.conflicts_for_container(CP) == (c,)
+    assert all(m.conflicts_for_gpu(U(i)) == () for i in range(4))
+
+
+def test_privileged_processes_are_its_own_not_unclaimed():
+    s = snap({2: [GpuProcess(20, 10, command="python")], 1: [GpuProcess(21, 10, command="steal")],
+              3: [GpuProcess(22, 10)]})
+    table = {20: ContainerPid(20, (CP,), (20, 5)), 21: ContainerPid(21, (CP,), (21, 6)),
+             22: ContainerPid(22, (CB,), (22, 7))}
+    cs = [cont(CP, "priv", privileged() + [cl(3, "runtime-env")]), cont(CB, "b", [cl(1)])]
+    m = build_holders(s, cs, pid_mapper=mapper(table))
+    p20 = m.gpu(U(2)).processes[0]
+    assert (p20.container_name, p20.container_pid, p20.claimed, p20.access) == ("priv", 5, True, "privileged")
+    # b on GPU 3, which priv holds explicitly: b was not given it
+    p22 = m.gpu(U(3)).processes[0]
+    assert (p22.container_name, p22.claimed, p22.access) == ("b", False, None)
+    assert [g.index for g in m.container(CP).gpus] == [3]  # explicit claim: held
+    assert [g.index for g in m.container(CP).reachable] == [0, 1, 2]
+    assert [h.name for h in m.gpu(U(3)).holders] == ["priv"] and m.gpu(U(3)).reachable_by == ()
+    assert [p.pid for p in m.container(CP).processes] == [21, 20]
+    kinds = sorted((c.kind, c.gpu_index, c.pid) for c in m.conflicts)
+    assert kinds == [("privileged", None, None), ("shared", 1, 21), ("unclaimed", 3, 22)]
+    shared = next(c for c in m.conflicts if c.kind == "shared")
+    assert shared.container_ids == (CB, CP) and "through --privileged" in shared.message
+    assert m.gpu(U(1)).conflicts == (shared,)
+    # the GPUs it uses by privilege carry its warning; the one it does not use does not
+    priv_c = next(c for c in m.conflicts if c.kind == "privileged")
+    assert priv_c in m.conflicts_for_gpu(U(2)) and priv_c in m.conflicts_for_gpu(U(1))
+    assert priv_c not in m.conflicts_for_gpu(U(0)) and priv_c not in m.conflicts_for_gpu(U(3))
+    assert "not only the one it holds" in priv_c.message
+
+
+def test_privileged_explicit_claim_covers_its_process():
+    s = snap({3: [GpuProcess(30, 10)]})
+    cs = [cont(CP, "priv", privileged() + [cl(3, "runtime-env")])]
+    m = build_holders(s, cs, pid_mapper=mapper({30: ContainerPid(30, (CP,), (30, 1))}))
+    p = m.gpu(U(3)).processes[0]
+    assert (p.claimed, p.access) == (True, "claim")
+    assert [c.kind for c in m.conflicts] == ["privileged"]
+
+
+def test_privileged_use_of_a_mig_device_held_by_another():
+    s = snap({0: [GpuProcess(40, 10, mig_uuid="MIG-b"), GpuProcess(41, 10, mig_uuid="MIG-b"),
+                  GpuProcess(42, 10, mig_uuid="MIG-a")]}, mig=True)
+    table = {pid: ContainerPid(pid, (CP,), (pid, 1)) for pid in (40, 41, 42)}
+    cs = [cont(CP, "priv", privileged() + [cl(0, sel="0:1", mig="MIG-b")]),
+          cont(CA, "a", [cl(0, sel="0:0", mig="MIG-a")])]
+    m = build_holders(s, cs, pid_mapper=mapper(table))
+    assert [(p.pid, p.access) for p in m.gpu(U(0)).processes] == [(40, "claim"), (41, "claim"), (42, "privileged")]
+    shared = [c for c in m.conflicts if c.kind == "shared"]
+    assert [(c.pid, c.container_ids) for c in shared] == [(42, (CA, CP))]
+    # MIG-b only: a's MIG-a is not touched
+    m = build_holders(snap({0: [GpuProcess(43, 10, mig_uuid="MIG-b")]}, mig=True),
+                      [cont(CP, "priv", privileged()), cont(CA, "a", [cl(0, sel="0:0", mig="MIG-a")])],
+                      pid_mapper=mapper({43: ContainerPid(43, (CP,), (43, 1))}))
+    assert [c.kind for c in m.conflicts] == ["privileged"]
+
+
+def test_one_shared_conflict_per_gpu_and_privileged_container():
+    s = snap({1: [GpuProcess(50, 10), GpuProcess(51, 10)]})
+    table = {50: ContainerPid(50, (CP,), (50, 1)), 51: ContainerPid(51, (CP,), (51, 2))}
+    cs = [cont(CP, "priv", privileged()), cont(CB, "b", [cl(1)]), cont(CC, "c", [cl(1)], status="exited")]
+    m = build_holders(s, cs, pid_mapper=mapper(table))
+    shared = [c for c in m.conflicts if c.kind == "shared"]
+    assert [(c.pid, c.container_ids) for c in shared] == [(50, (CB, CP))]  # c is stopped: not in it
+    assert "held by b and used by privileged container priv" in shared[0].message
+
+
+def test_stopped_privileged_container_is_listed_not_flagged():
+    cs = [cont(CP, "priv", privileged(), status="exited")]
+    m = build_holders(snap(), cs, pid_mapper=mapper({}))
+    assert m.conflicts == ()
+    assert m.container(CP).privileged and len(m.container(CP).reachable) == 4
+    assert [h.status for h in m.gpu(U(0)).reachable_by] == ["exited"]
+    assert m.gpu(U(0)).label() == ""
+
+
+def test_privileged_does_not_make_holds_all_or_shared():
+    # two privileged containers, one of them also holding everything explicitly
+    cs = [cont(CP, "priv", privileged()), cont(CA, "all", privileged() + [cl(i, sel="all") for i in range(4)])]
+    m = build_holders(snap(), cs, pid_mapper=mapper({}))
+    assert sorted((c.kind, c.container_ids) for c in m.conflicts) == [
+        ("holds-all", (CA,)), ("privileged", (CA,)), ("privileged", (CP,))
+    ]
+    assert m.container(CA).holds_all and m.container(CA).reachable == ()
+    assert not m.container(CP).holds_all
+    assert [h.name for h in m.gpu(U(0)).holders] == ["all"]
+    assert [h.name for h in m.gpu(U(0)).reachable_by] == ["priv"]
+
+
+def test_privileged_json():
+    s = snap({2: [GpuProcess(20, 10)]})
+    cs = [cont(CP, "priv", privileged(skip=(3,)) + [cl(3, "device-request", "3")]), cont(CA, "a", [cl(0)])]
+    m = build_holders(s, cs, pid_mapper=mapper({20: ContainerPid(20, (CP,), (20, 5))}))
+    j = json.loads(json.dumps(m.to_json()))
+    assert set(j) == {"docker", "gpus", "containers", "conflicts"}
+    g2 = j["gpus"][2]
+    assert g2["holders"] == []
+    assert g2["reachable_by"] == [{"container_id": CP, "name": "priv", "status": "running",
+                                   "mechanisms": ["privileged"], "selectors": ["--privileged"], "mig_uuids": []}]
+    assert g2["processes"][0]["claimed"] is True and g2["processes"][0]["access"] == "privileged"
+    assert [h["name"] for h in j["gpus"][3]["holders"]] == ["priv"] and j["gpus"][3]["reachable_by"] == []
+    jp = next(c for c in j["containers"] if c["id"] == CP)
+    assert jp["privileged"] is True and jp["holds_all"] is False
+    assert [g["index"] for g in jp["gpus"]] == [3]
+    assert jp["reachable_gpus"][0] == {"uuid": U(0), "index": 0, "minor": 3,
+                                       "mechanisms": ["privileged"], "mig_uuids": []}
+    assert [g["index"] for g in jp["reachable_gpus"]] == [0, 1, 2]
+    assert [c["mechanism"] for c in jp["claims"]] == ["privileged"] * 3 + ["device-request"]
+    ja = next(c for c in j["containers"] if c["id"] == CA)
+    assert ja["privileged"] is False and ja["reachable_gpus"] == []
+    (jc,) = [c for c in j["conflicts"] if c["kind"] == "privileged"]
+    assert jc["container_ids"] == [CP] and jc["gpu_uuid"] is None
+    assert "GPUs held by other containers: 0 (a)" in jc["message"]
+
+
+def test_privileged_from_real_inspect_end_to_end():
+    s = snap({0: [GpuProcess(60, 10)]})
+    ins = {"HostConfig": {"Privileged": True, "Runtime": "nvidia"},
+           "Config": {"Env": ["NVIDIA_VISIBLE_DEVICES=1"]}}
+    c = cont(CP, "priv", claims_from_inspect(ins, s.gpus))
+    m = build_holders(s, [c], pid_mapper=mapper({60: ContainerPid(60, (CP,), (60, 1))}))
+    assert [h.name for h in m.gpu(U(1)).holders] == ["priv"]
+    assert m.gpu(U(1)).holders[0].mechanisms == ("runtime-env",)
+    assert (m.gpu(U(0)).processes[0].claimed, m.gpu(U(0)).processes[0].access) == (True, "privileged")
+    assert [c.kind for c in m.conflicts] == ["privileged"]
