@@ -35,13 +35,14 @@ NARROW_WIDTHS = (16, 24, 9)
 WIDE_WIDTHS = (30, 40, 16)
 
 # Mechanisms, short (the HOW column); the details spell them out.
-MECH_SHORT = {"device": "dev", "runtime-env": "env", "device-request": "gpus", "cdi": "cdi"}
+MECH_SHORT = {"device": "dev", "runtime-env": "env", "device-request": "gpus", "cdi": "cdi", "privileged": "priv"}
 # How a claim reads in the details: as the operator would have written it.
 MECH_LONG = {
     "device": "--device ",
     "runtime-env": "NVIDIA_VISIBLE_DEVICES=",
     "device-request": "--gpus ",
     "cdi": "CDI ",
+    "privileged": "",  # the selector is "--privileged": it can reach the GPU, it does not hold it
 }
 
 HOST_KEY = "host"  # the row of GPU processes that run in no container
