@@ -348,3 +348,139 @@ def test_device_request_claims_match_what_the_engine_hands_the_hook(engine, req)
     engines = [cl.gpu_uuid for cl in claims_from_inspect(as_env, GPUS)]
     assert ours == engines, (env, ours, engines)
     assert all(ours)
+
+
+
+# --privileged. The tests may run in a sandbox whose capability bounding set lacks a capability
+# (CAP_SYS_RESOURCE, say), where runc cannot start a privileged container ("unable to apply caps")
+# and dockerd 20.10 ignores --cap-drop with --privileged. The engine gets two runtimes that trim
+# the OCI spec's capability lists to the bounding set they run with, then exec the real runc:
+# nothing else changes (Docker still marks the container Privileged, hands it every host device
+# and an allow-all device cgroup, which is what the claims rely on). On a host with every
+# capability they change nothing. "nvidia-priv" is named like the toolkit's runtime so that the
+# engine lists it as an NVIDIA runtime (its NVIDIA_VISIBLE_DEVICES counts); "runc-priv" is plain.
+_CAPS_WRAPPER = """#!{python}
+import json, os, sys
+CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+        "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+        "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+        "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+        "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+        "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"]
+bnd = next(int(ln.split()[1], 16) for ln in open("/proc/self/status") if ln.startswith("CapBnd:"))
+ok = {{"CAP_" + n for i, n in enumerate(CAPS) if bnd >> i & 1}}
+args = sys.argv[1:]
+bundle = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--bundle", "-b")), None)
+if bundle and "create" in args:
+    path = os.path.join(bundle, "config.json")
+    spec = json.load(open(path))
+    caps = spec.get("process", {{}}).get("capabilities") or {{}}
+    for k, v in caps.items():
+        caps[k] = [c for c in v if c in ok]
+    json.dump(spec, open(path, "w"))
+os.execv({runc!r}, [{runc!r}] + args)
+"""
+
+
+@pytest.fixture
+def priv_engine(engine, tmp_path):
+    """The engine with runtimes "runc-priv" and "nvidia-priv" (see _CAPS_WRAPPER); the engine
+    fixture puts daemon.json back afterwards."""
+    import sys
+
+    runtimes = {}
+    for name, exe in (("runc-priv", "runc-caps"), ("nvidia-priv", "nvidia-container-runtime")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / exe).write_text(_CAPS_WRAPPER.format(python=sys.executable, runc=engine.runc))
+        (d / exe).chmod(0o755)
+        runtimes[name] = {"path": str(d / exe)}
+    engine.daemon_json.write_text(json.dumps({"runtimes": runtimes}))
+    engine.restart()
+    return engine
+
+
+def test_privileged_container_can_open_any_gpu_node_an_unprivileged_one_cannot(priv_engine):
+    """The premise of the "privileged" claim: Docker's device cgroup lets a --privileged container
+    open a GPU node (char 195:N) it was never given; an unprivileged container is refused (EPERM).
+    The node is made inside each container with mknod, so only the device cgroup decides."""
+    script = "mknod /tmp/gpu6 c 195 6 && cat /tmp/gpu6 2>&1; echo rc=$?"
+    out = {}
+    for privileged in (True, False):
+        c = priv_engine.client.containers.run(priv_engine.image, ["sh", "-c", script], detach=True,
+                                              privileged=privileged, runtime="runc-priv")
+        assert c.wait(timeout=60)["StatusCode"] == 0
+        out[privileged] = c.logs().decode()
+    assert "Operation not permitted" in out[False], out[False]
+    assert "rc=" in out[True] and "Operation not permitted" not in out[True], out[True]  # ENXIO without a driver
+
+
+def test_privileged_containers_in_the_holders_map(priv_engine, watcher):
+    eng = priv_engine
+    idle = run(eng, "pv-idle", privileged=True, runtime="runc-priv")
+    run(eng, "pv-env", privileged=True, runtime="nvidia-priv", environment={"NVIDIA_VISIBLE_DEVICES": "1"})
+    run(eng, "pv-gpus", privileged=True, runtime="runc-priv", device_requests=gpus_req(device_ids=["2"]))
+    other = run(eng, "pv-other", device_requests=gpus_req(device_ids=["3"]))
+    plain = run(eng, "pv-plain", device_requests=gpus_req(device_ids=["5"]))
+    for c in (idle, other, plain):
+        c.reload()
+        assert c.status == "running"
+    assert idle.attrs["HostConfig"]["Privileged"] is True
+
+    st = watcher.connect()
+    assert st.ok, st.message
+    assert "nvidia-priv" in st.nvidia_runtimes and "runc-priv" not in st.nvidia_runtimes
+    cs = by_name(watcher.snapshot(GPUS))
+    assert cs["pv-idle"].privileged and cs["pv-idle"].gpu_uuids == ()
+    assert [(cl.mechanism, cl.selector) for cl in cs["pv-idle"].claims] == [("privileged", "--privileged")] * 8
+    assert uuids(cs["pv-idle"]) == [g.uuid for g in GPUS]
+    assert cs["pv-env"].gpu_uuids == (U(1),) and cs["pv-gpus"].gpu_uuids == (U(2),)
+    assert not cs["pv-other"].privileged and cs["pv-other"].gpu_uuids == (U(3),)
+
+    # real PIDs: pv-idle's sleep on GPU 6 (nobody's) and GPU 3 (pv-other's); pv-plain's on GPU 6
+    ipid, ppid = idle.attrs["State"]["Pid"], plain.attrs["State"]["Pid"]
+    gpus = list(GPUS)
+    gpus[3] = Gpu(index=3, uuid=U(3), minor=4, processes=(GpuProcess(ipid, 10, command="sleep"),))
+    gpus[6] = Gpu(index=6, uuid=U(6), minor=1, processes=(GpuProcess(ipid, 20), GpuProcess(ppid, 30)))
+    snap = HostSnapshot("x", "12", "12", tuple(gpus))
+    m = build_holders(snap, watcher.snapshot(snap.gpus), docker_status=st)
+
+    pi, pp = m.gpu(U(6)).processes
+    assert (pi.container_name, pi.container_pid, pi.location, pi.claimed, pi.access) == (
+        "pv-idle", 1, "container", True, "privileged")
+    assert (pp.container_name, pp.claimed, pp.access) == ("pv-plain", False, None)
+    # not holders: the holder column shows the real holders only
+    assert m.gpu(U(6)).holders == () and m.gpu(U(6)).label() == ""
+    assert m.gpu(U(3)).label() == "pv-other"
+    assert [h.name for h in m.gpu(U(1)).holders] == ["pv-env"]
+    assert [h.name for h in m.gpu(U(0)).reachable_by] == ["pv-env", "pv-gpus", "pv-idle"]
+    assert [h.name for h in m.gpu(U(1)).reachable_by] == ["pv-gpus", "pv-idle"]
+    assert len(m.container(idle.id).reachable) == 8 and m.container(idle.id).gpus == ()
+    assert [g.index for g in m.container("pv-gpus").gpus] == [2]
+
+    kinds = sorted((c.kind, c.gpu_index or -1, c.pid or -1) for c in m.conflicts)
+    assert kinds == [("privileged", -1, -1)] * 3 + [("shared", 3, ipid), ("unclaimed", 6, ppid)]
+    priv = {c.container_ids[0] for c in m.conflicts if c.kind == "privileged"}
+    assert priv == {cs[n].id for n in ("pv-idle", "pv-env", "pv-gpus")}
+    shared = next(c for c in m.conflicts if c.kind == "shared")
+    assert shared.container_ids == (other.id, idle.id)
+
+
+def test_cli_holders_json_with_a_privileged_container(priv_engine, capsys):
+    c = run(priv_engine, "cli-priv", privileged=True, runtime="runc-priv")
+    held = run(priv_engine, "cli-held", device_requests=gpus_req(device_ids=["0"]))
+    rc = main(["holders", "--demo", "--json", "--docker-host", priv_engine.base_url])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1  # the privileged warning is a conflict
+    g0, g1 = out["gpus"][0], out["gpus"][1]
+    assert [h["name"] for h in g0["holders"]] == ["cli-held"]
+    assert [h["name"] for h in g1["holders"]] == []
+    for g in out["gpus"]:
+        (r,) = [r for r in g["reachable_by"] if r["name"] == "cli-priv"]
+        assert r["container_id"] == c.id and r["mechanisms"] == ["privileged"] and r["selectors"] == ["--privileged"]
+    ctrs = {x["name"]: x for x in out["containers"]}
+    assert ctrs["cli-priv"]["privileged"] is True and ctrs["cli-priv"]["gpus"] == []
+    assert len(ctrs["cli-priv"]["reachable_gpus"]) == len(out["gpus"]) == 8
+    assert ctrs["cli-held"]["privileged"] is False and ctrs["cli-held"]["reachable_gpus"] == []
+    (conf,) = [x for x in out["conflicts"] if x["kind"] == "privileged"]
+    assert conf["container_ids"] == [c.id] and f"0 ({held.name})" in conf["message"]
