@@ -205,7 +205,7 @@ def scan_processes(root: HostRoot, names=PROCESS_NAMES) -> tuple[int, dict[str, 
 
     A name is matched on /proc/<pid>/comm, which keeps only the first 15 bytes
     ("nvidia-persistenced" shows as "nvidia-persiste"), and for truncated names confirmed on the
-    basename of argv[0] when the command line is readable."""
+    basename of argv[0] when there is a command line."""
     by_comm = {n[:COMM_LEN]: n for n in names}
     found: dict[str, list[Process]] = {n: [] for n in names}
     count = 0
@@ -224,7 +224,8 @@ def scan_processes(root: HostRoot, names=PROCESS_NAMES) -> tuple[int, dict[str, 
             cmdline = _cmdline(root, d)
         except OSError:
             cmdline = ()
-        if len(name) > COMM_LEN and cmdline and not os.path.basename(cmdline[0]).startswith(name):
+        argv0 = (cmdline[0].split() or [""])[0].rstrip(":") if cmdline else ""
+        if len(name) > COMM_LEN and argv0 and os.path.basename(argv0) != name:
             continue  # another program whose name starts with the same 15 bytes
         found[name].append(Process(int(d), name, cmdline))
     return count, {n: tuple(v) for n, v in found.items()}
@@ -273,7 +274,8 @@ def read_tail(root: HostRoot, path: str, limit: int = KERNEL_LOG_TAIL) -> LogTai
     """The last ``limit`` bytes of a log file, from the first whole line in them; never raises."""
     try:
         real = root.real(path, strict=True)
-        with open(real, "rb") as fh:
+        # O_NONBLOCK: a FIFO in place of a log file must not block the doctor on open().
+        with open(os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)), "rb") as fh:
             st = os.fstat(fh.fileno())
             if not stat.S_ISREG(st.st_mode):
                 return LogTail(path, None, 0, 0, st.st_mtime, "not a regular file")

@@ -116,6 +116,25 @@ def nodes(root, minors=(0,), uvm_major: int | None = 511) -> None:
         node(root, "/dev/nvidia-uvm-tools", uvm_major, 1)
 
 
+def char_major(root, major: int, name: str) -> None:
+    """Add a character device line ("509 nvidia-nvswitch") to the root's /proc/devices."""
+    p = Path(root, "proc/devices")
+    text = p.read_text()
+    head, sep, tail = text.partition("\n\nBlock devices:")
+    p.write_text(f"{head}\n{major:3d} {name}{sep}{tail}")
+
+
+def process(root, pid: int, comm: str, cmdline: list[str] | None = None) -> None:
+    """/proc/<pid>/comm (cut to 15 bytes, as the kernel keeps it) and cmdline (NUL-separated)."""
+    write(root, f"/proc/{pid}/comm", comm[:15] + "\n")
+    Path(root, f"proc/{pid}/cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in (cmdline or [])))
+
+
+def nvswitch(root, bdf: str) -> None:
+    """An NVSwitch chip on the PCI bus: vendor 0x10de, class 0x068000 (bridge), nvidia-nvswitch bound."""
+    pci(root, bdf, cls=0x068000, driver="nvidia-nvswitch")
+
+
 def module_ko(root, version: str, *, release: str = RELEASE, where: str = "updates/dkms",
               compress: str | None = None) -> str:
     """A real ELF relocatable object with a .modinfo section as kbuild writes it (gcc -c), installed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from gpudock.doctor.checks import devices, docker, driver, images
+from gpudock.doctor.checks import devices, docker, driver, health, images
 from gpudock.doctor.facts import HostFacts
 from gpudock.doctor.finding import Evidence, Finding
 
@@ -24,7 +24,11 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("device-nodes", devices.device_nodes),
     ("uvm", devices.uvm),
     ("gpu-lost", devices.gpu_lost),
+    ("xid", health.xid),
+    ("persistence", health.persistence),
+    ("fabric-manager", health.fabric_manager),
     ("container-runtime", docker.container_runtime),
+    ("unprivileged-envvar", docker.unprivileged_envvar),
     ("cgroup-device-loss", docker.cgroup_device_loss),
     ("cgroup-v2-old-toolkit", docker.cgroup_v2_old_toolkit),
     ("cdi-spec-stale", docker.cdi_spec_stale),

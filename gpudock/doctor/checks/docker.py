@@ -1,6 +1,7 @@
 """Docker-side checks: is the toolkit wired into the engine, which running containers lose their
-GPUs at the next ``systemctl daemon-reload``, cgroup v2 with an old toolkit, stale CDI specs
-(failures.md §2, §3, §7, §8, §9, §21)."""
+GPUs at the next ``systemctl daemon-reload``, which get none because config.toml refuses
+NVIDIA_VISIBLE_DEVICES from unprivileged containers, cgroup v2 with an old toolkit, stale CDI
+specs (failures.md §2, §3, §7, §8, §9, §20, §21)."""
 
 from __future__ import annotations
 
@@ -339,3 +340,99 @@ def cdi_spec_stale(f: HostFacts) -> Finding:
                    "stat errors on missing files.", tuple(ev),
                    "Regenerate it: 'nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml' (or /etc/cdi) after "
                    "every driver upgrade, reboot and MIG change; enable nvidia-cdi-refresh.path where available.")
+
+
+# -- unprivileged-envvar --------------------------------------------------------------------------------------
+
+ENVVAR_KEY = "accept-nvidia-visible-devices-envvar-when-unprivileged"
+VOLUME_KEY = "accept-nvidia-visible-devices-as-volume-mounts"
+DEVICE_LIST_DIR = "/var/run/nvidia-container-devices/"
+_SYS_ADMIN = frozenset({"SYS_ADMIN", "CAP_SYS_ADMIN", "ALL"})
+
+
+def _config_key(f: HostFacts, key: str, default: bool) -> tuple[object, Evidence]:
+    """The top-level ``key`` of config.toml as the toolkit reads it, and the line it was read from."""
+    from gpudock.toolkit.config import key_line
+
+    tc = f.toolkit_config
+    if tc is None or tc.text is None:
+        return default, Evidence(tc.path if tc else TOOLKIT_CONFIG, None, f"{str(default).lower()} (default)")
+    value = (tc.parsed or {}).get(key, default) if isinstance(tc.parsed, dict) else default
+    where = key_line(tc.text, (key,))
+    if where is None:
+        line = f"{key} not in the file (default {str(default).lower()})"
+    else:
+        line = where[1].strip() + (f"  (commented out: default {str(default).lower()} applies)"
+                                   if where[2] == "commented" else "")
+    return value, Evidence(tc.path, line, str(value).lower())
+
+
+def privileged_for_hook(c: dict) -> bool:
+    """What the toolkit's hook counts as privileged: CAP_SYS_ADMIN in the container's capabilities
+    (``--privileged`` or ``--cap-add SYS_ADMIN``)."""
+    hc = c.get("HostConfig") or {}
+    if hc.get("Privileged"):
+        return True
+    return any(str(cap).upper() in _SYS_ADMIN for cap in hc.get("CapAdd") or [])
+
+
+def _volume_device_list(c: dict) -> bool:
+    return any(isinstance(m, dict) and m.get("Source") == "/dev/null"
+               and str(m.get("Destination", "")).startswith(DEVICE_LIST_DIR) for m in c.get("Mounts") or [])
+
+
+def unprivileged_envvar(f: HostFacts) -> Finding:
+    fid = "unprivileged-envvar"
+    tc = f.toolkit_config
+    if tc is not None and tc.error:
+        return Finding(fid, "info", "config.toml could not be read", f"{tc.path}: {tc.error}.",
+                       (Evidence(tc.path, tc.error, None),), "Fix the file; the toolkit cannot use it either.")
+    accept, ev0 = _config_key(f, ENVVAR_KEY, True)
+    volumes, ev1 = _config_key(f, VOLUME_KEY, False)
+    ev = [ev0]
+    if f.toolkit_config_source != "default":
+        ev.append(Evidence(f"${f.toolkit_config_source}", f"config.toml found through ${f.toolkit_config_source}",
+                           tc.path if tc else None))
+    if accept is not False:
+        return Finding(fid, "ok", "Unprivileged containers may select GPUs with NVIDIA_VISIBLE_DEVICES",
+                       f"{ENVVAR_KEY} is {str(accept).lower()}: '--gpus' and NVIDIA_VISIBLE_DEVICES work for every "
+                       f"container.", tuple(ev), "")
+    ev.append(ev1)
+    fix = (f"Either set '{ENVVAR_KEY} = true' in {tc.path if tc else TOOLKIT_CONFIG} (a new container start reads "
+           f"it; no restart needed), or give containers their GPUs without the env var: CDI devices "
+           f"('--device nvidia.com/gpu=0' after 'nvidia-ctk cdi generate'), or with '{VOLUME_KEY} = true' the "
+           f"device list as /dev/null mounts under {DEVICE_LIST_DIR} (the Kubernetes device plugin's "
+           f"deviceListStrategy=volume-mounts), and recreate the affected containers.")
+    hazard = (f"{ENVVAR_KEY} = false: the hook ignores NVIDIA_VISIBLE_DEVICES in containers without CAP_SYS_ADMIN, "
+              f"and 'docker run --gpus' is expressed through that variable, so such containers start without any GPU "
+              f"(the hook logs 'Ignoring devices ... in unprivileged container').")
+    level = "info" if volumes is True else "warning"
+    unreachable = _unreachable(f)
+    if unreachable:
+        ev.append(Evidence("docker info", unreachable, None))
+        return Finding(fid, level, "Unprivileged containers get no GPU through NVIDIA_VISIBLE_DEVICES or --gpus",
+                       f"{hazard} Running containers were not checked: {unreachable}.", tuple(ev), fix)
+    info = f.docker_info or {}
+    names = nvidia_runtimes(info.get("Runtimes")) or frozenset({"nvidia"})
+    victims = []
+    for c in f.containers:
+        reqs = [r for r in parse_requests(c, names, info.get("DefaultRuntime") or "runc")
+                if r.mechanism in ("runtime-env", "device-request")]
+        if not reqs or privileged_for_hook(c) or (volumes is True and _volume_device_list(c)):
+            continue
+        name = (c.get("Name") or "").lstrip("/") or c.get("Id", "")[:12]
+        victims.append(name)
+        hc = c.get("HostConfig") or {}
+        env = [e for e in ((c.get("Config") or {}).get("Env") or []) if str(e).startswith("NVIDIA_VISIBLE_DEVICES=")]
+        ev.append(Evidence(f"docker inspect {name}",
+                           f"Privileged={bool(hc.get('Privileged'))} CapAdd={hc.get('CapAdd') or []} "
+                           f"DeviceRequests={len(hc.get('DeviceRequests') or [])} {' '.join(env)}".strip(),
+                           ",".join(r.selector for r in reqs)))
+    if victims:
+        return Finding(fid, "error", f"{len(victims)} running container(s) asked for GPUs and got none",
+                       f"{hazard} These running containers select GPUs only that way and are not privileged: "
+                       f"{', '.join(victims)}.", tuple(ev), fix, data={"containers": victims})
+    ev.append(Evidence("docker inspect", f"{len(f.containers)} running container(s), none selecting GPUs by "
+                       f"NVIDIA_VISIBLE_DEVICES/--gpus without privilege", "0"))
+    return Finding(fid, level, "Unprivileged containers get no GPU through NVIDIA_VISIBLE_DEVICES or --gpus",
+                   f"{hazard} No running container is affected now.", tuple(ev), fix, data={"containers": []})
