@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 import docker
-import pytest
 
 from gpudock.doctor import gather, run_checks
 from gpudock.doctor.checks import docker as dchecks
@@ -138,3 +137,29 @@ def test_cuda_compat_on_real_images(engine):
     assert ev["NVML"].value == "12.2"
     assert ev["docker image inspect gpudock-test/cuda-new:1"].value == "12.9"
     assert ev["docker image inspect gpudock-test/cuda-label:1"].line == "label com.nvidia.cuda.version=12.4"
+
+
+def test_unprivileged_envvar_names_unprivileged_gpu_containers(engine, tmp_path):
+    # config.toml through the toolkit's override, as locate_config finds it for the toolkit screen too
+    cfg = tmp_path / "ctk.toml"
+    cfg.write_text("accept-nvidia-visible-devices-envvar-when-unprivileged = false\n")
+    all_gpus = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    _start(engine, "gpd-unpriv-env", runtime="nvidia", environment={"NVIDIA_VISIBLE_DEVICES": "0"})
+    _start(engine, "gpd-unpriv-gpus", device_requests=all_gpus)
+    # CAP_SYS_ADMIN is what the hook calls privileged (--privileged itself is covered by the unit
+    # tests: this sandbox may lack capabilities runc needs for it, see test_holders_engine.py)
+    _start(engine, "gpd-unpriv-sysadmin", device_requests=all_gpus, cap_add=["SYS_ADMIN"])
+    _start(engine, "gpd-unpriv-plain")
+    facts = gather(HostRoot("/"), None, engine.client, environ={"NVIDIA_CTK_CONFIG_FILE_PATH": str(cfg)})
+    assert facts.toolkit_config.path == str(cfg) and facts.toolkit_config_source == "NVIDIA_CTK_CONFIG_FILE_PATH"
+    f = dchecks.unprivileged_envvar(facts)
+    assert f.severity == "error", f.summary
+    mine = sorted(n for n in f.data["containers"] if n.startswith("gpd-unpriv-"))
+    assert mine == ["gpd-unpriv-env", "gpd-unpriv-gpus"]
+    ev = {e.source: e for e in f.evidence}
+    assert ev["docker inspect gpd-unpriv-gpus"].value == "count=all"
+    assert ev["docker inspect gpd-unpriv-env"].line.startswith("Privileged=False CapAdd=[] DeviceRequests=0")
+    assert ev[str(cfg)].value == "false"
+    cfg.write_text("accept-nvidia-visible-devices-envvar-when-unprivileged = true\n")
+    facts = gather(HostRoot("/"), None, engine.client, environ={"NVIDIA_CTK_CONFIG_FILE_PATH": str(cfg)})
+    assert dchecks.unprivileged_envvar(facts).severity == "ok"
