@@ -147,6 +147,14 @@ def test_without_nvml_gpus_are_named_from_proc(tmp_path):
     assert "ROW_REMAPPER" in f.fix
 
 
+def test_unknown_bus_is_named_by_its_id(tmp_path):
+    root = _root(tmp_path)
+    _log(root, "/var/log/kern.log", [L119.replace("PCI:0000:3b:00", "PCI:0000:c1:00")])
+    _, f = _xid(root)
+    assert "0000:c1:00.0 (not a GPU gpudock sees now): Xid 119" in f.summary
+    assert f.data["events"][0]["bus_id"] == "0000:c1:00.0" and f.data["events"][0]["uuid"] is None
+
+
 def test_only_application_faults_are_info(tmp_path):
     root = _root(tmp_path)
     _log(root, "/var/log/kern.log", [L31, L31.replace("10:01:02", "10:05:00")])
@@ -162,7 +170,9 @@ def test_events_before_the_last_boot_do_not_count(tmp_path):
     assert f.severity == "ok" and "(1 before it)" in f.summary and f.data["before_boot"] == 1
     _log(root, "/var/log/kern.log", [before, L119])
     _, f = _xid(root)
-    assert f.severity == "error" and "1 older event(s) not counted" in f.summary and "GSP" in f.fix
+    assert f.severity == "error" and "1 older event(s) from before the boot not counted" in f.summary
+    assert f.summary.startswith("Since the last boot: 0000:3b:00.0 (/dev/nvidia0): Xid 119 (GSP RPC timeout)")
+    assert "GSP" in f.fix
 
 
 def test_no_log_files_and_unreadable_logs_are_info(tmp_path):

@@ -113,7 +113,8 @@ def xid(f: HostFacts) -> Finding:
         if bus is None:
             return "unknown GPU"
         label, _ = names.get(bus, (None, None))
-        return label or f"{bus[0]:04x}:{bus[1]:02x}:{bus[2]:02x}.0 (not a GPU gpudock sees now)"
+        bdf = f"{bus[0]:04x}:{bus[1]:02x}:{bus[2]:02x}.0"
+        return label or (f"{bdf} (not a GPU gpudock sees now)" if names else bdf)
 
     order = sorted(groups.items(), key=lambda kv: (-severity_rank(xidmod.severity(kv[0][1])), -len(kv[1])))
     parts = []
@@ -123,9 +124,10 @@ def xid(f: HostFacts) -> Finding:
         last = evs[-1].when
         parts.append(f"{who(bus)}: {what}" + (f" x{len(evs)}" if len(evs) > 1 else "")
                      + (f", last {time.strftime('%b %d %H:%M:%S', time.localtime(last))}" if last else ""))
-    summary = "; ".join(parts[:8]) + ("; ..." if len(parts) > 8 else "") + "."
-    if boot is not None:
-        summary += " Since the last boot" + (f" ({old} older event(s) not counted)." if old else ".")
+    summary = ("Since the last boot: " if boot is not None else "") + "; ".join(parts[:8]) + (
+        "; ..." if len(parts) > 8 else "") + "."
+    if old:
+        summary += f" {old} older event(s) from before the boot not counted."
     # Evidence: the most severe, then the most recent lines, verbatim.
     ranked = sorted(enumerate(current), key=lambda ie: (-severity_rank(ie[1][1].severity), -ie[0]))
     ev = [Evidence(p, e.line[:400], "fallen off the bus" if e.code is None else f"Xid {e.code}")
