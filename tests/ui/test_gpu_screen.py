@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pynvml
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from gpudock.ui.app import SnapshotReady
+from gpudock.ui.widgets.live_table import LiveTable
 from helpers.sim import gpu, scenario
 from helpers.dashboard import first_snapshot, make_app
 
@@ -18,7 +19,7 @@ async def test_the_table_lists_every_gpu_with_bus_id_and_device_node():
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await first_snapshot(pilot)
-        table = app.screen.query_one(DataTable)
+        table = app.screen.query_one(LiveTable)
         assert table.row_count == 8
         row0 = [str(c) for c in table.get_row_at(0)]
         assert row0[:4] == ["0", "00000000:05:00.0", "/dev/nvidia3", "NVIDIA H100 80GB HBM3"]
@@ -44,9 +45,9 @@ async def test_the_cursor_stays_on_its_gpu_across_refreshes():
     app = make_app(refresh=0.2)
     async with app.run_test(size=(80, 24), message_hook=messages.append) as pilot:
         await first_snapshot(pilot)
-        table = app.screen.query_one(DataTable)
-        # a live table must never be cleared: that drops the operator's cursor
-        table.clear = lambda *a, **k: (_ for _ in ()).throw(AssertionError("live table cleared"))
+        table = app.screen.query_one(LiveTable)
+        # a live table must never be rebuilt: that drops the operator's cursor
+        table.set_columns = lambda *a, **k: (_ for _ in ()).throw(AssertionError("live table rebuilt"))
         await pilot.press("down", "down", "down", "down", "down")
         key_before = app.screen.current_gpu_key()
         n = sum(isinstance(m, SnapshotReady) for m in messages)
@@ -60,18 +61,18 @@ async def test_changed_values_are_written_in_place():
     app = make_app(refresh=0.2)
     async with app.run_test(size=(80, 24)) as pilot:
         await first_snapshot(pilot)
-        table = app.screen.query_one(DataTable)
+        table = app.screen.query_one(LiveTable)
         written = []
-        real = table.update_cell
-        table.update_cell = lambda r, c, v, **k: (written.append((r, c)), real(r, c, v, **k))
+        real = table.set_row
+        table.set_row = lambda r, cells: (changed := real(r, cells)) and written.append(r) or changed
         pynvml.nvmlLib.lose_gpu(3)
         app.poll()
         await first_snapshot(pilot)
         while not written:
             await pilot.pause(0.1)
-        row = [str(c) for c in table.get_row(written[0][0])]
+        row = [str(c) for c in table.get_row(written[0])]
         assert "GPU is lost" in row
-        assert {str(r) for r, _ in written} == {"GPU-77c0ffee-0b1c-4d2e-8f3a-4b5c6d7e8f04"}
+        assert set(written) == {"GPU-77c0ffee-0b1c-4d2e-8f3a-4b5c6d7e8f04"}
 
 
 async def test_nvml_failure_is_said_in_words_an_operator_can_act_on():
@@ -80,14 +81,14 @@ async def test_nvml_failure_is_said_in_words_an_operator_can_act_on():
         await first_snapshot(pilot)
         header = str(app.screen.query_one("#host-header", Static).render())
         assert "Driver/library version mismatch" in header and "Reboot" in header
-        assert app.screen.query_one(DataTable).row_count == 0
+        assert app.screen.query_one(LiveTable).row_count == 0
 
 
 async def test_a_lost_gpu_row_shows_the_error_and_others_update():
     app = make_app(scenario([gpu(0), gpu(1, lost=True), gpu(2)]))
     async with app.run_test(size=(120, 30)) as pilot:
         await first_snapshot(pilot)
-        table = app.screen.query_one(DataTable)
+        table = app.screen.query_one(LiveTable)
         assert "GPU is lost" in [str(c) for c in table.get_row_at(1)]
         assert [str(c) for c in table.get_row_at(2)][4].strip() == "20"
 

@@ -23,6 +23,7 @@ from gpudock.ui.app import choose_host
 from gpudock.ui.screens.containers import HOST_KEY, ContainerScreen
 from gpudock.ui.screens.gpus import GpuScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner
+from gpudock.ui.widgets.live_table import LiveTable
 from helpers.dashboard import NO_DOCKER, first_snapshot, make_app, settle_workers
 from helpers.sim import gpu, scenario
 
@@ -72,12 +73,12 @@ def gpu_screen(app) -> GpuScreen:
 
 
 def holder_cells(app) -> list[str]:
-    table = gpu_screen(app).query_one("#gpu-table", DataTable)
+    table = gpu_screen(app).query_one("#gpu-table", LiveTable)
     return [str(table.get_row_at(i)[-1]) for i in range(table.row_count)]
 
 
 def holder_cell(app, index: int):
-    table = gpu_screen(app).query_one("#gpu-table", DataTable)
+    table = gpu_screen(app).query_one("#gpu-table", LiveTable)
     return table.get_row_at(index)[-1]
 
 
@@ -252,7 +253,7 @@ async def test_engine_stopped_shows_the_banner_and_restarted_hides_it(engine):
         message = app.holders.docker.message
         assert "systemctl start docker" in message or "DOCKER_HOST" in message, message
         assert holder_cells(app)[1] == ""  # nothing is known now
-        assert gpu_screen(app).query_one("#gpu-table", DataTable).row_count == 8  # the GPU view keeps working
+        assert gpu_screen(app).query_one("#gpu-table", LiveTable).row_count == 8  # the GPU view keeps working
         assert "unknown:" in details(app) and " ".join(message.split()) in " ".join(details(app).split())
         await pilot.press("c")
         await pilot.pause()
@@ -271,7 +272,7 @@ async def test_unreachable_engine_banner_and_the_gpu_view_keeps_working():
         await first_snapshot(pilot)
         assert banner(app.screen).display
         assert "does not exist" in str(banner(app.screen).render())
-        assert gpu_screen(app).query_one("#gpu-table", DataTable).row_count == 8
+        assert gpu_screen(app).query_one("#gpu-table", LiveTable).row_count == 8
         assert "DOCKER_HOST" in " ".join(details(app).split())
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from textual.widgets import DataTable, Input, Select, Static
+from textual.widgets import Input, Select, Static
 
 from gpudock.ui.screens.launch import LaunchScreen
+from gpudock.ui.widgets.live_table import LiveTable
 from helpers.dashboard import first_snapshot, make_app
 
 GPU0 = "GPU-4f3a1c2e-9b7d-4e21-8a55-0c1d2e3f4a01"  # the demo's index 0, /dev/nvidia3
@@ -50,7 +51,7 @@ async def test_space_marks_cards_and_the_marks_show_their_order():
         await mark_2_then_0(pilot)
         screen = app.screen
         assert screen.marks == [GPU2, GPU0]
-        table = screen.query_one(DataTable)
+        table = screen.query_one(LiveTable)
         assert str(table.get_cell(GPU2, "idx")) == "2 [1]"
         assert str(table.get_cell(GPU0, "idx")) == "0 [2]"
         assert str(table.get_cell("GPU-a81c77d0-3e5f-4b6a-9c2d-1e0f2a3b4c02", "idx")) == "1"

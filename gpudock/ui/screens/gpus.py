@@ -1,8 +1,9 @@
 """The main screen: the live GPU table and the highlighted GPU's details.
 
-The table is keyed by GPU UUID (index when NVML gave none) and updated in place: only changed cells
-are written, rows are added or removed by key, and the table is never cleared, so the operator's
-cursor and selection survive every refresh. Narrow terminals (80 columns) get short forms of the
+The table is keyed by GPU UUID (index when NVML gave none) and updated in place: rows are added,
+changed or removed by key and never cleared, so the operator's cursor and selection survive every
+refresh, and only the rows whose cells changed are re-rendered and repainted
+(:class:`gpudock.ui.widgets.live_table.LiveTable`). Narrow terminals (80 columns) get short forms of the
 bus id and device node; nothing is dropped that an operator needs to tell cards apart.
 """
 
@@ -13,13 +14,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from gpudock.model import Gpu, HostSnapshot
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
-from gpudock.ui.widgets.tables import cursor_row_key
+from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
 
-WIDE = 110  # columns from which the table shows the full forms and the model name
+WIDE = 120  # columns from which the table shows the full forms and the model name
 
 # (key, label) in display order; the name column exists only when wide.
 NARROW_COLUMNS = [
@@ -32,9 +33,10 @@ WIDE_COLUMNS = [
 ]
 
 
-# The holder column's text width (its label is cut with "…" beyond it; "! " marks a conflict).
-HOLDER_WIDTH_NARROW = 16
-HOLDER_WIDTH_WIDE = 32
+# The holder column's least text width (its label is cut with "…" beyond it; "! " marks a
+# conflict). It takes whatever width the other columns leave, so it is wider on a wider terminal.
+HOLDER_WIDTH_NARROW = 10
+HOLDER_WIDTH_WIDE = 16
 
 # What the holder column says of a conflict on a GPU that no running container holds.
 _CONFLICT_SHORT = {"no-container": "host process", "foreign-container": "other engine", "unclaimed": "not given"}
@@ -228,7 +230,6 @@ class GpuScreen(Screen):
         super().__init__()
         self.banner = banner
         self._wide: bool | None = None
-        self._rows: dict[str, dict[str, object]] = {}  # row key -> last cells written
         self._snapshot: HostSnapshot | None = None
         self._texts: dict[str, Text] = {}
         self.marks: list[str] = []  # row keys of the GPUs marked for a launch, in marking order
@@ -236,13 +237,13 @@ class GpuScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(header_text(None, self.banner), id="host-header")
         yield DockerBanner(id="docker-banner")
-        yield DataTable(id="gpu-table", cursor_type="row", zebra_stripes=True)
+        yield LiveTable(id="gpu-table", zebra_stripes=True)
         with VerticalScroll(id="gpu-details-box"):
             yield Static("", id="gpu-details")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).focus()
+        self.query_one(LiveTable).focus()
         app_snap = getattr(self.app, "snapshot", None)
         if app_snap is not None:
             self.show_snapshot(app_snap)
@@ -257,12 +258,13 @@ class GpuScreen(Screen):
     def row_key(g: Gpu) -> str:
         return g.uuid or f"index-{g.index}"
 
-    def holder_text(self, g: Gpu, wide: bool = False) -> str | Text:
-        """The holder column's text for a GPU (filled by the holders map)."""
+    def holder_text(self, g: Gpu) -> str | Fit:
+        """The holder column's cell for a GPU (filled by the holders map), made for the width the
+        column gets: "name +2" rather than a name cut anywhere."""
         hmap = getattr(self.app, "holders", None)
         if hmap is not None and g.uuid:
-            width = HOLDER_WIDTH_WIDE if wide else HOLDER_WIDTH_NARROW
-            return holder_cell(hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), width)
+            gh, conflicts = hmap.gpu(g.uuid), tuple(hmap.conflicts_for_gpu(g.uuid))
+            return Fit(lambda width: holder_cell(gh, conflicts, width), (gh, conflicts))
         holders = getattr(self.app, "holders_by_gpu", None)
         if not holders or not g.uuid:
             return ""
@@ -273,45 +275,34 @@ class GpuScreen(Screen):
         self._update_if_changed("#host-header", header_text(snap, self.banner))
         hmap = getattr(self.app, "holders", None)
         self.query_one("#docker-banner", DockerBanner).show_status(hmap.docker if hmap is not None else None)
-        table = self.query_one(DataTable)
+        table = self.query_one(LiveTable)
         wide = self.size.width >= WIDE
         if wide != self._wide:
             self._rebuild_columns(table, wide)
-        columns = WIDE_COLUMNS if wide else NARROW_COLUMNS
         seen = set()
         for g in snap.gpus:
             key = self.row_key(g)
             seen.add(key)
-            cells = gpu_cells(g, wide, self.holder_text(g, wide))
+            cells = gpu_cells(g, wide, self.holder_text(g))
             cells["idx"] = self._idx_cell(g)
-            old = self._rows.get(key)
-            if old is None:
-                table.add_row(*(cells[k] for k, _ in columns), key=key)
-            else:
-                for k, _ in columns:
-                    if old.get(k) != cells[k]:
-                        table.update_cell(key, k, cells[k], update_width=k == "name")
-            self._rows[key] = cells
-        for key in [k for k in self._rows if k not in seen]:
+            table.set_row(key, cells)  # repaints the row only when a cell differs
+        for key in [k for k in table.row_keys if k not in seen]:
             table.remove_row(key)
-            del self._rows[key]
         self._show_details()
 
-    def _rebuild_columns(self, table: DataTable, wide: bool) -> None:
+    def _rebuild_columns(self, table: LiveTable, wide: bool) -> None:
         # Only on a change of width class (rare): keep the cursor on the same GPU.
         current = self.current_gpu_key()
-        table.clear(columns=True)
-        self._rows.clear()
-        for key, label in WIDE_COLUMNS if wide else NARROW_COLUMNS:
-            # The holder column has a fixed width (its labels are cut to it): a width that grew
-            # with whatever label happened to pass would make the table jump between refreshes.
-            width = (HOLDER_WIDTH_WIDE if wide else HOLDER_WIDTH_NARROW) if key == "holder" else None
-            table.add_column(label, key=key, width=width)
+        # The holder column fills the width the others leave (its labels are cut to it): a width
+        # that grew with whatever label happened to pass would make the table jump between refreshes.
+        holder_width = HOLDER_WIDTH_WIDE if wide else HOLDER_WIDTH_NARROW
+        table.set_columns([Column(key, label, holder_width, fill=True) if key == "holder" else Column(key, label)
+                           for key, label in (WIDE_COLUMNS if wide else NARROW_COLUMNS)])
         self._wide = wide
         self._restore_cursor = current
 
     def current_gpu_key(self) -> str | None:
-        return cursor_row_key(self.query_one(DataTable))
+        return self.query_one(LiveTable).cursor_row_key
 
     def current_gpu(self) -> Gpu | None:
         key = self.current_gpu_key()
@@ -325,11 +316,7 @@ class GpuScreen(Screen):
     def _show_details(self) -> None:
         restore = getattr(self, "_restore_cursor", None)
         if restore is not None:
-            table = self.query_one(DataTable)
-            try:
-                table.move_cursor(row=table.get_row_index(restore))
-            except Exception:  # noqa: BLE001 - the GPU is gone
-                pass
+            self.query_one(LiveTable).move_cursor_to_key(restore)  # False when the GPU is gone
             self._restore_cursor = None
         g = self.current_gpu()
         hmap = getattr(self.app, "holders", None)
@@ -364,13 +351,10 @@ class GpuScreen(Screen):
             self.marks.remove(key)
         else:
             self.marks.append(key)
-        table = self.query_one(DataTable)
+        table = self.query_one(LiveTable)
         for g in self._snapshot.gpus:
-            k = self.row_key(g)
-            cell = self._idx_cell(g)
-            if k in self._rows and self._rows[k].get("idx") != cell:
-                table.update_cell(k, "idx", cell, update_width=True)
-                self._rows[k]["idx"] = cell
+            if self.row_key(g) in table.row_keys:
+                table.update_cell(self.row_key(g), "idx", self._idx_cell(g))
 
     def marked_gpus(self) -> list[Gpu]:
         if self._snapshot is None:
@@ -395,7 +379,7 @@ class GpuScreen(Screen):
 
         self.app.push_screen(ContainerScreen())
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_details()
 
     def action_details(self) -> None:
