@@ -10,8 +10,10 @@ busy 2-core machine as on a fast workstation:
 * first frame: wall time from ``python -c`` to the first painted frame with the first snapshot
   in it (headless), against a minimal Textual app's first frame (reference).
   Target: under 1 s.
-* idle: CPU use of the running dashboard over IDLE_SECONDS at the default 1 s refresh, as a
-  percentage of one core, against a minimal Textual app idling as long (reference).
+* idle: CPU use of the running dashboard over IDLE_SECONDS at the default 1 s refresh, started
+  as ``gpudock --demo`` starts it (simulated NVML and Docker engine in the process, holders
+  joined on every refresh), as a percentage of one core, against a minimal Textual app idling
+  as long (reference).
   Target: under 2 %.
 
 Usage: ``python bench/bench_dashboard.py [--idle-seconds N]``; ``bench_dashboard()`` returns a dict.
@@ -113,11 +115,13 @@ from textual.app import App
 from textual.widgets import Static
 secs = float(sys.argv[1])
 if sys.argv[2] == "gpudock":
-    from gpudock.ui.app import GpudockApp, HostChoice
-    from gpudock.host.nvml import NvmlSession
-    from gpudock.sim.libnvml import sim_library_loader
-    from gpudock.sim.scenario import builtin_scenario
-    app = GpudockApp(HostChoice(NvmlSession(sim_library_loader(builtin_scenario()), source="sim:demo")), refresh=1.0)
+    # The dashboard exactly as `gpudock --demo` starts it: the simulated NVML library, the
+    # simulated Docker engine with its containers, the holders join, at the default refresh.
+    from gpudock.cli import build_parser
+    from gpudock.ui.app import GpudockApp, choose_host
+    args = build_parser().parse_args(["--demo"])
+    host = choose_host(args)
+    app = GpudockApp(host, refresh=args.refresh, root=args.root, args=args)
 else:
     class A(App):
         def compose(self):
@@ -128,6 +132,8 @@ def stop():
     app.call_from_thread(app.exit)
 threading.Timer(secs + 2.0, stop).start()
 app.run(headless=True, size=(80, 24))
+if sys.argv[2] == "gpudock" and host.sim_host is not None:
+    host.sim_host.close()
 """
 
 
