@@ -17,7 +17,7 @@ import time
 
 import docker
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from gpudock.ui.app import choose_host
 from gpudock.ui.screens.containers import HOST_KEY, ContainerScreen
@@ -91,12 +91,9 @@ def banner(screen) -> DockerBanner:
 
 
 def panel_rows(app) -> dict[str, dict[str, str]]:
-    table = app.screen.query_one("#containers-table", DataTable)
-    cols = [c.key.value for c in table.ordered_columns]
-    out = {}
-    for row in table.ordered_rows:
-        out[row.key.value] = dict(zip(cols, (str(v) for v in table.get_row(row.key))))
-    return out
+    table = app.screen.query_one("#containers-table", LiveTable)
+    cols = [c.key for c in table.columns]
+    return {key: dict(zip(cols, (str(v) for v in table.get_row(key)))) for key in table.row_keys}
 
 
 def panel_details(app) -> str:
@@ -104,8 +101,7 @@ def panel_details(app) -> str:
 
 
 async def select_row(pilot, key: str) -> None:
-    table = pilot.app.screen.query_one("#containers-table", DataTable)
-    table.move_cursor(row=table.get_row_index(key))
+    pilot.app.screen.query_one("#containers-table", LiveTable).move_cursor_to_key(key)
     await pilot.pause()
 
 
@@ -160,8 +156,8 @@ async def test_holder_column_and_panel_name_containers_of_every_mechanism(engine
         assert "Conflict" not in text
 
         # the table is updated in place: a new container is a new row, the cursor stays put
-        table = app.screen.query_one("#containers-table", DataTable)
-        table.clear = lambda *a, **k: (_ for _ in ()).throw(AssertionError("cleared"))  # zz-* sorts last
+        table = app.screen.query_one("#containers-table", LiveTable)
+        table.set_columns = lambda *a, **k: (_ for _ in ()).throw(AssertionError("rebuilt"))  # zz-* sorts last
         late = await asyncio.to_thread(run, engine, "zz-late", device_requests=gpus_req(device_ids=["5"]))
         await wait_until(pilot, lambda: late.id in panel_rows(app), what="the new container's row")
         assert panel_rows(app)[late.id]["gpus"] == "5"

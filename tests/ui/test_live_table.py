@@ -85,6 +85,25 @@ async def test_the_cursor_keeps_its_row_when_rows_come_and_go():
         assert t.row_keys == ["k1", "k2", "k4", "k5"]
 
 
+async def test_rows_laid_out_again_keep_the_cursor_on_its_row():
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        await pilot.pause()
+        t = app.query_one(LiveTable)
+        await pilot.press("down")
+        t.set_order(["k5", "k4", "k3", "k2", "k1", "k0"])
+        assert (t.cursor_row, t.cursor_row_key) == (4, "k1")
+        await pilot.pause()
+        assert t.render_line(1).text.startswith(" 5 ")
+        assert app.highlighted[-1] == ("k1", 4)
+        try:
+            t.set_order(["k5", "k4"])
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("set_order took a list that is not the rows shown")
+
+
 async def test_keys_move_the_cursor_and_scroll_it_into_view():
     app = TableApp(rows=30)
     async with app.run_test(size=(60, 8)) as pilot:

@@ -1,8 +1,9 @@
 """The container panel: every running (``a``: every) container with the GPUs it holds.
 
-A table keyed by container id, updated in place on each refresh from the app's holders map
-(``app.holders``, :class:`gpudock.host.holders.HoldersMap`): cells are written only when they
-change, rows come and go by key, the cursor stays on its container. Under it, the highlighted
+A table keyed by container id (:class:`gpudock.ui.widgets.live_table.LiveTable`), updated in place
+on each refresh from the app's holders map (``app.holders``, :class:`gpudock.host.holders.HoldersMap`):
+only rows whose cells changed are re-rendered, rows come and go by key, the cursor stays on its
+container. Under it, the highlighted
 container's claims (how it asked for a GPU, and the GPU it got or why none), its GPU processes (host
 PID, PID inside the container, GPU, memory, command) and its conflicts.
 
@@ -18,11 +19,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from gpudock.model import HostSnapshot
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
-from gpudock.ui.widgets.tables import cursor_row_key
+from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
 
 WIDE = 110
 
@@ -30,9 +31,10 @@ COLUMNS = [
     ("name", "NAME"), ("status", "STATUS"), ("image", "IMAGE"), ("gpus", "GPUS"), ("how", "HOW"),
     ("procs", "PROCS"),
 ]
-# (name, image, gpus) widths: narrow (80 columns), wide.
-NARROW_WIDTHS = (16, 24, 9)
-WIDE_WIDTHS = (30, 40, 16)
+# (name, image, gpus) widths: narrow (80 columns), wide. The image column fills what the others
+# leave (its width here is its least), so a long image reference shows whole on a wide terminal.
+NARROW_WIDTHS = (16, 12, 9)
+WIDE_WIDTHS = (30, 24, 16)
 
 # Mechanisms, short (the HOW column); the details spell them out.
 MECH_SHORT = {"device": "dev", "runtime-env": "env", "device-request": "gpus", "cdi": "cdi", "privileged": "priv"}
@@ -58,12 +60,13 @@ def _mib(v) -> str:
 
 
 def _severe(conflicts) -> bool:
-    return any(c.kind != "holds-all" for c in conflicts)
+    # holds-all and privileged are warnings: the container can reach cards, it is not misusing one
+    return any(c.kind not in ("holds-all", "privileged") for c in conflicts)
 
 
 def container_cells(cg, conflicts, wide: bool) -> dict[str, object]:
     """The table cells of one container (:class:`ContainerGpus`), by column key."""
-    wn, wi, wg = WIDE_WIDTHS if wide else NARROW_WIDTHS
+    wn, _, wg = WIDE_WIDTHS if wide else NARROW_WIDTHS
     c = cg.container
     name: object = _cut(c.name, wn)
     if conflicts:
@@ -80,7 +83,7 @@ def container_cells(cg, conflicts, wide: bool) -> dict[str, object]:
     return {
         "name": name,
         "status": status,
-        "image": _cut(c.image, wi),
+        "image": Fit(lambda width, image=c.image: _cut(image, width), c.image),
         "gpus": gpus,
         "how": how or "-",
         "procs": str(len(cg.processes)) if cg.processes else "-",
@@ -229,20 +232,19 @@ class ContainerScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self._wide: bool | None = None
-        self._rows: dict[str, dict[str, object]] = {}
         self._texts: dict[str, Text] = {}
         self._details: dict[str, object] = {}  # row key -> what to show for it
 
     def compose(self) -> ComposeResult:
         yield Static(header_text(None, False), id="containers-header")
         yield DockerBanner(id="containers-docker-banner")
-        yield DataTable(id="containers-table", cursor_type="row", zebra_stripes=True)
+        yield LiveTable(id="containers-table", zebra_stripes=True)
         with VerticalScroll(id="container-details-box"):
             yield Static("", id="container-details")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).focus()
+        self.query_one(LiveTable).focus()
         snap = getattr(self.app, "snapshot", None)
         if snap is not None:
             self.show_snapshot(snap)
@@ -260,14 +262,13 @@ class ContainerScreen(Screen):
         show_all = bool(getattr(self.app, "show_all_containers", False))
         self._update_if_changed("#containers-header", header_text(hmap, show_all))
         self.query_one(DockerBanner).show_status(hmap.docker if hmap is not None else None)
-        table = self.query_one(DataTable)
+        table = self.query_one(LiveTable)
         wide = self.size.width >= WIDE
         if wide != self._wide:
             current = self.current_key()
-            table.clear(columns=True)
-            self._rows.clear()
-            for key, lbl in COLUMNS:
-                table.add_column(lbl, key=key)
+            least = (WIDE_WIDTHS if wide else NARROW_WIDTHS)[1]
+            table.set_columns([Column(key, lbl, least, fill=True) if key == "image" else Column(key, lbl)
+                               for key, lbl in COLUMNS])
             self._wide = wide
             self._restore = current
         rows: dict[str, dict[str, object]] = {}
@@ -279,42 +280,25 @@ class ContainerScreen(Screen):
             for key, (lbl, procs) in outsider_rows(hmap).items():
                 rows[key] = outsider_cells(key, lbl, procs, wide)
                 details[key] = (lbl, procs)
-        for key in [k for k in self._rows if k not in rows]:
+        for key in [k for k in table.row_keys if k not in rows]:
             table.remove_row(key)
-            del self._rows[key]
-        kept = list(self._rows)  # shown now, in display order
-        if list(rows)[: len(kept)] != kept:
-            # New rows are appended; when one belongs among the others (a container started or
-            # renamed, `a` showing stopped ones, a process outside Docker), lay the rows out again
-            # in the engine's order (running first, by name; outsiders last), the cursor staying on
-            # its row. Cells of unchanged membership are always updated in place.
-            self._restore = self.current_key()
-            table.clear()
-            self._rows.clear()
         for key, cells in rows.items():
-            old = self._rows.get(key)
-            if old is None:
-                table.add_row(*(cells[k] for k, _ in COLUMNS), key=key)
-            else:
-                for k, _ in COLUMNS:
-                    if old.get(k) != cells[k]:
-                        table.update_cell(key, k, cells[k], update_width=k in ("name", "image", "gpus", "how"))
-            self._rows[key] = cells
+            table.set_row(key, cells)  # repaints the row only when a cell differs
+        # A new row is appended; when it belongs among the others (a container started or renamed,
+        # `a` showing stopped ones, a process outside Docker) the rows are laid out again in the
+        # engine's order (running first, by name; outsiders last), the cursor staying on its row.
+        table.set_order(list(rows))
         self._details = details
         self._hmap = hmap
         self._show_details()
 
     def current_key(self) -> str | None:
-        return cursor_row_key(self.query_one(DataTable))
+        return self.query_one(LiveTable).cursor_row_key
 
     def _show_details(self) -> None:
         restore = getattr(self, "_restore", None)
         if restore is not None:
-            table = self.query_one(DataTable)
-            try:
-                table.move_cursor(row=table.get_row_index(restore))
-            except Exception:  # noqa: BLE001 - the container is gone
-                pass
+            self.query_one(LiveTable).move_cursor_to_key(restore)  # False when the container is gone
             self._restore = None
         key = self.current_key()
         item = self._details.get(key) if key is not None else None
@@ -344,7 +328,7 @@ class ContainerScreen(Screen):
         self._texts[selector] = text
         self.query_one(selector, Static).update(text)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_details()
 
     # -- actions -----------------------------------------------------------------------------------

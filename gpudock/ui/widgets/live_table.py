@@ -228,6 +228,19 @@ class LiveTable(ScrollView, can_focus=True):
         elif self._cursor_key is not None:
             self._cursor = self._index[self._cursor_key]
 
+    def set_order(self, keys: list[str]) -> None:
+        """Lay the rows out in this order (the same keys as now); the cursor stays on its row."""
+        if sorted(keys) != sorted(self._order):
+            raise ValueError("set_order needs exactly the keys of the rows shown")
+        if keys == self._order:
+            return
+        self._order = list(keys)
+        self._index = {k: i for i, k in enumerate(self._order)}
+        self._strips.clear()  # rows moved: their stripes changed
+        self.refresh()
+        if self._cursor_key is not None:
+            self._set_cursor(self._index[self._cursor_key])
+
     def get_row(self, key: str) -> list[str | Text]:
         """The row's cells in column order, as shown (a :class:`Fit` cell made for its width)."""
         row = self._rows[key]
