@@ -144,11 +144,17 @@ def container_runtime(f: HostFacts) -> Finding:
 
 def hook_only_gpu_containers(f: HostFacts) -> list[tuple[dict, list[str]]]:
     """Running containers that got their GPUs only through the hook (runtime env or --gpus),
-    with no device node in HostConfig.Devices and no CDI device: (inspect dict, selectors)."""
+    with no device node in HostConfig.Devices and no CDI device: (inspect dict, selectors).
+
+    A ``--privileged`` container is not one of them: runc gives it an allow-all device rule,
+    which the systemd driver turns into a scope with no device restriction, and that is what a
+    reload re-applies."""
     info = f.docker_info or {}
     names = nvidia_runtimes(info.get("Runtimes")) or frozenset({"nvidia"})
     out = []
     for c in f.containers:
+        if (c.get("HostConfig") or {}).get("Privileged") is True:
+            continue
         reqs = parse_requests(c, names, info.get("DefaultRuntime") or "runc")
         mech = {r.mechanism for r in reqs}
         if not mech & {"runtime-env", "device-request"}:
