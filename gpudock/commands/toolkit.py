@@ -29,7 +29,7 @@ def _root(args) -> str:
 
 
 def _daemon_json_path(args) -> str:
-    return args.daemon_json or tkconfig.join_root(_root(args), dj.DEFAULT_PATH)
+    return args.daemon_json or tkconfig.host_file(_root(args), dj.DEFAULT_PATH)
 
 
 def docker_info(timeout: float = 3.0) -> tuple[dict | None, str | None]:

@@ -8,6 +8,8 @@ The CLI (``gpudock doctor``) and the diagnostics screen are thin layers over :fu
 
 from __future__ import annotations
 
+import os
+
 from gpudock.doctor.checks import CHECK_IDS, CHECKS, run_checks
 from gpudock.doctor.facts import HostFacts, gather
 from gpudock.doctor.finding import SEVERITIES, Evidence, Finding, severity_rank
@@ -49,17 +51,27 @@ def report_json(facts: HostFacts, findings) -> dict:
     }
 
 
-def fingerprint(root, paths=WATCHED) -> tuple:
+def fingerprint(root, paths=WATCHED, environ=None) -> tuple:
     """(mtime_ns, inode, size) or None per watched file: equal fingerprints mean nothing to re-check.
-    A reloaded module gives /proc/driver/nvidia/version a new inode; ldconfig replaces the cache."""
+    A reloaded module gives /proc/driver/nvidia/version a new inode; ldconfig replaces the cache.
+    With the default paths, config.toml is also watched where the toolkit's lookup finds it
+    (``$NVIDIA_CTK_CONFIG_FILE_PATH`` or ``$XDG_CONFIG_HOME`` may put it elsewhere)."""
     from gpudock.host.root import HostRoot
+    from gpudock.toolkit.config import locate_config
 
     root = root if isinstance(root, HostRoot) else HostRoot(root)
     out = []
-    for p in paths:
+
+    def add(stat) -> None:
         try:
-            st = root.stat(p)
+            st = stat()
             out.append((st.st_mtime_ns, st.st_ino, st.st_size))
         except (OSError, ValueError):
             out.append(None)
+
+    for p in paths:
+        add(lambda: root.stat(p))
+    if paths is WATCHED:
+        located = locate_config(root=root, environ=environ).path
+        add(lambda: os.stat(located))
     return tuple(out)

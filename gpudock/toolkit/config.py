@@ -75,13 +75,12 @@ class ConfigEditError(ConfigError):
 # --------------------------------------------------------------------------- locating
 
 
-def join_root(root: str, path: str) -> str:
-    """``path`` (absolute, as on the host) under the root prefix ``root``, lexically: no symlink is
-    followed, so only for paths known to hold none. :func:`locate_config` resolves through
-    :class:`~gpudock.host.root.HostRoot` instead."""
-    if not root or root == "/":
-        return path
-    return os.path.join(root, path.lstrip("/"))
+def host_file(root: str | HostRoot, path: str) -> str:
+    """The file on this machine that host path ``path`` names under ``root``, every symlink on the
+    way followed inside the root as after ``chroot(root)``: an absolute link in a copied host never
+    leads to this machine's own files. (A link loop gives the lexical path, whose I/O then fails
+    with ELOOP and says so.)"""
+    return _real(root if isinstance(root, HostRoot) else HostRoot(root or "/"), path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ def overview(
         cfg_out["error"] = (f"{loc.path} does not exist; `gpudock toolkit defaults --config {loc.path}` "
                             "writes the toolkit's defaults")
 
-    dpath = daemon_json or tkconfig.join_root(root, dj.DEFAULT_PATH)
+    dpath = daemon_json or tkconfig.host_file(root, dj.DEFAULT_PATH)
     doc = None
     try:
         doc = dj.load_daemon_json(dpath)

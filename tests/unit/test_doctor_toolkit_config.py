@@ -159,3 +159,25 @@ def test_unprivileged_invalid_config_is_info(tmp_path):
     K.write(root, CFG, "accept-nvidia-visible-devices-envvar-when-unprivileged = \n")
     _, f = _unpriv(root)
     assert f.severity == "info" and "invalid TOML" in f.summary
+
+
+def test_the_doctor_watches_the_config_file_the_lookup_finds(tmp_path):
+    from gpudock.doctor import fingerprint
+
+    root = _root(tmp_path)
+    K.write(root, "/opt/ctk.toml", '[nvidia-container-runtime]\nmode = "cdi"\n')
+    env = {"NVIDIA_CTK_CONFIG_FILE_PATH": "/opt/ctk.toml"}
+    before = fingerprint(str(root), environ=env)
+    assert fingerprint(str(root), environ=env) == before
+    K.write(root, "/opt/ctk.toml", '[nvidia-container-runtime]\nmode = "legacy"\n# edited\n')
+    assert fingerprint(str(root), environ=env) != before  # an edit of the override re-checks
+    assert fingerprint(str(root), environ={}) == fingerprint(str(root), environ={})
+
+
+def test_daemon_json_and_other_edited_files_resolve_inside_the_root(tmp_path):
+    root = _root(tmp_path)
+    K.write(root, "/srv/docker/daemon.json", "{}\n")
+    (root / "etc/docker").mkdir(parents=True, exist_ok=True)
+    (root / "etc/docker/daemon.json").symlink_to("/srv/docker/daemon.json")  # absolute, as on the host
+    assert tc.host_file(str(root), "/etc/docker/daemon.json") == str(root / "srv/docker/daemon.json")
+    assert tc.host_file("/", "/etc/hostname") == "/etc/hostname"

@@ -409,7 +409,7 @@ class ToolkitScreen(Screen):
     def _paths(self) -> tuple[str, str]:
         root = self.root or "/"
         cfg = tkconfig.locate_config(self.config_path, root=root).path
-        return cfg, self.daemon_json_path or tkconfig.join_root(root, dj.DEFAULT_PATH)
+        return cfg, self.daemon_json_path or tkconfig.host_file(root, dj.DEFAULT_PATH)
 
     @staticmethod
     def _fingerprint(paths: tuple[str, ...]) -> tuple:
@@ -484,7 +484,7 @@ class ToolkitScreen(Screen):
         for comp in ("hook", "runtime"):
             d = debug.get(comp)
             if d and d["enabled"] and d["log_path"]:
-                path = tkconfig.join_root(self.root or "/", d["log_path"])
+                path = tkconfig.host_file(self.root or "/", d["log_path"])
                 if path not in [p for _, p in out]:
                     out.append((comp, path))
         return tuple(out)
@@ -655,7 +655,7 @@ class ToolkitScreen(Screen):
 
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
     def _plan_register(self, default: str | None) -> None:
-        path = self.daemon_json_path or tkconfig.join_root(self.root or "/", dj.DEFAULT_PATH)
+        path = self.daemon_json_path or tkconfig.host_file(self.root or "/", dj.DEFAULT_PATH)
         try:
             doc = dj.load_daemon_json(path)
             if default == "toggle":
