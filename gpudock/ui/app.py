@@ -8,6 +8,8 @@ one is done, so a slow host stretches the period instead of queueing polls (as d
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -120,10 +122,12 @@ class GpudockApp(App):
         self._poll_timer = None
         self._poll_again = False  # poll_soon() asked while a poll ran
         self._quitting = False
+        self._signals: list[int] = []
 
     def on_mount(self) -> None:
         from gpudock.ui.screens.gpus import GpuScreen
 
+        self._handle_termination()
         url = self.host.docker_base_url or getattr(self.args, "docker_host", None)
         # Retry a lost engine at most every 5 s: the banner should go soon after it is back.
         self.docker_watcher = DockerWatcher(url, backoff=(0.5, 5.0))
@@ -245,7 +249,27 @@ class GpudockApp(App):
         self._quitting = True
         self.exit()
 
+    def _handle_termination(self) -> None:
+        """Exit cleanly on SIGHUP (the SSH connection dropped: the terminal hung up) and SIGTERM.
+        Their default action kills the process on the spot: the simulated host's socket and files
+        stay behind, threads die mid-call. Handled on the event loop, like the quit key."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._terminated)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread's loop
+                continue
+            self._signals.append(sig)
+
+    def _terminated(self) -> None:
+        self._quitting = True
+        self.exit()
+
     def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
         if self.docker_watcher is not None:
             self.docker_watcher.stop()
         if self.host.sim_host is not None:
