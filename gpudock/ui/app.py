@@ -101,9 +101,10 @@ class GpudockApp(App):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
-        Binding("r", "refresh_now", "Refresh", id="refresh"),
-        # Not in the footer yet: showing it changes every main-screen snapshot (the lead decides).
-        Binding("d", "doctor", "Doctor", id="doctor", show=False),
+        # The table refreshes itself every second, so `r` gives its place in the 80-column footer to
+        # the doctor, which an operator in trouble must find (ctrl+p lists both).
+        Binding("r", "refresh_now", "Refresh", id="refresh", show=False),
+        Binding("d", "doctor", "Doctor", id="doctor"),
         Binding("t", "toolkit", "Toolkit", id="toolkit"),
     ]
 

@@ -110,6 +110,7 @@ class DoctorScreen(Screen):
         Binding("r", "recheck", "Re-check", id="doctor-recheck"),
         Binding("escape", "back", "Back", id="doctor-back"),
         Binding("tab", "focus_next", "Detail/List", show=False),
+        Binding("d", "app.doctor", "Doctor", show=False),  # already here: keep the footer for this screen's keys
     ]
 
     class Checked(Message):

@@ -284,6 +284,9 @@ class ToolkitScreen(Screen):
         Binding("w", "write_defaults", "Defaults", id="toolkit-defaults"),
         Binding("r", "reload", "Re-read", id="toolkit-reload"),
         Binding("escape", "back", "Back", id="toolkit-back"),
+        # The footer keeps to this screen's keys at 80 columns (ctrl+p still lists both).
+        Binding("t", "app.toolkit", "Toolkit", show=False),
+        Binding("d", "app.doctor", "Doctor", show=False),
     ]
 
     class Loaded(Message):
