@@ -182,3 +182,30 @@ async def test_a_click_moves_the_cursor_and_a_second_click_selects():
         await pilot.click(LiveTable, offset=(2, 3))
         await pilot.pause()
         assert selected == ["k2"]
+
+
+async def test_a_new_theme_re_renders_the_cached_rows():
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        await pilot.pause()
+        t = app.query_one(LiveTable)
+        before = [t.render_line(y)._segments[0].style.bgcolor for y in (1, 2, 3)]
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause()
+        after = [t.render_line(y)._segments[0].style.bgcolor for y in (1, 2, 3)]
+        assert after[0] == t.get_component_rich_style("live-table--cursor").bgcolor
+        assert all(a != b for a, b in zip(before, after))
+
+
+async def test_blur_gives_the_cursor_its_blurred_style():
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        await pilot.pause()
+        t = app.query_one(LiveTable)
+        focused = t.render_line(1)._segments[0].style.bgcolor
+        t.blur()
+        await pilot.pause()
+        assert not t.has_focus
+        blurred = t.render_line(1)._segments[0].style.bgcolor
+        assert blurred != focused
+        assert blurred == t.get_component_rich_style("live-table--cursor").bgcolor
