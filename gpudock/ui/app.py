@@ -109,7 +109,7 @@ class GpudockApp(App):
     ]
 
     def __init__(self, host: HostChoice, refresh: float = 1.0, root: str = "/", args=None) -> None:
-        super().__init__()
+        super().__init__(driver_class=_terminal_driver())
         self.host = host
         self.refresh_period = max(0.2, refresh)
         self.root = root
@@ -257,12 +257,13 @@ class GpudockApp(App):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, self._terminated)
+                loop.add_signal_handler(sig, self.terminal_gone)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread's loop
                 continue
             self._signals.append(sig)
 
-    def _terminated(self) -> None:
+    def terminal_gone(self) -> None:
+        """SIGHUP or SIGTERM, or the terminal driver found the terminal gone: exit cleanly."""
         self._quitting = True
         self.exit()
 
@@ -276,6 +277,18 @@ class GpudockApp(App):
         if self.host.sim_host is not None:
             self.host.sim_host.close()
         self.host.session.shutdown()
+
+
+def _terminal_driver():
+    """Our hang-up-safe driver where Textual would use its Linux driver (not when TEXTUAL_DRIVER
+    names another, nor on Windows); None leaves Textual's choice."""
+    try:
+        from textual.drivers.linux_driver import LinuxDriver
+
+        from gpudock.ui.driver import HangupSafeDriver
+    except ImportError:  # no termios: not a POSIX terminal
+        return None
+    return HangupSafeDriver if App.get_driver_class(App) is LinuxDriver else None
 
 
 def run_dashboard(args) -> int:

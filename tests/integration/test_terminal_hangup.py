@@ -17,12 +17,14 @@ import pytest
 
 
 
-def _start(tmp_path, *args):
+def _start(tmp_path, *args, block_sighup: bool = False):
     env = dict(os.environ, TMPDIR=str(tmp_path), TERM="xterm-256color", COLUMNS="80", LINES="24")
     env.pop("DOCKER_HOST", None)
     pid, fd = pty.fork()
     if pid == 0:  # the child: the dashboard on the pty's slave end, its controlling terminal
         try:
+            if block_sighup:  # the mask survives exec: only the dead terminal itself tells
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
             os.execve(sys.executable, [sys.executable, "-m", "gpudock", *args], env)
         finally:
             os._exit(127)
@@ -55,14 +57,17 @@ def _wait(pid, seconds: float):
     return None
 
 
-@pytest.mark.parametrize("how", ["hangup", "sigterm"])
+@pytest.mark.parametrize("how", ["hangup", "hangup-sighup-blocked", "sigterm"])
 def test_the_dashboard_exits_cleanly_when_its_terminal_goes_away(tmp_path, how):
-    pid, fd = _start(tmp_path, "--demo")
+    # hangup-sighup-blocked: no SIGHUP arrives (blocked, as under some supervisors), so the dead
+    # terminal's failed reads and writes must end the app; Textual's own driver then hung for good
+    # (its writer thread died on EIO and every later write blocked on its full queue).
+    pid, fd = _start(tmp_path, "--demo", block_sighup=how == "hangup-sighup-blocked")
     try:
         screen = _read_until(fd, b"sim:demo", 60)
         assert b"sim:demo" in screen, screen[-2000:]
         assert any(p.name.startswith("gpudock-sim-") for p in tmp_path.iterdir())
-        if how == "hangup":
+        if how.startswith("hangup"):
             os.close(fd)  # the SSH connection drops: the kernel hangs up the terminal (SIGHUP)
             fd = None
         else:
