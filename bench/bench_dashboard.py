@@ -17,6 +17,9 @@ busy 2-core machine as on a fast workstation:
   and against a minimal Textual app that changes one line of text every second (the least a
   1 Hz dashboard does).
   Target: under 2 %.
+* terminal output: bytes per second the running dashboard writes to an 80x24 pty (Textual's real
+  driver) after start-up, against the 1 Hz ticker app on a pty (reference): what crosses a slow
+  SSH link each second. No target; recorded so a change that repaints too much shows.
 
 Usage: ``python bench/bench_dashboard.py [--idle-seconds N]``; ``bench_dashboard()`` returns a dict.
 """
@@ -142,7 +145,10 @@ import threading
 def stop():
     app.call_from_thread(app.exit)
 threading.Timer(secs + 2.0, stop).start()
-app.run(headless=True, size=(80, 24))
+if len(sys.argv) > 3 and sys.argv[3] == "tty":
+    app.run()  # on the terminal it was given (a pty: see bench_output)
+else:
+    app.run(headless=True, size=(80, 24))
 if sys.argv[2] == "gpudock" and host.sim_host is not None:
     host.sim_host.close()
 """
@@ -193,10 +199,67 @@ def bench_idle(seconds: float = 60.0) -> dict:
             "idle_ratio_vs_1hz_ticker": round(ours / ticker, 2) if ticker > 0 else None}
 
 
+def _tty_bytes(which: str, seconds: float) -> float:
+    """Bytes per second the app writes to an 80x24 terminal (a real pty, Textual's real driver)
+    once started: what crosses the operator's SSH link while the dashboard just runs."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import signal
+    import struct
+    import termios
+
+    env = dict(os.environ, TERM="xterm-256color")
+    env.pop("DOCKER_HOST", None)
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            os.execve(sys.executable, [sys.executable, "-c", _IDLE, str(seconds + 60), which, "tty"], env)
+        finally:
+            os._exit(127)
+
+    def drain(until: float) -> int:
+        n = 0
+        while time.monotonic() < until:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                n += len(chunk)
+        return n
+
+    try:
+        drain(time.monotonic() + 4.0)  # start-up and the first full paint are not counted
+        t0 = time.monotonic()
+        n = drain(t0 + seconds)
+        elapsed = time.monotonic() - t0
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        drain(time.monotonic() + 2.0)
+        os.close(fd)
+        os.waitpid(pid, 0)
+    return n / elapsed
+
+
+def bench_output(seconds: float = 30.0) -> dict:
+    ours = _tty_bytes("gpudock", seconds)
+    ticker = _tty_bytes("ticker", seconds)
+    return {"tty_seconds": seconds, "tty_bytes_per_s": round(ours),
+            "tty_reference_1hz_ticker_bytes_per_s": round(ticker),
+            "tty_ratio_vs_1hz_ticker": round(ours / ticker, 2) if ticker > 0 else None}
+
+
 def bench_dashboard(idle_seconds: float = 60.0) -> dict:
     out = {}
     out.update(bench_refresh())
     out.update(bench_first_frame())
+    out.update(bench_output(min(30.0, idle_seconds)))
     out.update(bench_idle(idle_seconds))
     out["targets"] = TARGETS
     out["meets_targets"] = {k: out[k] < v for k, v in TARGETS.items()}
