@@ -77,9 +77,16 @@ def container_cells(cg, conflicts, wide: bool) -> dict[str, object]:
         gpus = Text(_cut((cg.label() + " ?" if cg.label() else "?"), wg), style="bold red")
     elif cg.holds_all and c.status in ("running", "paused", "restarting"):
         gpus = Text(str(gpus), style="bold yellow")
+    if cg.privileged and cg.reachable:
+        # --privileged: it can open every other card too (it does not hold them): "any (8)", "2 +7"
+        held = cg.label()
+        gpus = Text(_cut(f"{held} +{len(cg.reachable)}" if held else f"any ({len(cg.reachable)})", wg),
+                    style="bold yellow" if c.status in ("running", "paused", "restarting") else "yellow")
     how = "+".join(dict.fromkeys(MECH_SHORT.get(m, m) for g in cg.gpus for m in g.mechanisms))
     if not how and cg.unresolved:
         how = "+".join(dict.fromkeys(MECH_SHORT.get(cl.mechanism, cl.mechanism) for cl in cg.unresolved))
+    if cg.privileged:
+        how = "+".join(dict.fromkeys([*filter(None, how.split("+")), MECH_SHORT["privileged"]]))
     return {
         "name": name,
         "status": status,
