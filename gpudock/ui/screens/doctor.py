@@ -244,6 +244,11 @@ class DoctorScreen(Screen):
             t.append("checking…", style="italic")
         elif self.checks_done:
             t.append(f"check #{self.checks_done} ({self.last_reason})", style="dim")
+        source = getattr(getattr(self.app, "snapshot", None), "source", "nvml") or "nvml"
+        if source != "nvml":
+            # --demo/--sim: say what is simulated, so this machine's own files are not taken for the demo's
+            where = "" if label else "; the files and /dev are this machine's"
+            t.append(f"\n[{source}] simulated GPUs and engine{where}", style="magenta")
         self.query_one("#doctor-header", Static).update(t)
 
     def current_id(self) -> str | None:
