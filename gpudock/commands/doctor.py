@@ -92,15 +92,25 @@ def diagnose_args(args):
     from gpudock.doctor import diagnose
     from gpudock.host.root import HostRoot
 
+    from gpudock.sim.host import sim_host_for
+
     root = HostRoot(getattr(args, "root", "/") or "/")
     session, lib = nvml_for(args, root)
-    client, use_docker = docker_for(args, root)
-    try:
-        return diagnose(root, session, client, use_docker=use_docker, nvml_library=lib)
-    finally:
-        session.shutdown()
-        if client is not None:
-            client.close()
+    # --demo/--sim with [[container]]s and no engine named: the simulated engine, as the
+    # dashboard's doctor screen uses, so the CLI and the screen agree.
+    with sim_host_for(args) as sim:
+        if sim is not None and not getattr(args, "no_docker", False):
+            import docker
+
+            client, use_docker = docker.DockerClient(base_url=sim.docker_base_url, timeout=10), True
+        else:
+            client, use_docker = docker_for(args, root)
+        try:
+            return diagnose(root, session, client, use_docker=use_docker, nvml_library=lib)
+        finally:
+            session.shutdown()
+            if client is not None:
+                client.close()
 
 
 def render_text(findings) -> str:
