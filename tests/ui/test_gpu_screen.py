@@ -57,6 +57,20 @@ async def test_the_cursor_stays_on_its_gpu_across_refreshes():
         assert app.screen.current_gpu_key() == key_before == "GPU-9e8d7c6b-5a49-4382-9170-6f5e4d3c2b06"
 
 
+async def test_the_cursor_stays_on_its_gpu_when_the_terminal_widens():
+    app = make_app(refresh=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        await pilot.press("down", "down", "down", "down", "down")
+        key = app.screen.current_gpu_key()
+        await pilot.resize_terminal(130, 40)  # the wide columns: the table is laid out anew
+        await pilot.pause()
+        table = app.screen.query_one(LiveTable)
+        assert [c.key for c in table.columns][3] == "name"
+        assert app.screen.current_gpu_key() == key and table.cursor_row == 5
+        assert key in details_text(app)
+
+
 async def test_changed_values_are_written_in_place():
     app = make_app(refresh=0.2)
     async with app.run_test(size=(80, 24)) as pilot:

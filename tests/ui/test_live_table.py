@@ -209,3 +209,21 @@ async def test_blur_gives_the_cursor_its_blurred_style():
         blurred = t.render_line(1)._segments[0].style.bgcolor
         assert blurred != focused
         assert blurred == t.get_component_rich_style("live-table--cursor").bgcolor
+
+
+async def test_new_columns_keep_the_cursor_on_its_row_when_it_comes_back():
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        await pilot.pause()
+        t = app.query_one(LiveTable)
+        await pilot.press("down", "down", "down")
+        t.set_columns(COLUMNS[:2])
+        for i in range(6):
+            t.set_row(f"k{i}", {"id": str(i), "name": f"row{i}"})
+        assert (t.cursor_row, t.cursor_row_key) == (3, "k3")
+        # once the operator moves, a row coming back no longer takes the cursor
+        t.set_columns(COLUMNS[:2])
+        t.set_row("k0", {"id": "0", "name": "row0"})
+        t.move_cursor(0)
+        t.set_row("k3", {"id": "3", "name": "row3"})
+        assert t.cursor_row_key == "k0"

@@ -19,11 +19,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from gpudock.model import HostSnapshot
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
+from gpudock.ui.widgets.live_text import LiveText
 
 WIDE = 110
 
@@ -239,15 +240,14 @@ class ContainerScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self._wide: bool | None = None
-        self._texts: dict[str, Text] = {}
         self._details: dict[str, object] = {}  # row key -> what to show for it
 
     def compose(self) -> ComposeResult:
-        yield Static(header_text(None, False), id="containers-header")
+        yield LiveText(header_text(None, False), id="containers-header")
         yield DockerBanner(id="containers-docker-banner")
         yield LiveTable(id="containers-table", zebra_stripes=True)
         with VerticalScroll(id="container-details-box"):
-            yield Static("", id="container-details")
+            yield LiveText("", id="container-details")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -267,17 +267,15 @@ class ContainerScreen(Screen):
         """Called by the app on every refresh; reads the holders map joined with ``snap``."""
         hmap = getattr(self.app, "holders", None)
         show_all = bool(getattr(self.app, "show_all_containers", False))
-        self._update_if_changed("#containers-header", header_text(hmap, show_all))
+        self.query_one("#containers-header", LiveText).show(header_text(hmap, show_all))
         self.query_one(DockerBanner).show_status(hmap.docker if hmap is not None else None)
         table = self.query_one(LiveTable)
         wide = self.size.width >= WIDE
-        if wide != self._wide:
-            current = self.current_key()
+        if wide != self._wide:  # the table keeps the cursor on its container
             least = (WIDE_WIDTHS if wide else NARROW_WIDTHS)[1]
             table.set_columns([Column(key, lbl, least, fill=True) if key == "image" else Column(key, lbl)
                                for key, lbl in COLUMNS])
             self._wide = wide
-            self._restore = current
         rows: dict[str, dict[str, object]] = {}
         details: dict[str, object] = {}
         if hmap is not None:
@@ -303,10 +301,6 @@ class ContainerScreen(Screen):
         return self.query_one(LiveTable).cursor_row_key
 
     def _show_details(self) -> None:
-        restore = getattr(self, "_restore", None)
-        if restore is not None:
-            self.query_one(LiveTable).move_cursor_to_key(restore)  # False when the container is gone
-            self._restore = None
         key = self.current_key()
         item = self._details.get(key) if key is not None else None
         hmap = getattr(self, "_hmap", None)
@@ -326,14 +320,7 @@ class ContainerScreen(Screen):
             text = outsider_details(key, item[0], item[1], hmap)
         else:
             text = container_details(item, hmap)
-        self._update_if_changed("#container-details", text)
-
-    def _update_if_changed(self, selector: str, text: Text) -> None:
-        last = self._texts.get(selector)
-        if last is not None and last.plain == text.plain and last.spans == text.spans:
-            return
-        self._texts[selector] = text
-        self.query_one(selector, Static).update(text)
+        self.query_one("#container-details", LiveText).show(text)
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_details()

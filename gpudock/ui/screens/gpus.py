@@ -14,11 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from gpudock.model import Gpu, HostSnapshot
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
+from gpudock.ui.widgets.live_text import LiveText
 
 WIDE = 120  # columns from which the table shows the full forms and the model name
 
@@ -231,15 +232,14 @@ class GpuScreen(Screen):
         self.banner = banner
         self._wide: bool | None = None
         self._snapshot: HostSnapshot | None = None
-        self._texts: dict[str, Text] = {}
         self.marks: list[str] = []  # row keys of the GPUs marked for a launch, in marking order
 
     def compose(self) -> ComposeResult:
-        yield Static(header_text(None, self.banner), id="host-header")
+        yield LiveText(header_text(None, self.banner), id="host-header")
         yield DockerBanner(id="docker-banner")
         yield LiveTable(id="gpu-table", zebra_stripes=True)
         with VerticalScroll(id="gpu-details-box"):
-            yield Static("", id="gpu-details")
+            yield LiveText("", id="gpu-details")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -272,7 +272,7 @@ class GpuScreen(Screen):
 
     def show_snapshot(self, snap: HostSnapshot) -> None:
         self._snapshot = snap
-        self._update_if_changed("#host-header", header_text(snap, self.banner))
+        self.query_one("#host-header", LiveText).show(header_text(snap, self.banner))
         hmap = getattr(self.app, "holders", None)
         self.query_one("#docker-banner", DockerBanner).show_status(hmap.docker if hmap is not None else None)
         table = self.query_one(LiveTable)
@@ -291,15 +291,13 @@ class GpuScreen(Screen):
         self._show_details()
 
     def _rebuild_columns(self, table: LiveTable, wide: bool) -> None:
-        # Only on a change of width class (rare): keep the cursor on the same GPU.
-        current = self.current_gpu_key()
+        # Only on a change of width class (rare); the table keeps the cursor on its GPU.
         # The holder column fills the width the others leave (its labels are cut to it): a width
         # that grew with whatever label happened to pass would make the table jump between refreshes.
         holder_width = HOLDER_WIDTH_WIDE if wide else HOLDER_WIDTH_NARROW
         table.set_columns([Column(key, label, holder_width, fill=True) if key == "holder" else Column(key, label)
                            for key, label in (WIDE_COLUMNS if wide else NARROW_COLUMNS)])
         self._wide = wide
-        self._restore_cursor = current
 
     def current_gpu_key(self) -> str | None:
         return self.query_one(LiveTable).cursor_row_key
@@ -314,26 +312,13 @@ class GpuScreen(Screen):
         return None
 
     def _show_details(self) -> None:
-        restore = getattr(self, "_restore_cursor", None)
-        if restore is not None:
-            self.query_one(LiveTable).move_cursor_to_key(restore)  # False when the GPU is gone
-            self._restore_cursor = None
         g = self.current_gpu()
         hmap = getattr(self.app, "holders", None)
         if g is not None and hmap is not None and g.uuid:
             text = gpu_details(g, hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), hmap.docker)
         else:
             text = gpu_details(g) if g else Text()
-        self._update_if_changed("#gpu-details", text)
-
-    def _update_if_changed(self, selector: str, text: Text) -> None:
-        # Most refreshes change a few numbers in the table only; re-laying out unchanged text
-        # would cost CPU every second for nothing.
-        last = self._texts.get(selector)
-        if last is not None and last.plain == text.plain and last.spans == text.spans:
-            return
-        self._texts[selector] = text
-        self.query_one(selector, Static).update(text)
+        self.query_one("#gpu-details", LiveText).show(text)
 
     # -- marks for the launch form (gpudock.ui.screens.launch) --------------------------------------
 

@@ -151,6 +151,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._index: dict[str, int] = {}
         self._cursor = 0
         self._cursor_key: str | None = None
+        self._pending_key: str | None = None  # the cursor's row across set_columns, until it is back
         # Rendered lines: row key -> (state the strip was made for, strip); the header apart.
         self._strips: dict[str, tuple[tuple, Strip]] = {}
         self._header: Strip | None = None
@@ -171,7 +172,10 @@ class LiveTable(ScrollView, can_focus=True):
         return list(self._order)
 
     def set_columns(self, columns: list[Column]) -> None:
-        """Replace the columns; the rows are dropped (they were cut to the old columns)."""
+        """Replace the columns; the rows are dropped (they were cut to the old columns). The cursor
+        goes back to its row when a row with that key is set again (unless the operator moved it)."""
+        self._pending_key = self._cursor_key or self._pending_key
+        self._cursor, self._cursor_key = 0, None
         self._columns = list(columns)
         self._rows.clear()
         self._order.clear()
@@ -201,7 +205,10 @@ class LiveTable(ScrollView, can_focus=True):
             if old is None:
                 self._resize()
             self.refresh_line(self._index[key] + 1)
-        if old is None and self._cursor_key is None:
+        if old is None and key == self._pending_key:  # the cursor's row is back after set_columns
+            self._pending_key = None
+            self._set_cursor(self._index[key])
+        elif old is None and self._cursor_key is None:
             self._set_cursor(self._cursor)
         return True
 
@@ -273,13 +280,14 @@ class LiveTable(ScrollView, can_focus=True):
         return self._cursor_key
 
     def move_cursor(self, row: int) -> None:
+        self._pending_key = None
         self._set_cursor(row)
 
     def move_cursor_to_key(self, key: str) -> bool:
         """Put the cursor on the row with this key; False when there is none."""
         if key not in self._index:
             return False
-        self._set_cursor(self._index[key])
+        self.move_cursor(self._index[key])
         return True
 
     def _set_cursor(self, row: int) -> None:
@@ -307,22 +315,22 @@ class LiveTable(ScrollView, can_focus=True):
             self.scroll_to(y=self._cursor - self._visible_rows() + 1, animate=False, force=True, immediate=True)
 
     def action_cursor_up(self) -> None:
-        self._set_cursor(self._cursor - 1)
+        self.move_cursor(self._cursor - 1)
 
     def action_cursor_down(self) -> None:
-        self._set_cursor(self._cursor + 1)
+        self.move_cursor(self._cursor + 1)
 
     def action_page_up(self) -> None:
-        self._set_cursor(self._cursor - self._visible_rows())
+        self.move_cursor(self._cursor - self._visible_rows())
 
     def action_page_down(self) -> None:
-        self._set_cursor(self._cursor + self._visible_rows())
+        self.move_cursor(self._cursor + self._visible_rows())
 
     def action_first(self) -> None:
-        self._set_cursor(0)
+        self.move_cursor(0)
 
     def action_last(self) -> None:
-        self._set_cursor(len(self._order) - 1)
+        self.move_cursor(len(self._order) - 1)
 
     def _on_click(self, event: events.Click) -> None:
         if event.y < 1:
@@ -330,7 +338,7 @@ class LiveTable(ScrollView, can_focus=True):
         row = round(self.scroll_y) + event.y - 1
         if 0 <= row < len(self._order):
             again = row == self._cursor
-            self._set_cursor(row)
+            self.move_cursor(row)
             if again:
                 self.post_message(self.RowSelected(self, self._cursor_key, self._cursor))
 
