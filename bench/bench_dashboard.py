@@ -37,6 +37,7 @@ import psutil
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # helpers.tty
 
 import pynvml  # noqa: E402
 
@@ -202,46 +203,22 @@ def bench_idle(seconds: float = 60.0) -> dict:
 def _tty_bytes(which: str, seconds: float) -> float:
     """Bytes per second the app writes to an 80x24 terminal (a real pty, Textual's real driver)
     once started: what crosses the operator's SSH link while the dashboard just runs."""
-    import fcntl
     import os
-    import pty
-    import select
     import signal
-    import struct
-    import termios
+
+    from helpers import tty
 
     env = dict(os.environ, TERM="xterm-256color")
     env.pop("DOCKER_HOST", None)
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-            os.execve(sys.executable, [sys.executable, "-c", _IDLE, str(seconds + 60), which, "tty"], env)
-        finally:
-            os._exit(127)
-
-    def drain(until: float) -> int:
-        n = 0
-        while time.monotonic() < until:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                n += len(chunk)
-        return n
-
+    pid, fd = tty.spawn([sys.executable, "-c", _IDLE, str(seconds + 60), which, "tty"], env)
     try:
-        drain(time.monotonic() + 4.0)  # start-up and the first full paint are not counted
+        tty.read(fd, 4.0)  # start-up and the first full paint are not counted
         t0 = time.monotonic()
-        n = drain(t0 + seconds)
+        n = len(tty.read(fd, seconds))
         elapsed = time.monotonic() - t0
     finally:
         os.kill(pid, signal.SIGTERM)
-        drain(time.monotonic() + 2.0)
+        tty.read(fd, 2.0)
         os.close(fd)
         os.waitpid(pid, 0)
     return n / elapsed

@@ -7,54 +7,18 @@ runs as an operator runs it: a real process on a real pseudo-terminal."""
 from __future__ import annotations
 
 import os
-import pty
-import select
 import signal
 import sys
-import time
 
 import pytest
 
+from helpers import tty
 
 
 def _start(tmp_path, *args, block_sighup: bool = False):
-    env = dict(os.environ, TMPDIR=str(tmp_path), TERM="xterm-256color", COLUMNS="80", LINES="24")
+    env = dict(os.environ, TMPDIR=str(tmp_path), TERM="xterm-256color")
     env.pop("DOCKER_HOST", None)
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the dashboard on the pty's slave end, its controlling terminal
-        try:
-            if block_sighup:  # the mask survives exec: only the dead terminal itself tells
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-            os.execve(sys.executable, [sys.executable, "-m", "gpudock", *args], env)
-        finally:
-            os._exit(127)
-    return pid, fd
-
-
-def _read_until(fd, needle: bytes, seconds: float) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + seconds
-    while needle not in buf and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-    return buf
-
-
-def _wait(pid, seconds: float):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.1)
-    return None
+    return tty.spawn([sys.executable, "-m", "gpudock", *args], env, block_sighup=block_sighup)
 
 
 @pytest.mark.parametrize("how", ["hangup", "hangup-sighup-blocked", "sigterm"])
@@ -64,7 +28,7 @@ def test_the_dashboard_exits_cleanly_when_its_terminal_goes_away(tmp_path, how):
     # (its writer thread died on EIO and every later write blocked on its full queue).
     pid, fd = _start(tmp_path, "--demo", block_sighup=how == "hangup-sighup-blocked")
     try:
-        screen = _read_until(fd, b"sim:demo", 60)
+        screen = tty.read(fd, 60, until=b"sim:demo")
         assert b"sim:demo" in screen, screen[-2000:]
         assert any(p.name.startswith("gpudock-sim-") for p in tmp_path.iterdir())
         if how.startswith("hangup"):
@@ -72,7 +36,7 @@ def test_the_dashboard_exits_cleanly_when_its_terminal_goes_away(tmp_path, how):
             fd = None
         else:
             os.kill(pid, signal.SIGTERM)  # systemd, tmux kill-session, an operator's kill
-        status = _wait(pid, 20)
+        status = tty.wait(pid, 20)
         if status is None:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
