@@ -26,7 +26,7 @@ def _gpu_names(f: HostFacts) -> dict[tuple[int, int, int], tuple[str, str | None
         for g in f.nvml.gpus:
             k = xidmod.bus_key(g.pci_bus_id)
             if k:
-                out[k] = (f"GPU {g.index} ({sysfs_bus_id(g.pci_bus_id) if g.pci_bus_id else '?'})", g.uuid)
+                out[k] = (_gpu_label(g), g.uuid)
     return out
 
 

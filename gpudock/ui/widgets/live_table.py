@@ -259,9 +259,6 @@ class LiveTable(ScrollView, can_focus=True):
     def get_cell(self, key: str, column: str) -> str | Text:
         return self.get_row(key)[[c.key for c in self._columns].index(column)]
 
-    def get_row_index(self, key: str) -> int:
-        return self._index[key]
-
     def column_width(self, key: str) -> int | None:
         """The width a column's cells are cut to now (None before the columns are set)."""
         for c, w in zip(self._columns, self._widths):
