@@ -84,8 +84,12 @@ def bench_refresh(rounds: int = 7, per_round: int = 200) -> dict:
         ref.append((time.process_time() - t) / per_round * 1000)
     session.shutdown()
     o, r = statistics.median(ours), statistics.median(ref)
-    return {"refresh_cpu_ms": round(o, 3), "refresh_reference_bare_pynvml_ms": round(r, 3),
-            "refresh_ratio_vs_bare_pynvml": round(o / r, 2), "gpus": n}
+    return {
+        "refresh_cpu_ms": round(o, 3),
+        "refresh_reference_bare_pynvml_ms": round(r, 3),
+        "refresh_ratio_vs_bare_pynvml": round(o / r, 2),
+        "gpus": n,
+    }
 
 
 _FIRST_FRAME_GPUDOCK = r"""
@@ -169,14 +173,18 @@ def bench_first_frame(rounds: int = 5) -> dict:
     ours = [_run_first_frame(_FIRST_FRAME_GPUDOCK) for _ in range(rounds)]
     ref = [_run_first_frame(_FIRST_FRAME_MINIMAL) for _ in range(rounds)]
     o, r = statistics.median(ours), statistics.median(ref)
-    return {"first_frame_s": round(o, 3), "first_frame_reference_minimal_textual_s": round(r, 3),
-            "first_frame_ratio_vs_minimal_textual": round(o / r, 2)}
+    return {
+        "first_frame_s": round(o, 3),
+        "first_frame_reference_minimal_textual_s": round(r, 3),
+        "first_frame_ratio_vs_minimal_textual": round(o / r, 2),
+    }
 
 
 def _idle_cpu(which: str, seconds: float) -> float:
     """CPU % of one core used by the app between 2 s after start (start-up excluded) and the end."""
-    p = subprocess.Popen([sys.executable, "-c", _IDLE, str(seconds), which],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-c", _IDLE, str(seconds), which], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     proc = psutil.Process(p.pid)
     time.sleep(2.0)
     c0 = proc.cpu_times()
@@ -193,11 +201,14 @@ def bench_idle(seconds: float = 60.0) -> dict:
     ours = _idle_cpu("gpudock", seconds)
     ref = _idle_cpu("minimal", seconds)
     ticker = _idle_cpu("ticker", seconds)
-    return {"idle_seconds": seconds, "idle_cpu_percent": round(ours, 2),
-            "idle_reference_minimal_textual_percent": round(ref, 2),
-            "idle_ratio_vs_minimal_textual": round(ours / ref, 2) if ref > 0 else None,
-            "idle_reference_1hz_ticker_percent": round(ticker, 2),
-            "idle_ratio_vs_1hz_ticker": round(ours / ticker, 2) if ticker > 0 else None}
+    return {
+        "idle_seconds": seconds,
+        "idle_cpu_percent": round(ours, 2),
+        "idle_reference_minimal_textual_percent": round(ref, 2),
+        "idle_ratio_vs_minimal_textual": round(ours / ref, 2) if ref > 0 else None,
+        "idle_reference_1hz_ticker_percent": round(ticker, 2),
+        "idle_ratio_vs_1hz_ticker": round(ours / ticker, 2) if ticker > 0 else None,
+    }
 
 
 def _tty_bytes(which: str, seconds: float) -> float:
@@ -227,9 +238,12 @@ def _tty_bytes(which: str, seconds: float) -> float:
 def bench_output(seconds: float = 30.0) -> dict:
     ours = _tty_bytes("gpudock", seconds)
     ticker = _tty_bytes("ticker", seconds)
-    return {"tty_seconds": seconds, "tty_bytes_per_s": round(ours),
-            "tty_reference_1hz_ticker_bytes_per_s": round(ticker),
-            "tty_ratio_vs_1hz_ticker": round(ours / ticker, 2) if ticker > 0 else None}
+    return {
+        "tty_seconds": seconds,
+        "tty_bytes_per_s": round(ours),
+        "tty_reference_1hz_ticker_bytes_per_s": round(ticker),
+        "tty_ratio_vs_1hz_ticker": round(ours / ticker, 2) if ticker > 0 else None,
+    }
 
 
 def bench_dashboard(idle_seconds: float = 60.0) -> dict:

@@ -83,7 +83,11 @@ def _create(client, n: int, start: set[int], dev_dir: str | None, tag: str) -> l
         # kind 5: no GPU at all
         hc = api.create_host_config(**hc_kw)
         c = api.create_container(
-            IMAGE, ["sleep", "3600"], name=f"bench-{tag}-{i}", environment=env, host_config=hc,
+            IMAGE,
+            ["sleep", "3600"],
+            name=f"bench-{tag}-{i}",
+            environment=env,
+            host_config=hc,
             labels={LABEL: tag},
         )
         ids.append(c["Id"])
@@ -134,7 +138,7 @@ def _measure(base_url: str, client, pids: list[int], refreshes: int = 300) -> di
     for i in range(5):
         gen = w.generation
         client.api.rename(victim["Id"], f"bench-renamed-{_uuid.uuid4().hex[:8]}")
-        assert w.wait_for(lambda w: w.generation != gen, 10)
+        assert w.wait_for(lambda w, gen=gen: w.generation != gen, 10)
         s = _snap(i, pids)
         c0 = time.process_time()
         build_holders(s, w.snapshot(s.gpus, all=True), docker_status=w.status)

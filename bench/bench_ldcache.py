@@ -75,14 +75,19 @@ def _bench_one(root: HostRoot, path: str, runs: int) -> dict:
         ldcache.read(root, path).lookup("libc.so.6")
 
     def full():
-        ldcache.read(root, path).entries
+        _ = ldcache.read(root, path).entries
 
     def run_ldconfig():
-        subprocess.run(["ldconfig", "-C", real, "-p"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+        subprocess.run(["ldconfig", "-C", real, "-p"], capture_output=True, check=True)
 
     # (name, function, calls per sample). Each run takes one sample of every contender back to
     # back, so a busy machine slows them alike and the ratios stay meaningful.
-    contenders = [("parse", parse_only, 20), ("lookup", with_lookup, 3), ("full", full, 3), ("ldconfig", run_ldconfig, 3)]
+    contenders = [
+        ("parse", parse_only, 20),
+        ("lookup", with_lookup, 3),
+        ("full", full, 3),
+        ("ldconfig", run_ldconfig, 3),
+    ]
     for _, fn, _ in contenders:
         fn()  # warm up: imports, page cache
     samples: dict[str, list[float]] = {name: [] for name, _, _ in contenders}
@@ -116,9 +121,7 @@ def bench_ldcache(runs: int = 15, big_entries: int = 2000) -> dict:
         results["big"] = _bench_one(HostRoot(root), "/etc/ld.so.cache", runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    results["meets_target_parse"] = all(
-        results[k]["speedup_parse"] >= TARGET_SPEEDUP for k in ("host", "big")
-    )
+    results["meets_target_parse"] = all(results[k]["speedup_parse"] >= TARGET_SPEEDUP for k in ("host", "big"))
     results["meets_target_full"] = all(results[k]["speedup_full"] >= TARGET_SPEEDUP for k in ("host", "big"))
     return results
 

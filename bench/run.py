@@ -31,6 +31,7 @@ RESULTS = HERE / "results.json"
 
 def _holders() -> dict:
     from bench_holders import bench_holders
+
     from helpers.engine import Engine
 
     work = tempfile.mkdtemp(prefix="gpb-", dir="/tmp")
@@ -56,12 +57,13 @@ def main(argv: list[str]) -> int:
         "holders": _holders,
     }
     run = {
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
-                   f"{platform.python_version()}",
+        f"{platform.python_version()}",
         "load_average_at_start": os.getloadavg(),
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                 capture_output=True, text=True).stdout.strip(),
+        "commit": subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
     }
     for name, fn in benches.items():
         if only and name not in only:

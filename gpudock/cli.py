@@ -23,14 +23,22 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 def _add_host_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
     g = p.add_argument_group("host")
-    g.add_argument("--demo", action="store_true", default=d(False),
-                   help="use the built-in simulated 8-GPU host")
-    g.add_argument("--sim", metavar="FILE", default=d(None),
-                   help="use a simulated host described by a scenario file (TOML)")
-    g.add_argument("--root", metavar="DIR", default=d("/"),
-                   help="read the host's files under DIR (e.g. /host from a container); default /")
-    g.add_argument("--nvml-lib", metavar="FILE", default=d(None),
-                   help="load this libnvidia-ml.so.1 instead of the loader's (e.g. under a driver root)")
+    g.add_argument("--demo", action="store_true", default=d(False), help="use the built-in simulated 8-GPU host")
+    g.add_argument(
+        "--sim", metavar="FILE", default=d(None), help="use a simulated host described by a scenario file (TOML)"
+    )
+    g.add_argument(
+        "--root",
+        metavar="DIR",
+        default=d("/"),
+        help="read the host's files under DIR (e.g. /host from a container); default /",
+    )
+    g.add_argument(
+        "--nvml-lib",
+        metavar="FILE",
+        default=d(None),
+        help="load this libnvidia-ml.so.1 instead of the loader's (e.g. under a driver root)",
+    )
 
 
 def open_nvml(args):
@@ -106,21 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command, opens the dashboard.",
     )
     _add_host_options(parser, suppress=False)
-    parser.add_argument("--refresh", type=float, default=1.0, metavar="SECONDS",
-                        help="dashboard refresh period (default 1.0)")
-    parser.add_argument("--no-demo", action="store_true",
-                        help="dashboard: show NVML's error instead of falling back to the simulated host")
+    parser.add_argument(
+        "--refresh", type=float, default=1.0, metavar="SECONDS", help="dashboard refresh period (default 1.0)"
+    )
+    parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="dashboard: show NVML's error instead of falling back to the simulated host",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("gpus", help="the GPU inventory (what the main screen shows)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--brief", dest="detail", action="store_false",
-                   help="with --json: only the table's fields, no details/processes/MIG")
+    p.add_argument(
+        "--brief",
+        dest="detail",
+        action="store_false",
+        help="with --json: only the table's fields, no details/processes/MIG",
+    )
     p.set_defaults(func=cmd_gpus)
 
     for module in _command_modules():
         module.register(sub)
-    for name, sp in sub.choices.items():
+    for sp in sub.choices.values():
         _add_host_options(sp, suppress=True)
     return parser
 

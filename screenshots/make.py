@@ -33,8 +33,11 @@ from helpers.libroot import make_driver_root  # noqa: E402
 from helpers.sim import scenario  # noqa: E402
 
 WORK = Path("/tmp/gpudock-screenshots")
-ENGINE_INFO = {"ServerVersion": "24.0.7", "DefaultRuntime": "runc",
-               "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}}}
+ENGINE_INFO = {
+    "ServerVersion": "24.0.7",
+    "DefaultRuntime": "runc",
+    "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}},
+}
 
 
 async def shoot(name: str, app, size, steps=None) -> None:
@@ -103,8 +106,7 @@ async def main() -> None:
         await pilot.pause(1.0)
 
     await shoot("toolkit-80x24", make_app(refresh=3600), (80, 24), toolkit)
-    await shoot("nvml-mismatch-80x24", make_app(scenario(init_error="lib_rm_version_mismatch"), refresh=3600),
-                (80, 24))
+    await shoot("nvml-mismatch-80x24", make_app(scenario(init_error="lib_rm_version_mismatch"), refresh=3600), (80, 24))
 
 
 if __name__ == "__main__":

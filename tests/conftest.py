@@ -97,7 +97,11 @@ def pytest_runtest_protocol(item, nextitem):
     """Fail, rather than hang the whole run, a test that takes over GPUDOCK_TEST_TIMEOUT seconds
     (default 300; 0 turns this off). SIGALRM in the main thread: it also breaks an event loop
     that waits for ever. Other threads' stacks are in the failure's message."""
-    if _TEST_TIMEOUT <= 0 or not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+    if (
+        _TEST_TIMEOUT <= 0
+        or not hasattr(signal, "SIGALRM")
+        or threading.current_thread() is not threading.main_thread()
+    ):
         yield
         return
 
@@ -140,8 +144,11 @@ def docker_engine(fake_nvidia_devs):
         eng = Engine.start(dev_dir=fake_nvidia_devs)
     except EngineError as e:
         where = " (CI=true)" if _in_ci() else ""
-        pytest.fail(f"private Docker engine unavailable{where}: {e}\nRun the tests with ./scripts/test, "
-                    "which installs docker.io and busybox-static.", pytrace=False)
+        pytest.fail(
+            f"private Docker engine unavailable{where}: {e}\nRun the tests with ./scripts/test, "
+            "which installs docker.io and busybox-static.",
+            pytrace=False,
+        )
     try:
         yield eng
     finally:

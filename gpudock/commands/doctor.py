@@ -21,15 +21,27 @@ _MARK = {"ok": "OK", "info": "INFO", "warning": "WARN", "error": "ERROR"}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("doctor", help="diagnose the driver, libraries, devices and Docker wiring",
-                              description="Find driver/library mismatches and the other known GPU-container "
-                              "failures, with evidence and fixes. Exits 1 when any finding is an error.")
+    p = subparsers.add_parser(
+        "doctor",
+        help="diagnose the driver, libraries, devices and Docker wiring",
+        description="Find driver/library mismatches and the other known GPU-container "
+        "failures, with evidence and fixes. Exits 1 when any finding is an error.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--docker-host", metavar="URL", default=None,
-                   help="the Docker engine to ask (default: the socket under --root, or DOCKER_HOST)")
+    p.add_argument(
+        "--docker-host",
+        metavar="URL",
+        default=None,
+        help="the Docker engine to ask (default: the socket under --root, or DOCKER_HOST)",
+    )
     p.add_argument("--no-docker", action="store_true", help="do not ask the Docker engine")
-    p.add_argument("--only", metavar="ID", action="append", default=None,
-                   help="show only this finding id (repeatable); the exit status follows what is shown")
+    p.add_argument(
+        "--only",
+        metavar="ID",
+        action="append",
+        default=None,
+        help="show only this finding id (repeatable); the exit status follows what is shown",
+    )
     p.set_defaults(func=run)
 
 
@@ -50,8 +62,10 @@ def nvml_for(args, root):
     except Exception:  # noqa: BLE001 - an unreadable cache means "no library", reported by the checks
         pick = None
     if pick is None or pick.dangling or not pick.resolved:
+
         def _missing():
             raise OSError(f"no libnvidia-ml.so.1 in {root.root}/etc/ld.so.cache")
+
         return NvmlSession(_missing, source="nvml"), None
     from gpudock.host.nvml import system_loader
 
@@ -91,7 +105,6 @@ def diagnose_args(args):
     """(facts, findings) for the CLI options; shared with the diagnostics screen."""
     from gpudock.doctor import diagnose
     from gpudock.host.root import HostRoot
-
     from gpudock.sim.host import sim_host_for
 
     root = HostRoot(getattr(args, "root", "/") or "/")

@@ -69,8 +69,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output (shape in the README)")
     p.add_argument("--all", action="store_true", help="include stopped and created containers")
-    p.add_argument("--docker-host", metavar="URL", default=None,
-                   help="Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
+    p.add_argument(
+        "--docker-host",
+        metavar="URL",
+        default=None,
+        help="Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock)",
+    )
     p.set_defaults(func=cmd_holders)
 
 
@@ -164,4 +168,3 @@ def render_holders_text(hmap, snap) -> str:
         for c in hmap.conflicts:
             lines.append(f"  ! [{c.kind}] {c.message}")
     return "\n".join(lines)
-

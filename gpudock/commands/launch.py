@@ -29,17 +29,34 @@ def _err(msg: str) -> int:
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=MODES, default="runtime",
-                   help="legacy (nvidia-docker 1.0 devices + driver volume), runtime (--runtime=nvidia), "
-                        "gpus (--gpus, Docker 19.03+), cdi (--device nvidia.com/gpu=…); default runtime")
-    p.add_argument("--ids", choices=("uuid", "index"), default="uuid",
-                   help="name cards to the runtime/--gpus/CDI by UUID (default, stable) or NVML index")
-    p.add_argument("--cap", action="append", metavar="CAPS",
-                   help="driver capabilities, e.g. compute,utility (default) or all; repeatable")
-    p.add_argument("--mps", type=int, metavar="PCT",
-                   help="MPS client: CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=PCT and --ipc=host")
-    p.add_argument("--dev-dir", default="/dev", metavar="DIR",
-                   help="legacy mode: where the Docker host has the /dev/nvidia* nodes (default /dev)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="runtime",
+        help="legacy (nvidia-docker 1.0 devices + driver volume), runtime (--runtime=nvidia), "
+        "gpus (--gpus, Docker 19.03+), cdi (--device nvidia.com/gpu=…); default runtime",
+    )
+    p.add_argument(
+        "--ids",
+        choices=("uuid", "index"),
+        default="uuid",
+        help="name cards to the runtime/--gpus/CDI by UUID (default, stable) or NVML index",
+    )
+    p.add_argument(
+        "--cap",
+        action="append",
+        metavar="CAPS",
+        help="driver capabilities, e.g. compute,utility (default) or all; repeatable",
+    )
+    p.add_argument(
+        "--mps", type=int, metavar="PCT", help="MPS client: CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=PCT and --ipc=host"
+    )
+    p.add_argument(
+        "--dev-dir",
+        default="/dev",
+        metavar="DIR",
+        help="legacy mode: where the Docker host has the /dev/nvidia* nodes (default /dev)",
+    )
 
 
 def _uvm_tools(args) -> bool:
@@ -53,8 +70,15 @@ def _uvm_tools(args) -> bool:
 def _spec(args, snap, gpu_items, **extra):
     sel = parse_selection(gpu_items, snap)
     return build_spec(
-        snap, sel, args.mode, ids=args.ids, capabilities=args.cap, mps_thread_percentage=args.mps,
-        dev_dir=args.dev_dir, uvm_tools=_uvm_tools(args) if args.mode == "legacy" else True, **extra,
+        snap,
+        sel,
+        args.mode,
+        ids=args.ids,
+        capabilities=args.cap,
+        mps_thread_percentage=args.mps,
+        dev_dir=args.dev_dir,
+        uvm_tools=_uvm_tools(args) if args.mode == "legacy" else True,
+        **extra,
     )
 
 
@@ -89,14 +113,16 @@ def cmd_run(args) -> int:
     gpus = args.gpu or ([os.environ["NV_GPU"]] if os.environ.get("NV_GPU") else [])
     try:
         snap = _snapshot(args)
-        spec = _spec(args, snap, gpus, image=args.image, command=args.command or None, name=args.name,
-                     env=args.env or ())
+        spec = _spec(
+            args, snap, gpus, image=args.image, command=args.command or None, name=args.name, env=args.env or ()
+        )
         client = docker.from_env()
         if spec.mode == "legacy":
             vol = ensure_driver_volume(client, HostRoot(getattr(args, "root", "/") or "/"), spec.driver_volume)
             if vol is not None:
-                print(f"gpudock: built driver volume {vol.name} ({len(vol.files)} files) at {vol.path}",
-                      file=sys.stderr)
+                print(
+                    f"gpudock: built driver volume {vol.name} ({len(vol.files)} files) at {vol.path}", file=sys.stderr
+                )
         container, warnings = launch(client, spec, snap, force=args.force)
     except (LaunchError, SelectionError) as e:
         return _err(str(e))
@@ -112,10 +138,23 @@ def cmd_run(args) -> int:
         if logs or container.status != "running" or time.monotonic() >= deadline:
             break
         time.sleep(0.1)
+    if container.status != "running" and len(logs) < args.logs:
+        # it exited while we read: its log is complete now (the first read may have caught half of it)
+        logs = first_logs(container, args.logs)
     if args.json:
-        print(json.dumps({"id": container.id, "name": container.name, "status": container.status,
-                          "warnings": list(warnings), "logs": logs, "docker_run": spec.docker_run_line()},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "id": container.id,
+                    "name": container.name,
+                    "status": container.status,
+                    "warnings": list(warnings),
+                    "logs": logs,
+                    "docker_run": spec.docker_run_line(),
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{container.name} {container.id[:12]} {container.status}")
         for line in logs:
@@ -137,9 +176,13 @@ def cmd_serve(args) -> int:
         return cache[1]
 
     try:
-        srv = PluginServer(snapshot, port=args.port, host=args.host,
-                           root=HostRoot(getattr(args, "root", "/") or "/"),
-                           log=lambda line: print(line, file=sys.stderr))
+        srv = PluginServer(
+            snapshot,
+            port=args.port,
+            host=args.host,
+            root=HostRoot(getattr(args, "root", "/") or "/"),
+            log=lambda line: print(line, file=sys.stderr),
+        )
     except LaunchError as e:
         return _err(str(e))
     except OSError as e:
@@ -156,23 +199,32 @@ def cmd_serve(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("args", help="print the docker arguments that give a container these GPUs")
     _add_spec_options(p)
-    p.add_argument("--format", choices=FORMATS, default="cli",
-                   help="cli (shell-quoted args), plugin (nvidia-docker-plugin's /docker/cli line, legacy), "
-                        "json, compose, k8s, sdk (Docker SDK call), run (a whole docker run line)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="cli",
+        help="cli (shell-quoted args), plugin (nvidia-docker-plugin's /docker/cli line, legacy), "
+        "json, compose, k8s, sdk (Docker SDK call), run (a whole docker run line)",
+    )
     p.add_argument("--image", help="image for the json/compose/sdk/run formats")
     p.add_argument("gpu", nargs="+", metavar="GPU", help="index, UUID, bus id, '2,0' or all; order kept")
     p.set_defaults(func=cmd_args)
 
     p = sub.add_parser("run", help="launch a container on these GPUs (detached), after the checks")
     _add_spec_options(p)
-    p.add_argument("--gpu", action="append", metavar="GPU",
-                   help="GPUs (index, UUID, bus id, '2,0', all); repeatable; default $NV_GPU")
+    p.add_argument(
+        "--gpu",
+        action="append",
+        metavar="GPU",
+        help="GPUs (index, UUID, bus id, '2,0', all); repeatable; default $NV_GPU",
+    )
     p.add_argument("--name", help="container name")
     p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable; repeatable")
     p.add_argument("--force", action="store_true", help="launch even if the image needs a newer CUDA")
     p.add_argument("--logs", type=int, default=10, metavar="N", help="print the first N log lines (default 10)")
-    p.add_argument("--wait", type=float, default=2.0, metavar="S",
-                   help="wait up to S seconds for the first log lines (default 2)")
+    p.add_argument(
+        "--wait", type=float, default=2.0, metavar="S", help="wait up to S seconds for the first log lines (default 2)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments (no shell)")

@@ -39,18 +39,24 @@ def run(args) -> int:
     versions = sorted(driverlibs.driver_versions(libs))
     by_dir = driverlibs.driver_versions_by_dir(libs)
     if args.json:
-        json.dump({
-            "root": root.root,
-            "cache": args.cache,
-            "format": cache.format,
-            "versions": versions,
-            "versions_by_directory": {d: sorted(v) for d, v in by_dir.items()},
-            "libraries": [lib.to_json() for lib in libs],
-        }, sys.stdout, indent=2)
+        json.dump(
+            {
+                "root": root.root,
+                "cache": args.cache,
+                "format": cache.format,
+                "versions": versions,
+                "versions_by_directory": {d: sorted(v) for d, v in by_dir.items()},
+                "libraries": [lib.to_json() for lib in libs],
+            },
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
         return EXIT_OK
-    print(f"{args.cache} ({cache.format} format): {len(libs)} NVIDIA library entries; driver version(s): "
-          f"{', '.join(versions) or 'none'}")
+    print(
+        f"{args.cache} ({cache.format} format): {len(libs)} NVIDIA library entries; driver version(s): "
+        f"{', '.join(versions) or 'none'}"
+    )
     if not libs:
         return EXIT_OK
     w_so = max(len(x.soname) for x in libs)

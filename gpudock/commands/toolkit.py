@@ -55,8 +55,9 @@ def collect_status(args) -> tuple[dict, list[str]]:
         info, ierr = None, "not asked (--no-engine)"
     else:
         info, ierr = docker_info()
-    return overview(config=args.config, daemon_json=args.daemon_json, root=_root(args),
-                    docker_info=info, docker_error=ierr)
+    return overview(
+        config=args.config, daemon_json=args.daemon_json, root=_root(args), docker_info=info, docker_error=ierr
+    )
 
 
 def _onoff(d: dict) -> str:
@@ -89,15 +90,19 @@ def render_status_text(doc: dict) -> str:
     else:
         rts = ", ".join(f"{n}={p}" for n, p in d["runtimes"].items()) or "none"
         out.append(f"  runtimes       {rts}")
-        out.append(f"  nvidia         {'registered' if d['nvidia_registered'] else 'not registered'}"
-                   + (f"; toolkit runtimes: {', '.join(d['toolkit_runtimes'])}" if d["toolkit_runtimes"] else ""))
+        out.append(
+            f"  nvidia         {'registered' if d['nvidia_registered'] else 'not registered'}"
+            + (f"; toolkit runtimes: {', '.join(d['toolkit_runtimes'])}" if d["toolkit_runtimes"] else "")
+        )
         out.append(f"  default        {d['default_runtime'] or 'runc (not set)'}")
     e = doc["engine"]
     if not e["reachable"]:
         out.append(f"engine        {e['error']}")
     else:
-        out.append(f"engine        default {e['default_runtime']}; runtimes {', '.join(e['runtimes']) or 'none'}; "
-                   f"nvidia {'known' if e['knows_runtime'] else 'unknown'}")
+        out.append(
+            f"engine        default {e['default_runtime']}; runtimes {', '.join(e['runtimes']) or 'none'}; "
+            f"nvidia {'known' if e['knows_runtime'] else 'unknown'}"
+        )
         for r in e["reasons"]:
             out.append(f"  {r}")
         if e["restart_needed"]:
@@ -160,8 +165,12 @@ def cmd_debug(args) -> int:
 def cmd_runtime_register(args) -> int:
     path = _daemon_json_path(args)
     try:
-        plan = dj.plan_register(dj.load_daemon_json(path), args.path, args.name,
-                                True if args.default else (False if args.no_default else None))
+        plan = dj.plan_register(
+            dj.load_daemon_json(path),
+            args.path,
+            args.name,
+            True if args.default else (False if args.no_default else None),
+        )
         res = dj.apply_register(plan)
     except (dj.DaemonJsonError, AtomicWriteError) as e:
         return _err(str(e))
@@ -169,7 +178,7 @@ def cmd_runtime_register(args) -> int:
         print(json.dumps(plan.to_json() | {"backup": res.backup if res else None}, indent=2))
         return EXIT_OK
     if not plan.changed:
-        print(f"{path}: runtime \"{args.name}\" is already registered as asked; nothing to change")
+        print(f'{path}: runtime "{args.name}" is already registered as asked; nothing to change')
         return EXIT_OK
     for c in plan.changes:
         print(f"{path}: {c}")
@@ -201,13 +210,15 @@ def _root_option(p) -> None:
     # The main parser's --root sits on `gpudock` and `gpudock toolkit`; repeat it on the leaves so
     # that `gpudock toolkit status --root DIR` works too. SUPPRESS: an absent one does not
     # overwrite the value parsed higher up.
-    p.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
-                   help="read and edit the host's files under DIR; default /")
+    p.add_argument(
+        "--root", metavar="DIR", default=argparse.SUPPRESS, help="read and edit the host's files under DIR; default /"
+    )
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "toolkit", help="the NVIDIA Container Toolkit's config.toml and Docker's daemon.json",
+        "toolkit",
+        help="the NVIDIA Container Toolkit's config.toml and Docker's daemon.json",
         description="Show and change the NVIDIA Container Toolkit's configuration safely: every edit "
         "keeps the rest of the file byte for byte, keeps a .gpudock-bak backup and is refused if the file "
         "changed meanwhile.",
@@ -225,8 +236,7 @@ def register(subparsers) -> None:
     d = sub.add_parser("debug", help="turn the hook's or the runtime's debug log on or off")
     d.add_argument("state", choices=("on", "off"))
     which = d.add_mutually_exclusive_group()
-    which.add_argument("--hook", action="store_true",
-                       help="[nvidia-container-cli] debug: the hook's log (the default)")
+    which.add_argument("--hook", action="store_true", help="[nvidia-container-cli] debug: the hook's log (the default)")
     which.add_argument("--runtime", action="store_true", help="[nvidia-container-runtime] debug: the runtime's log")
     d.add_argument("--path", metavar="LOG", help="log file to write to (default: the path on the shipped line)")
     d.add_argument("--config", metavar="PATH", help="the toolkit's config.toml (default: as the toolkit finds it)")
@@ -239,11 +249,18 @@ def register(subparsers) -> None:
     rr = rsub.add_parser("register", help="register nvidia-container-runtime in daemon.json (merging)")
     dflt = rr.add_mutually_exclusive_group()
     dflt.add_argument("--default", action="store_true", help="also make it Docker's default runtime")
-    dflt.add_argument("--no-default", action="store_true",
-                      help="stop it being the default runtime (removes default-runtime if it names it)")
+    dflt.add_argument(
+        "--no-default",
+        action="store_true",
+        help="stop it being the default runtime (removes default-runtime if it names it)",
+    )
     rr.add_argument("--daemon-json", metavar="PATH", help="default /etc/docker/daemon.json")
-    rr.add_argument("--path", metavar="RUNTIME", default=dj.RUNTIME_BINARY,
-                    help="the runtime binary (default: nvidia-container-runtime, found in dockerd's PATH)")
+    rr.add_argument(
+        "--path",
+        metavar="RUNTIME",
+        default=dj.RUNTIME_BINARY,
+        help="the runtime binary (default: nvidia-container-runtime, found in dockerd's PATH)",
+    )
     rr.add_argument("--name", default="nvidia", help="runtime name (default nvidia)")
     rr.add_argument("--json", action="store_true", help="machine-readable output")
     _root_option(rr)

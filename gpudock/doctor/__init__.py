@@ -14,8 +14,22 @@ from gpudock.doctor.checks import CHECK_IDS, CHECKS, run_checks
 from gpudock.doctor.facts import HostFacts, gather
 from gpudock.doctor.finding import SEVERITIES, Evidence, Finding, severity_rank
 
-__all__ = ["CHECK_IDS", "CHECKS", "Evidence", "Finding", "HostFacts", "SEVERITIES", "diagnose", "gather",
-           "run_checks", "severity_rank", "worst", "report_json", "fingerprint", "WATCHED"]
+__all__ = [
+    "CHECK_IDS",
+    "CHECKS",
+    "Evidence",
+    "Finding",
+    "HostFacts",
+    "SEVERITIES",
+    "diagnose",
+    "gather",
+    "run_checks",
+    "severity_rank",
+    "worst",
+    "report_json",
+    "fingerprint",
+    "WATCHED",
+]
 
 # Files whose change means "the host changed under us": a driver (re)load, an ldconfig run after a
 # package install, a Docker config edit. Cheap to stat every few seconds.
@@ -70,7 +84,7 @@ def fingerprint(root, paths=WATCHED, environ=None) -> tuple:
             out.append(None)
 
     for p in paths:
-        add(lambda: root.stat(p))
+        add(lambda p=p: root.stat(p))
     if paths is WATCHED:
         located = locate_config(root=root, environ=environ).path
         add(lambda: os.stat(located))

@@ -262,7 +262,7 @@ def find_dockerd(root: HostRoot, btime: int | None, pids=None) -> tuple[Dockerd,
 
 
 def socket_kind(root: HostRoot, path: str) -> str | None:
-    """"socket" or "not a socket" for what is at ``path`` (links followed inside the root); None when absent."""
+    """ "socket" or "not a socket" for what is at ``path`` (links followed inside the root); None when absent."""
     try:
         st = root.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -371,8 +371,15 @@ def read_toolkit_config(root: HostRoot, environ=None) -> tuple[FileText, str]:
     return read_toml_file(root, loc.host_path), loc.source
 
 
-def gather(root: HostRoot | str = "/", nvml_session=None, docker=None, *, use_docker: bool = True,
-           nvml_library: str | None = None, environ=None) -> HostFacts:
+def gather(
+    root: HostRoot | str = "/",
+    nvml_session=None,
+    docker=None,
+    *,
+    use_docker: bool = True,
+    nvml_library: str | None = None,
+    environ=None,
+) -> HostFacts:
     """Read every fact the checks need. ``nvml_session``: an NvmlSession (or None: NVML not
     asked); ``docker``: a docker client (or None: engine unreachable / not asked); ``environ``:
     where NVIDIA_CTK_CONFIG_FILE_PATH/XDG_CONFIG_HOME are read (default os.environ)."""

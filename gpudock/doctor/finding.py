@@ -33,8 +33,11 @@ class Evidence:
     def __str__(self) -> str:
         line = self.line if self.line is not None else "(absent or not readable)"
         # Show the extracted value only when the line does not already say it.
-        v = "" if self.value is None or (self.line is not None and self.line.rstrip().endswith(self.value)) \
+        v = (
+            ""
+            if self.value is None or (self.line is not None and self.line.rstrip().endswith(self.value))
             else f"  [{self.value}]"
+        )
         return f"{self.source}: {line}{v}"
 
 

@@ -14,8 +14,14 @@ from gpudock.doctor.finding import Evidence
 
 CACHE = "/etc/ld.so.cache"
 # Toolkit libraries live among libnvidia-* but carry their own versions (1.13.5), not the driver's.
-_NOT_DRIVER = ("libnvidia-container", "libnvidia-egl-wayland", "libnvidia-egl-gbm", "libnvidia-egl-xcb",
-               "libnvidia-egl-xlib", "libnvidia-vulkan-producer")
+_NOT_DRIVER = (
+    "libnvidia-container",
+    "libnvidia-egl-wayland",
+    "libnvidia-egl-gbm",
+    "libnvidia-egl-xcb",
+    "libnvidia-egl-xlib",
+    "libnvidia-vulkan-producer",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +87,9 @@ def pick_evidence(f, soname: str) -> Evidence:
 
 def paths_with_version(f, version: str) -> list[str]:
     """Resolved files of NVIDIA driver libraries with ``version`` that the loader does NOT pick."""
-    found = {r.resolved for r in records(f)
-             if r.version == version and not r.loader_pick and not r.dangling and r.resolved}
+    found = {
+        r.resolved for r in records(f) if r.version == version and not r.loader_pick and not r.dangling and r.resolved
+    }
     # libnvidia-ml and libcuda first: they are what NVML and CUDA load.
     return sorted(found, key=lambda p: (not p.rsplit("/", 1)[-1].startswith(("libnvidia-ml.", "libcuda.")), p))
 

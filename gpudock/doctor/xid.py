@@ -7,7 +7,8 @@ The driver reports GPU faults to the kernel log as
 (older drivers: ``NVRM: Xid (0000:06:00): 79, GPU has fallen off the bus.``), and newer drivers
 also say, without an Xid number,
 
-    NVRM: The NVIDIA GPU 0000:b3:00.0 (PCI ID: 10de:2330) installed in this system has fallen off the bus and is not responding to commands.
+    NVRM: The NVIDIA GPU 0000:b3:00.0 (PCI ID: 10de:2330) installed in this system has fallen off the bus
+      and is not responding to commands.   (one line in the log)
 
 Syslog files put a timestamp and host in front: classic ``Nov 23 10:01:02 host kernel: [ 12.3] ...``
 or RFC 3339 ``2024-05-01T10:01:02.123456+00:00 host kernel: ...``. :func:`parse` returns one
@@ -48,8 +49,9 @@ _OFF = re.compile(r"NVRM: .*?GPU (?:at )?(?:PCI:)?(?P<bus>" + _BUS + r")\b.*" + 
 _PID = re.compile(r"\bpid=(?P<pid>'?[^,\s]+'?),\s*name=(?P<name>[^,]*),\s*")
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)\s")
 _BSD = re.compile(r"^([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d)\s")
-_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-                                       "Dec"), 1)}
+_MONTHS = {
+    m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,7 @@ class XidEvent:
 
     @property
     def bus_id(self) -> str | None:
-        """"0000:06:00.0", the form sysfs and /proc/driver/nvidia/gpus use."""
+        """ "0000:06:00.0", the form sysfs and /proc/driver/nvidia/gpus use."""
         return None if self.bus is None else f"{self.bus[0]:04x}:{self.bus[1]:02x}:{self.bus[2]:02x}.0"
 
 
@@ -143,12 +145,19 @@ def parse_line(line: str, ref: float | None = None) -> XidEvent | None:
         pm = _PID.match(rest)
         if pm:
             pid, name = pm.group("pid").strip("'"), pm.group("name").strip() or None
-            rest = rest[pm.end():]
+            rest = rest[pm.end() :]
         return XidEvent(int(m.group("code")), bus_key(m.group("bus")), line, _when(line, ref), pid, name, rest)
     if FALLEN_OFF in line:
         m = _OFF.search(line)
-        return XidEvent(None, bus_key(m.group("bus")) if m else None, line, _when(line, ref), None, None,
-                        "GPU has fallen off the bus")
+        return XidEvent(
+            None,
+            bus_key(m.group("bus")) if m else None,
+            line,
+            _when(line, ref),
+            None,
+            None,
+            "GPU has fallen off the bus",
+        )
     return None
 
 

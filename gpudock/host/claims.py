@@ -78,8 +78,9 @@ the parent GPU and ``mig_uuid`` to the MIG device.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from gpudock.model import Claim, ClaimMechanism, Gpu, MigDevice, sysfs_bus_id
 
@@ -109,9 +110,7 @@ _CDI_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.\-]*)/([A-Za-z0-9][A-Za-z0-9_.\
 _INDEX = re.compile(r"^\d+$")
 _MIG_INDEX = re.compile(r"^(\d+):(\d+)$")
 _MIG_OLD = re.compile(r"^MIG-(GPU-[0-9A-Fa-f-]+)/(\d+)/(\d+)$")
-_BUS_ID = re.compile(
-    r"^(?:([0-9A-Fa-f]{1,8}):)?([0-9A-Fa-f]{1,2}):([0-9A-Fa-f]{1,2})\.([0-7])$"
-)
+_BUS_ID = re.compile(r"^(?:([0-9A-Fa-f]{1,8}):)?([0-9A-Fa-f]{1,2}):([0-9A-Fa-f]{1,2})\.([0-7])$")
 _CDI_TYPE_INDEX = re.compile(r"^(gpu|mig)(\d+(?::\d+)?)$")
 
 
@@ -144,9 +143,7 @@ def is_nvidia_runtime_path(path: str | None) -> bool:
     if not path:
         return False
     base = path.rstrip("/").rsplit("/", 1)[-1]
-    return base.startswith("nvidia-container-runtime") and not base.startswith(
-        "nvidia-container-runtime-hook"
-    )
+    return base.startswith("nvidia-container-runtime") and not base.startswith("nvidia-container-runtime-hook")
 
 
 def nvidia_runtimes(runtimes: Mapping[str, Any] | None) -> frozenset[str]:
@@ -316,9 +313,7 @@ def parse_requests(
     out.extend(r for r in dr_reqs if r.mechanism == "device-request")
     out.extend(r for r in dr_reqs if r.mechanism == "cdi")
     runtime = hc.get("Runtime") or default_runtime
-    names = nvidia_runtime_names if isinstance(nvidia_runtime_names, (set, frozenset)) else set(
-        nvidia_runtime_names
-    )
+    names = nvidia_runtime_names if isinstance(nvidia_runtime_names, (set, frozenset)) else set(nvidia_runtime_names)
     if runtime and runtime in names:
         # The NVIDIA runtime also reads CDI device lists from OCI annotations "cdi.k8s.io/*"
         # (HostConfig.Annotations, API >= 1.43), ahead of the env var.
@@ -399,10 +394,7 @@ class GpuIndex:
     def all(self) -> list[tuple[str | None, str | None, str | None]]:
         if not self.gpus:
             return [(None, None, "no GPUs are known on this host")]
-        return [
-            (g.uuid, None, None if g.uuid else f"GPU {g.index} has no UUID (NVML error)")
-            for g in self.gpus
-        ]
+        return [(g.uuid, None, None if g.uuid else f"GPU {g.index} has no UUID (NVML error)") for g in self.gpus]
 
     def index(self, i: int) -> tuple[str | None, str | None, str | None]:
         g = self.by_index.get(i)
@@ -441,9 +433,7 @@ class GpuIndex:
                 return g.uuid, m.uuid, None
         if not g.mig_devices:
             return None, None, f"GPU {gi} has no MIG devices (MIG {gi}:{mi} does not exist)"
-        return None, None, (
-            f"MIG device {gi}:{mi} does not exist (GPU {gi} has {len(g.mig_devices)} MIG devices)"
-        )
+        return None, None, (f"MIG device {gi}:{mi} does not exist (GPU {gi} has {len(g.mig_devices)} MIG devices)")
 
     def mig_uuid(self, u: str) -> tuple[str | None, str | None, str | None]:
         hit = self.mig_by_uuid.get(u.lower())
@@ -458,9 +448,7 @@ class GpuIndex:
             for d in parent.mig_devices:
                 if d.gpu_instance_id == gi and d.compute_instance_id == ci:
                     return parent.uuid, d.uuid, None
-            return None, None, (
-                f"GPU {parent.index} has no MIG device with GPU instance {gi}, compute instance {ci}"
-            )
+            return None, None, (f"GPU {parent.index} has no MIG device with GPU instance {gi}, compute instance {ci}")
         return None, None, f"no MIG device with UUID {u} on this host"
 
     def bus(self, key: str, shown: str) -> tuple[str | None, str | None, str | None]:

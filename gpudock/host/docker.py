@@ -35,9 +35,10 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from gpudock.host.claims import GpuIndex, GpuRequest, gpu_key, nvidia_runtimes, parse_requests, resolve_requests
 from gpudock.model import Container, Gpu, HostSnapshot
@@ -48,9 +49,7 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 
 # Event actions after which a container's inspect may have changed. exec_*, health_status, top,
 # attach, resize, copy ... do not change what it holds or its state.
-_REINSPECT = frozenset(
-    {"create", "start", "restart", "die", "stop", "pause", "unpause", "rename", "update", "oom"}
-)
+_REINSPECT = frozenset({"create", "start", "restart", "die", "stop", "pause", "unpause", "rename", "update", "oom"})
 _GONE = frozenset({"destroy", "remove"})
 # What `docker ps` lists without -a: the containers that hold their devices now.
 _ACTIVE = frozenset({"running", "paused", "restarting"})
@@ -95,7 +94,7 @@ def default_base_url() -> str:
 def _socket_path(base_url: str) -> str | None:
     for pre in ("unix://", "http+unix://"):
         if base_url.startswith(pre):
-            return base_url[len(pre):] or DEFAULT_SOCKET
+            return base_url[len(pre) :] or DEFAULT_SOCKET
     return None
 
 
@@ -124,10 +123,7 @@ def explain_connect_error(exc: BaseException | None, base_url: str, timeout: flo
                 f"(sudo systemctl start docker) {fix_host}."
             )
         except PermissionError:
-            return (
-                f"Permission denied on a directory above {sock}: run gpudock as a user who can reach it, "
-                f"{fix_host}."
-            )
+            return f"Permission denied on a directory above {sock}: run gpudock as a user who can reach it, {fix_host}."
         except OSError:
             pass
         if not os.access(sock, os.R_OK | os.W_OK):
@@ -154,7 +150,7 @@ def explain_connect_error(exc: BaseException | None, base_url: str, timeout: flo
     if exc is None:
         return f"Lost the connection to the Docker engine at {base_url} (it stopped or restarted); reconnecting."
     detail = f": {exc}"
-    return f"Cannot talk to the Docker engine at {base_url}{detail}. Is Docker running? {fix_host[0].upper()}{fix_host[1:]}."
+    return f"Cannot talk to the Docker engine at {base_url}{detail}. Is Docker running? {fix_host[0].upper()}{fix_host[1:]}."  # noqa: E501
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +289,8 @@ class DockerWatcher:
         return bool(predicate(self))
 
     def snapshot(self, gpus: Sequence[Gpu] | HostSnapshot, all: bool = False) -> tuple[Container, ...]:
-        """Containers (running, paused or restarting like ``docker ps``; or ``all``) with their claims resolved against ``gpus``.
+        """Containers (running, paused or restarting like ``docker ps``; or ``all``) with their claims
+        resolved against ``gpus``.
 
         Costs a key comparison when nothing changed; re-resolves only changed containers, and all
         of them only when the GPU list changed (index, UUID, minor, bus id, MIG devices).

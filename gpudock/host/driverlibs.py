@@ -296,14 +296,10 @@ def driver_libraries(cache: LdCache, root: HostRoot | None = None) -> tuple[Driv
 def driver_versions(libs: Iterable[DriverLib], *, include_dangling: bool = False) -> frozenset[str]:
     """The distinct driver versions the libraries' files carry (dangling links left out unless
     asked for: a file that is not there loads nothing)."""
-    return frozenset(
-        lib.version for lib in libs if lib.version is not None and (include_dangling or not lib.dangling)
-    )
+    return frozenset(lib.version for lib in libs if lib.version is not None and (include_dangling or not lib.dangling))
 
 
-def driver_versions_by_dir(
-    libs: Iterable[DriverLib], *, include_dangling: bool = False
-) -> dict[str, frozenset[str]]:
+def driver_versions_by_dir(libs: Iterable[DriverLib], *, include_dangling: bool = False) -> dict[str, frozenset[str]]:
     """Distinct driver versions per cache directory (the ld.so.conf directory an entry is listed
     in), sorted by directory. Two versions in one directory, or different versions in two
     directories, is the "stray libraries" situation (failures.md 1B)."""
@@ -315,9 +311,7 @@ def driver_versions_by_dir(
     return {d: frozenset(acc[d]) for d in sorted(acc)}
 
 
-def driver_files(
-    root: HostRoot, directories: Iterable[str], libs: Iterable[DriverLib] = ()
-) -> tuple[DriverFile, ...]:
+def driver_files(root: HostRoot, directories: Iterable[str], libs: Iterable[DriverLib] = ()) -> tuple[DriverFile, ...]:
     """Driver-versioned NVIDIA library files (``libnvidia-*.so.<ver>``, ``libcuda.so.<ver>`` ...)
     present in ``directories``, whether or not the cache lists them: the cache keeps one entry
     per soname and directory, so leftovers of another driver install hide next to the current

@@ -53,8 +53,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 from gpudock.host.claims import gpu_key
 from gpudock.host.procmap import ContainerPid, PidMapper
@@ -196,7 +197,7 @@ class GpuHolders:
     name: str | None
     holders: tuple[Holder, ...]
     processes: tuple[HeldProcess, ...]
-    conflicts: tuple["Conflict", ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
     reachable_by: tuple[Holder, ...] = ()
 
     @property
@@ -333,7 +334,8 @@ class HoldersMap:
         holders = {h.container_id for h in g.holders} if g else set()
         by_privilege = {p.container_id for p in g.processes if p.access == PRIVILEGED} if g else set()
         return tuple(
-            c for c in self.conflicts
+            c
+            for c in self.conflicts
             if c.gpu_uuid == uuid
             or (c.kind == "holds-all" and holders & set(c.container_ids))
             or (c.kind == PRIVILEGED and by_privilege & set(c.container_ids))
@@ -464,7 +466,8 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
         held = claims_on.get(uuid, {})
         hs = [
             Holder(cid, known[cid].name, known[cid].status, (PRIVILEGED,), ("--privileged",))
-            for cid in cids if cid not in held
+            for cid in cids
+            if cid not in held
         ]
         if hs:
             hs.sort(key=lambda h: (not h.running, h.name, h.container_id))
@@ -478,7 +481,7 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
             continue
         clash: set[str] = set()
         for i, h in enumerate(running):
-            for o in running[i + 1:]:
+            for o in running[i + 1 :]:
                 if _overlap(h, o):
                     clash.add(h.container_id)
                     clash.add(o.container_id)
@@ -487,7 +490,9 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
             c = Conflict(
                 "shared",
                 f"GPU {g.index} is held by {len(names)} running containers: {', '.join(names)}",
-                g.uuid, g.index, tuple(h.container_id for h in running if h.container_id in clash),
+                g.uuid,
+                g.index,
+                tuple(h.container_id for h in running if h.container_id in clash),
             )
             gpu_conflicts[g.uuid] = (c,)
             conflicts.append(c)
@@ -515,21 +520,36 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
                 for g in gpus
                 if g.uuid and c.id in reach.get(g.uuid, ()) and not (mine and g.uuid in mine)
             )
-        cont_out.append(ContainerGpus(container=c, gpus=refs, processes=(), unresolved=bad, holds_all=holds_all,
-                                      privileged=is_priv, reachable=reachable))
+        cont_out.append(
+            ContainerGpus(
+                container=c,
+                gpus=refs,
+                processes=(),
+                unresolved=bad,
+                holds_all=holds_all,
+                privileged=is_priv,
+                reachable=reachable,
+            )
+        )
         active = c.status in ACTIVE_STATES
         if active and holds_all:
             conflicts.append(
                 Conflict("holds-all", f"container {c.name} holds every GPU ({n_gpus})", None, None, (c.id,))
             )
         if active and is_priv:
-            conflicts.append(Conflict(PRIVILEGED, _privileged_message(c, refs, reach, holders_of, gpus),
-                                      None, None, (c.id,)))
+            conflicts.append(
+                Conflict(PRIVILEGED, _privileged_message(c, refs, reach, holders_of, gpus), None, None, (c.id,))
+            )
         if active and gpus:  # no GPUs at all (NVML failed): the NVML banner says it, not 1 line per claim
             for cl in bad:
                 conflicts.append(
-                    Conflict("unresolved", f"container {c.name} asks for {cl.selector!r} ({cl.mechanism}): {cl.error}",
-                             None, None, (c.id,))
+                    Conflict(
+                        "unresolved",
+                        f"container {c.name} asks for {cl.selector!r} ({cl.mechanism}): {cl.error}",
+                        None,
+                        None,
+                        (c.id,),
+                    )
                 )
     return _Static(
         known=known,
@@ -544,8 +564,9 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
     )
 
 
-def _privileged_message(c: Container, refs: tuple[GpuRef, ...], reach: dict, holders_of: dict,
-                        gpus: tuple[Gpu, ...]) -> str:
+def _privileged_message(
+    c: Container, refs: tuple[GpuRef, ...], reach: dict, holders_of: dict, gpus: tuple[Gpu, ...]
+) -> str:
     """The privileged conflict's text: what it can reach, and the cards it can reach that other
     running containers hold (the risk an operator acts on)."""
     n = sum(1 for g in gpus if g.uuid and c.id in reach.get(g.uuid, ()))
@@ -614,8 +635,9 @@ def build_holders(
                 continue
             if hp.location == "host":
                 conflicts.append(
-                    Conflict("no-container", f"{what} on GPU {g.index} runs in no container",
-                             g.uuid, g.index, (), p.pid)
+                    Conflict(
+                        "no-container", f"{what} on GPU {g.index} runs in no container", g.uuid, g.index, (), p.pid
+                    )
                 )
             elif hp.location == "foreign-container":
                 if not docker_ok:  # the engine is unreadable: we cannot tell whose it is
@@ -625,7 +647,10 @@ def build_holders(
                         "foreign-container",
                         f"{what} on GPU {g.index} runs in container {_short(hp.container_id)}, "
                         "which this Docker engine does not know (Kubernetes, containerd, podman or another engine?)",
-                        g.uuid, g.index, (hp.container_id,), p.pid,
+                        g.uuid,
+                        g.index,
+                        (hp.container_id,),
+                        p.pid,
                     )
                 )
             elif hp.claimed is False:
@@ -634,7 +659,10 @@ def build_holders(
                         "unclaimed",
                         f"{what} in container {hp.container_name} runs on GPU {g.index}, "
                         f"which {hp.container_name} was not given",
-                        g.uuid, g.index, (hp.container_id,), p.pid,
+                        g.uuid,
+                        g.index,
+                        (hp.container_id,),
+                        p.pid,
                     )
                 )
 
@@ -662,8 +690,9 @@ def build_holders(
     return HoldersMap(gpu_out, cont_out, tuple(conflicts) + st.conflicts, docker_status)
 
 
-def _privileged_use(g: Gpu, hp: HeldProcess, what: str, holders: tuple[Holder, ...],
-                    seen: Sequence[Conflict]) -> Conflict | None:
+def _privileged_use(
+    g: Gpu, hp: HeldProcess, what: str, holders: tuple[Holder, ...], seen: Sequence[Conflict]
+) -> Conflict | None:
     """A ``shared`` conflict when a process that reached ``g`` through ``--privileged`` alone runs
     on a card (or MIG device) another running container holds; None when none does, or when this
     GPU already has one for the same container."""
@@ -671,9 +700,9 @@ def _privileged_use(g: Gpu, hp: HeldProcess, what: str, holders: tuple[Holder, .
     if any(cid == c.container_ids[-1] for c in seen):
         return None
     others = [
-        h for h in holders
-        if h.running and h.container_id != cid
-        and (h.whole or hp.mig_uuid is None or hp.mig_uuid in h.mig_uuids)
+        h
+        for h in holders
+        if h.running and h.container_id != cid and (h.whole or hp.mig_uuid is None or hp.mig_uuid in h.mig_uuids)
     ]
     if not others:
         return None
@@ -682,7 +711,10 @@ def _privileged_use(g: Gpu, hp: HeldProcess, what: str, holders: tuple[Holder, .
         "shared",
         f"GPU {g.index} is held by {names} and used by privileged container {hp.container_name} "
         f"through --privileged: {what}",
-        g.uuid, g.index, tuple(h.container_id for h in others) + (cid,), hp.pid,
+        g.uuid,
+        g.index,
+        tuple(h.container_id for h in others) + (cid,),
+        hp.pid,
     )
 
 

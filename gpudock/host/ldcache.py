@@ -32,9 +32,10 @@ import platform
 import struct
 import sys
 from array import array
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from gpudock.host.root import HostRoot
@@ -359,9 +360,7 @@ class LdCache:
         """Every entry for ``soname`` (any arch, any hwcap), in file order."""
         return tuple(map(self.__getitem__, self._indices(soname)))
 
-    def lookup(
-        self, soname: str, arch: int | str | None = None, *, hwcaps: Iterable[str] = ()
-    ) -> LdCacheEntry | None:
+    def lookup(self, soname: str, arch: int | str | None = None, *, hwcaps: Iterable[str] = ()) -> LdCacheEntry | None:
         """The entry the dynamic loader would use for ``soname``, or None.
 
         Like glibc's loader: the *first* entry in file order whose flags the loader accepts for
@@ -489,9 +488,7 @@ class LdCache:
             return [text[p : find("\0", p)] for p in map((base - lo).__add__, offsets)]
         data = self._data
         findb = data.find
-        return [
-            data[p : findb(b"\0", p)].decode("utf-8", "surrogateescape") for p in map(base.__add__, offsets)
-        ]
+        return [data[p : findb(b"\0", p)].decode("utf-8", "surrogateescape") for p in map(base.__add__, offsets)]
 
     def _build_all(self) -> tuple[LdCacheEntry, ...]:
         # Column by column with C-level map/zip: this is what `gpudock libs --all` and the
@@ -558,7 +555,7 @@ def parse(data: bytes | bytearray | memoryview) -> LdCache:
     if data.startswith(NEW_MAGIC):
         if not data.startswith(NEW_VERSION, len(NEW_MAGIC)):
             raise LdCacheError(
-                f"unsupported new-format version {data[len(NEW_MAGIC):len(NEW_MAGIC) + 3]!r} (expected b'1.1')",
+                f"unsupported new-format version {data[len(NEW_MAGIC) : len(NEW_MAGIC) + 3]!r} (expected b'1.1')",
                 len(NEW_MAGIC),
             )
         return _parse_new(data, 0, "new")
@@ -710,8 +707,7 @@ def _parse_new(data: bytes, base: int, fmt: CacheFormat) -> LdCache:
     strings_end = entries_end + len_strings
     if strings_end > n:
         raise LdCacheError(
-            f"string table of {len_strings} bytes at offset {entries_end} runs past the end of the file "
-            f"({n} bytes)",
+            f"string table of {len_strings} bytes at offset {entries_end} runs past the end of the file ({n} bytes)",
             base + 24,
         )
     words = _u32_words(data, entries_at, NEW_ENTRY_SIZE * nlibs, swap=order != _NATIVE_ORDER)
@@ -783,7 +779,7 @@ def _parse_extension(
     return generator, names, tuple(warnings)
 
 
-def read(root: "HostRoot | None" = None, path: str = DEFAULT_PATH) -> LdCache:
+def read(root: HostRoot | None = None, path: str = DEFAULT_PATH) -> LdCache:
     """Read and parse the cache at host ``path`` under ``root`` (default: this machine).
 
     A missing or unreadable file is an :class:`LdCacheError` too, so callers handle one exception.

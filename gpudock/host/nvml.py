@@ -15,8 +15,8 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import psutil
 import pynvml
@@ -103,8 +103,13 @@ class _GpuFailed(Exception):
 
 
 _GPU_FATAL = {pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_RESET_REQUIRED, pynvml.NVML_ERROR_UNKNOWN}
-_ABSENT = {pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, pynvml.NVML_ERROR_NOT_FOUND,
-           pynvml.NVML_ERROR_NO_PERMISSION, pynvml.NVML_ERROR_INVALID_ARGUMENT}
+_ABSENT = {
+    pynvml.NVML_ERROR_NOT_SUPPORTED,
+    pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+    pynvml.NVML_ERROR_NOT_FOUND,
+    pynvml.NVML_ERROR_NO_PERMISSION,
+    pynvml.NVML_ERROR_INVALID_ARGUMENT,
+}
 
 
 def _call(fn, *args):
@@ -155,8 +160,9 @@ class NvmlSession:
                 lib = self._loader()
             except OSError as e:
                 self.failure = failure_for(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
-                self.failure = NvmlFailure(self.failure.code, self.failure.nvml_text,
-                                           f"{self.failure.message} (loader said: {e})")
+                self.failure = NvmlFailure(
+                    self.failure.code, self.failure.nvml_text, f"{self.failure.message} (loader said: {e})"
+                )
                 return self.failure
             # The library boundary: pynvml resolves every function by name on this object.
             pynvml.nvmlLib = lib
@@ -190,7 +196,7 @@ class NvmlSession:
             self._static.clear()
             self._proc_fns.clear()
 
-    def __enter__(self) -> "NvmlSession":
+    def __enter__(self) -> NvmlSession:
         self.start()
         return self
 
@@ -258,14 +264,20 @@ class NvmlSession:
     def _failed(self, index: int, st: _Static | None, err: pynvml.NVMLError) -> Gpu:
         what = _error_text(err)
         hint = {
-            pynvml.NVML_ERROR_GPU_IS_LOST: "the GPU fell off the bus: check 'dmesg | grep -i xid' (Xid 79); a reset or reboot is needed",
+            pynvml.NVML_ERROR_GPU_IS_LOST: "the GPU fell off the bus: check 'dmesg | grep -i xid' (Xid 79); a reset or reboot is needed",  # noqa: E501
             pynvml.NVML_ERROR_RESET_REQUIRED: "reset the GPU ('nvidia-smi -r -i N' with no processes on it) or reboot",
         }.get(err.value, "check 'dmesg | grep -i nvrm'")
         if st is None:
             return Gpu(index=index, uuid=None, error=f"{what}: {hint}")
         return Gpu(
-            index=index, uuid=st.uuid, name=st.name, pci_bus_id=st.pci_bus_id, minor=st.minor,
-            serial=st.serial, memory_total_mib=st.memory_total_mib, power_limit_w=st.power_limit_w,
+            index=index,
+            uuid=st.uuid,
+            name=st.name,
+            pci_bus_id=st.pci_bus_id,
+            minor=st.minor,
+            serial=st.serial,
+            memory_total_mib=st.memory_total_mib,
+            power_limit_w=st.power_limit_w,
             error=f"{what}: {hint}",
         )
 
@@ -319,9 +331,7 @@ class NvmlSession:
                         used_memory_mib=(used >> 20) if used is not None else None,
                         kind=kind,
                         command=self._command(p.pid, now),
-                        mig_uuid=mig_of.get(
-                            (getattr(p, "gpuInstanceId", None), getattr(p, "computeInstanceId", None))
-                        ),
+                        mig_uuid=mig_of.get((getattr(p, "gpuInstanceId", None), getattr(p, "computeInstanceId", None))),
                     )
                 )
         return tuple(out)

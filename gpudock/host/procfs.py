@@ -117,7 +117,7 @@ def parse_modules(text: str) -> dict[str, KernelModule]:
             continue
         name = parts[0]
 
-        def _int(i: int) -> int | None:
+        def _int(i: int, parts: list[str] = parts) -> int | None:
             try:
                 return int(parts[i])
             except (IndexError, ValueError):
@@ -329,8 +329,14 @@ def pci_devices(root: HostRoot, vendor: int | None = NVIDIA_VENDOR) -> tuple[Pci
         except OSError:
             pass
         out.append(
-            PciDevice(bdf, ven, _hex(_read(root, f"{base}/device", 64)), _hex(_read(root, f"{base}/class", 64)),
-                      drv, cfg_vendor)
+            PciDevice(
+                bdf,
+                ven,
+                _hex(_read(root, f"{base}/device", 64)),
+                _hex(_read(root, f"{base}/class", 64)),
+                drv,
+                cfg_vendor,
+            )
         )
     return tuple(out)
 
@@ -390,16 +396,16 @@ def parse_modinfo(elf: bytes) -> dict[str, str] | None:
             return name, off, size
 
         _, stroff, strsize = section(shstrndx)
-        names = elf[stroff:stroff + strsize]
+        names = elf[stroff : stroff + strsize]
         for i in range(shnum):
             name_off, off, size = section(i)
             nul = names.find(b"\0", name_off)
-            if names[name_off:nul if nul >= 0 else None] != b".modinfo":
+            if names[name_off : nul if nul >= 0 else None] != b".modinfo":
                 continue
             if off + size > len(elf):
                 return None
             info: dict[str, str] = {}
-            for item in elf[off:off + size].split(b"\0"):
+            for item in elf[off : off + size].split(b"\0"):
                 k, sep, v = item.partition(b"=")
                 if sep and k:
                     info.setdefault(k.decode("ascii", "replace"), v.decode("utf-8", "replace"))
@@ -457,8 +463,13 @@ def module_on_disk(root: HostRoot, release: str | None = None) -> OnDiskModule |
     info = parse_modinfo(data)
     if info is None:
         return OnDiskModule(path, None, comp, "no .modinfo section (not an ELF kernel module?)")
-    return OnDiskModule(path, info.get("version"), comp, None if info.get("version") else "no version= in .modinfo",
-                        info.get("vermagic"))
+    return OnDiskModule(
+        path,
+        info.get("version"),
+        comp,
+        None if info.get("version") else "no version= in .modinfo",
+        info.get("vermagic"),
+    )
 
 
 # -- boot time, cgroups, reboot-required ------------------------------------------------------------

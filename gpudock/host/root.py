@@ -108,7 +108,7 @@ class HostRoot:
         if real_path == self._prefix:
             return "/"
         if real_path.startswith(self._prefix + "/"):
-            return real_path[len(self._prefix):]
+            return real_path[len(self._prefix) :]
         return None
 
     # -- resolution -----------------------------------------------------------------------------
@@ -153,9 +153,7 @@ class HostRoot:
                 continue
             if not S_ISLNK(st.st_mode):
                 if strict and todo and not S_ISDIR(st.st_mode):
-                    raise NotADirectoryError(
-                        errno.ENOTDIR, f"Not a directory (resolving {p} under {self._root})", cur
-                    )
+                    raise NotADirectoryError(errno.ENOTDIR, f"Not a directory (resolving {p} under {self._root})", cur)
                 stack.append(cur)
                 continue
             hops += 1
@@ -252,9 +250,7 @@ class HostRoot:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def read_text(
-        self, p: str | os.PathLike[str], limit: int = 1 << 20, errors: str = "replace"
-    ) -> str | None:
+    def read_text(self, p: str | os.PathLike[str], limit: int = 1 << 20, errors: str = "replace") -> str | None:
         """At most ``limit`` bytes of file ``p`` decoded as UTF-8; None when it is absent.
 
         /proc and /sys files report size 0, so this reads rather than trusting st_size.
@@ -286,7 +282,7 @@ class HostRoot:
                 sep = "" if base == "/" else "/"
                 if _MAGIC.isdisjoint(comp):
                     cand = base + sep + comp
-                    if (self.lexists(cand) if last else self.is_dir(cand)):
+                    if self.lexists(cand) if last else self.is_dir(cand):
                         nxt.append(cand)
                     continue
                 names = self.listdir(base)

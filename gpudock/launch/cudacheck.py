@@ -145,8 +145,7 @@ def _cmp(a: tuple[int, ...], op: str, b: tuple[int, ...]) -> bool:
     return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
 
-def _term_ok(t: Term, cuda: tuple[int, ...] | None, driver: tuple[int, ...] | None,
-             brand: str | None) -> bool | None:
+def _term_ok(t: Term, cuda: tuple[int, ...] | None, driver: tuple[int, ...] | None, brand: str | None) -> bool | None:
     """True/False, or None when the host fact is unknown (brand without NVML, say)."""
     if t.key == "cuda":
         v = parse_version(t.value)
@@ -162,8 +161,12 @@ def _term_ok(t: Term, cuda: tuple[int, ...] | None, driver: tuple[int, ...] | No
     return None  # arch: per selected GPU, not known before a container is started
 
 
-def check(requirement: CudaRequirement | None, driver_cuda: str | None,
-          driver_version: str | None = None, brand: str | None = None) -> tuple[bool, str]:
+def check(
+    requirement: CudaRequirement | None,
+    driver_cuda: str | None,
+    driver_version: str | None = None,
+    brand: str | None = None,
+) -> tuple[bool, str]:
     """(ok, message naming both versions). ``driver_cuda`` is what the driver supports ("12.2",
     nvmlSystemGetCudaDriverVersion); ``driver_version``/``brand`` let forward-compat clauses pass.
 
@@ -173,13 +176,18 @@ def check(requirement: CudaRequirement | None, driver_cuda: str | None,
         return True, "the image states no CUDA requirement"
     need = requirement.min_cuda
     if requirement.disabled:
-        return True, (f"the image needs CUDA {need or '?'} but sets NVIDIA_DISABLE_REQUIRE, so the hook will "
-                      f"not check it (driver supports CUDA {driver_cuda or 'unknown'}); the application may fail "
-                      f"with 'CUDA driver version is insufficient' instead")
+        return True, (
+            f"the image needs CUDA {need or '?'} but sets NVIDIA_DISABLE_REQUIRE, so the hook will "
+            f"not check it (driver supports CUDA {driver_cuda or 'unknown'}); the application may fail "
+            f"with 'CUDA driver version is insufficient' instead"
+        )
     if requirement.error:
         return False, f"the image's NVIDIA_REQUIRE_CUDA does not parse ({requirement.error}); the hook will refuse it"
     if driver_cuda is None:
-        return True, f"the image needs CUDA {need or '?'}; the driver's CUDA version is unknown, so this was not checked"
+        return (
+            True,
+            f"the image needs CUDA {need or '?'}; the driver's CUDA version is unknown, so this was not checked",
+        )
     cuda = parse_version(driver_cuda)
     drv = parse_version(driver_version)
     results = []
@@ -193,26 +201,51 @@ def check(requirement: CudaRequirement | None, driver_cuda: str | None,
             results.append(None)
     if any(r is True for r in results):
         if need and cuda is not None and parse_version(need) and _cmp(cuda, "<", parse_version(need)):
-            return True, (f"the image needs CUDA {need}, the driver supports CUDA {driver_cuda}; allowed by a "
-                          f"forward-compatibility clause (brand/driver) of NVIDIA_REQUIRE_CUDA")
+            return True, (
+                f"the image needs CUDA {need}, the driver supports CUDA {driver_cuda}; allowed by a "
+                f"forward-compatibility clause (brand/driver) of NVIDIA_REQUIRE_CUDA"
+            )
         return True, f"the image needs CUDA {need or '(no floor)'}, the driver supports CUDA {driver_cuda}"
     fc = requirement.forward_compat
     if any(r is None for r in results) and fc:
-        return False, (f"the image needs CUDA {need}, the driver supports only CUDA {driver_cuda}; it may still "
-                       f"start through a forward-compatibility clause ({' '.join(','.join(map(str, c)) for c in fc[:2])}"
-                       f"{' ...' if len(fc) > 2 else ''}) on a data-center GPU with the cuda-compat package")
-    return False, (f"the image needs CUDA {need}, the driver supports only CUDA {driver_cuda}: the hook will refuse "
-                   f"it with 'unsatisfied condition: cuda>={need}'")
+        return False, (
+            f"the image needs CUDA {need}, the driver supports only CUDA {driver_cuda}; it may still "
+            f"start through a forward-compatibility clause ({' '.join(','.join(map(str, c)) for c in fc[:2])}"
+            f"{' ...' if len(fc) > 2 else ''}) on a data-center GPU with the cuda-compat package"
+        )
+    return False, (
+        f"the image needs CUDA {need}, the driver supports only CUDA {driver_cuda}: the hook will refuse "
+        f"it with 'unsatisfied condition: cuda>={need}'"
+    )
 
 
 # Driver branch -> newest CUDA it supports (CUDA toolkit release notes, "minimum required driver"
 # table). Used only when NVML cannot say (driver not loaded, mismatch): the doctor then still
 # compares images against the libcuda the loader would give containers.
 _BRANCH_CUDA = (
-    (580, "13.0"), (575, "12.9"), (570, "12.8"), (565, "12.7"), (560, "12.6"), (555, "12.5"),
-    (550, "12.4"), (545, "12.3"), (535, "12.2"), (530, "12.1"), (525, "12.0"), (520, "11.8"),
-    (515, "11.7"), (510, "11.6"), (495, "11.5"), (470, "11.4"), (465, "11.3"), (460, "11.2"),
-    (455, "11.1"), (450, "11.0"), (440, "10.2"), (418, "10.1"), (410, "10.0"),
+    (580, "13.0"),
+    (575, "12.9"),
+    (570, "12.8"),
+    (565, "12.7"),
+    (560, "12.6"),
+    (555, "12.5"),
+    (550, "12.4"),
+    (545, "12.3"),
+    (535, "12.2"),
+    (530, "12.1"),
+    (525, "12.0"),
+    (520, "11.8"),
+    (515, "11.7"),
+    (510, "11.6"),
+    (495, "11.5"),
+    (470, "11.4"),
+    (465, "11.3"),
+    (460, "11.2"),
+    (455, "11.1"),
+    (450, "11.0"),
+    (440, "10.2"),
+    (418, "10.1"),
+    (410, "10.0"),
 )
 
 

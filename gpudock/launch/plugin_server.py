@@ -21,8 +21,8 @@ import base64
 import json
 import threading
 import zlib
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from gpudock.host.root import HostRoot
@@ -35,8 +35,15 @@ __all__ = ["DEFAULT_PORT", "PluginServer", "tabwrite", "gpu_info_json", "gpu_sta
 
 DEFAULT_PORT = 3476
 LOOPBACK = "127.0.0.1"
-_ROUTES = ("/gpu/info", "/gpu/info/json", "/gpu/status", "/gpu/status/json", "/docker/cli",
-           "/docker/cli/json", "/mesos/cli")
+_ROUTES = (
+    "/gpu/info",
+    "/gpu/info/json",
+    "/gpu/status",
+    "/gpu/status/json",
+    "/docker/cli",
+    "/docker/cli/json",
+    "/mesos/cli",
+)
 
 
 # -- Go's text/tabwriter (minwidth 0, tabwidth 4, padding 0, pad char ' ', no flags) -------------
@@ -140,8 +147,14 @@ def _device_info(g: Gpu, root: HostRoot) -> dict:
         "Family": None,
         "Arch": None,
         "Cores": None,
-        "Memory": {"ECC": None, "Global": g.memory_total_mib, "Shared": None, "Constant": None,
-                   "L2Cache": None, "Bandwidth": None},
+        "Memory": {
+            "ECC": None,
+            "Global": g.memory_total_mib,
+            "Shared": None,
+            "Constant": None,
+            "L2Cache": None,
+            "Bandwidth": None,
+        },
     }
 
 
@@ -179,8 +192,13 @@ def _na(v, unit: str = "") -> str:
 
 def gpu_info_text(snap: HostSnapshot, root: HostRoot) -> str:
     info = gpu_info_json(snap, root)
-    t = ["\n\tDriver version:  \t", info["Version"]["Driver"], "\n\tSupported CUDA version:  \t",
-         info["Version"]["CUDA"], "\n\t"]
+    t = [
+        "\n\tDriver version:  \t",
+        info["Version"]["Driver"],
+        "\n\tSupported CUDA version:  \t",
+        info["Version"]["CUDA"],
+        "\n\t",
+    ]
     for i, d in enumerate(info["Devices"]):
         pci, mem, clk = d["PCI"], d["Memory"], d["Clocks"]
         t += [
@@ -220,8 +238,11 @@ def gpu_status_text(snap: HostSnapshot) -> str:
         u, m, clk = s["Utilization"], s["Memory"], s["Clocks"]
         limit = _int(g.power_limit_w)
         power = f"{s['Power']} / {limit} W" if s["Power"] is not None and limit is not None else "N/A"
-        glob = (f"{m['GlobalUsed']} / {g.memory_total_mib} MiB"
-                if m["GlobalUsed"] is not None and g.memory_total_mib is not None else "N/A")
+        glob = (
+            f"{m['GlobalUsed']} / {g.memory_total_mib} MiB"
+            if m["GlobalUsed"] is not None and g.memory_total_mib is not None
+            else "N/A"
+        )
         t += [
             f"\n\tDevice #{i}\n",
             f"\t  Power:  \t{power}\n",
@@ -251,8 +272,11 @@ def gpu_status_text(snap: HostSnapshot) -> str:
         else:
             t.append("\t  Processes")
             for p in s["Processes"]:
-                t += [f"\n\t    - PID:  \t{p['PID']}", f"\n\t      Name:  \t{p['Name']}",
-                      f"\n\t      Memory:  \t{p['MemoryUsed']} MiB"]
+                t += [
+                    f"\n\t    - PID:  \t{p['PID']}",
+                    f"\n\t      Name:  \t{p['Name']}",
+                    f"\n\t      Memory:  \t{p['MemoryUsed']} MiB",
+                ]
         t.append("\n\t")
     t.append("\n\t")
     return tabwrite("".join(t))
@@ -268,7 +292,7 @@ def mesos_cli(snap: HostSnapshot, root: HostRoot) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "PluginServer"
+    server: PluginServer
     server_version = "gpudock-serve"
     protocol_version = "HTTP/1.1"
 
@@ -298,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path
         if path.startswith("/v1.0/"):
-            path = path[len("/v1.0"):]
+            path = path[len("/v1.0") :]
         if path not in _ROUTES:
             return self._not_found()
         query = parse_qs(url.query, keep_blank_values=True)

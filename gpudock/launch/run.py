@@ -17,8 +17,8 @@ is started detached and never privileged. Plain Python; no Textual.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import docker
 import docker.errors

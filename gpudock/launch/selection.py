@@ -15,8 +15,8 @@ Plain Python; no Textual.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from gpudock.model import Gpu, HostSnapshot, sysfs_bus_id
 
@@ -81,8 +81,7 @@ def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
             if g.index == idx:
                 return g
         raise SelectionError(
-            f"unknown GPU {token!r}: this host has no GPU with NVML index {idx} "
-            f"(indices: {_range_text(gpus)})"
+            f"unknown GPU {token!r}: this host has no GPU with NVML index {idx} (indices: {_range_text(gpus)})"
         )
     if kind == "UUID":
         want = token.lower()
@@ -106,8 +105,7 @@ def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
                 return g
         raise SelectionError(f"unknown GPU {token!r}: no GPU on this host is at PCI bus id {want}")
     raise SelectionError(
-        f"unknown GPU {token!r}: name a GPU by NVML index (0), UUID (GPU-…), "
-        f"PCI bus id (0000:05:00.0) or 'all'"
+        f"unknown GPU {token!r}: name a GPU by NVML index (0), UUID (GPU-…), PCI bus id (0000:05:00.0) or 'all'"
     )
 
 
@@ -147,9 +145,7 @@ def parse_selection(items: str | Iterable[str], snapshot: HostSnapshot) -> Selec
             k1, k2 = _kind(first), _kind(tok)
             if k1 == k2:
                 raise SelectionError(f"GPU {g.index} is named twice ({first!r} and {tok!r})")
-            raise SelectionError(
-                f"{k1} {first!r} and {k2} {tok!r} are the same card ({_describe(g)}); name it once"
-            )
+            raise SelectionError(f"{k1} {first!r} and {k2} {tok!r} are the same card ({_describe(g)}); name it once")
         named_by[g.index] = tok
         chosen.append(g)
     return Selection(tuple(chosen))

@@ -34,8 +34,9 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 from gpudock.model import Gpu, HostSnapshot
 
@@ -97,8 +98,10 @@ def validate_image(image: str) -> str:
     """``image`` if it is a valid Docker image reference, else :class:`LaunchError`."""
     m = _REFERENCE.fullmatch(image or "")
     if not m:
-        why = "repository name must be lowercase" if _REFERENCE.fullmatch((image or "").lower()) else (
-            "expected [host[:port]/]name[:tag][@digest]"
+        why = (
+            "repository name must be lowercase"
+            if _REFERENCE.fullmatch((image or "").lower())
+            else ("expected [host[:port]/]name[:tag][@digest]")
         )
         raise LaunchError(f"invalid image reference {image!r}: {why}")
     if len(m.group("name")) > 255:
@@ -156,9 +159,7 @@ def parse_capabilities(caps: str | Iterable[str] | None) -> tuple[str, ...]:
         return DEFAULT_CAPABILITIES
     bad = [c for c in out if c not in CAPABILITIES and c != "all"]
     if bad:
-        raise LaunchError(
-            f"unknown driver capability {bad[0]!r}: choose from {', '.join(CAPABILITIES)} or all"
-        )
+        raise LaunchError(f"unknown driver capability {bad[0]!r}: choose from {', '.join(CAPABILITIES)} or all")
     if "all" in out and len(out) > 1:
         raise LaunchError("driver capability 'all' cannot be combined with others")
     return tuple(out)
@@ -326,8 +327,7 @@ class LaunchSpec:
             "command": list(self.command),
             "name": self.name,
             "gpus": [
-                {"index": g.index, "uuid": g.uuid, "minor": g.minor, "pci_bus_id": g.pci_bus_id}
-                for g in self.gpus
+                {"index": g.index, "uuid": g.uuid, "minor": g.minor, "pci_bus_id": g.pci_bus_id} for g in self.gpus
             ],
             "all_gpus": self.all_gpus,
             "gpu_ids": list(self.gpu_ids),
@@ -335,9 +335,7 @@ class LaunchSpec:
             "env": dict(self.env),
             "mps_thread_percentage": self.mps_thread_percentage,
             "runtime": self.runtime,
-            "devices": [
-                {"host": d.host, "container": d.container, "permissions": d.permissions} for d in self.devices
-            ],
+            "devices": [{"host": d.host, "container": d.container, "permissions": d.permissions} for d in self.devices],
             "volumes": [{"source": v.source, "target": v.target, "read_only": v.read_only} for v in self.volumes],
             "driver_volume": self.driver_volume,
             "device_requests": [r.to_json() for r in self.device_requests],
@@ -433,8 +431,7 @@ class LaunchSpec:
         n = len(self.gpus)
         return "\n".join(
             [
-                "# Kubernetes cannot pin specific cards: the NVIDIA device plugin picks "
-                f"{n} free GPU(s) of the node.",
+                f"# Kubernetes cannot pin specific cards: the NVIDIA device plugin picks {n} free GPU(s) of the node.",
                 f"# Chosen here: {self._gpu_summary()}.",
                 "# Do not set NVIDIA_VISIBLE_DEVICES in the pod spec: the device plugin sets it from its",
                 "# allocation, and a value set by hand would bypass the scheduler's accounting.",

@@ -220,7 +220,7 @@ def ensure_docker_volume(client, volume: DriverVolume, host_path: str | None = N
     except docker.errors.NotFound:
         existing = None
     if existing is not None:
-        opts = (existing.attrs.get("Options") or {})
+        opts = existing.attrs.get("Options") or {}
         if existing.attrs.get("Driver") == "local" and opts.get("device") == device:
             return existing
         raise LaunchError(

@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -73,7 +73,7 @@ class ApiError(Exception):
 
 
 def _now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 def _epoch(rfc3339: str | None) -> int:
@@ -232,7 +232,8 @@ def _host_config(c: SimContainer) -> dict[str, Any]:
                 "Options": {},
             }
             for r in c.device_requests
-        ] or None,
+        ]
+        or None,
         "Annotations": None,
     }
 
@@ -365,7 +366,7 @@ class SimEngineState:
                         raise ApiError(
                             409,
                             f'Conflict. The container name "/{name}" is already in use by container '
-                            f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.',
+                            f'"{other.id}". You have to remove (or rename) that container to be able to reuse that name.',  # noqa: E501
                         )
             else:
                 name = f"sim_{secrets.token_hex(4)}"
@@ -387,8 +388,10 @@ class SimEngineState:
                 finished=None,
                 exit_code=0,
                 tty=bool(body.get("Tty")),
-                logs=[(1, f"{name}: simulated by gpudock; nothing runs here"),
-                      (1, f"image {image}, runtime {runtime}")],
+                logs=[
+                    (1, f"{name}: simulated by gpudock; nothing runs here"),
+                    (1, f"image {image}, runtime {runtime}"),
+                ],
             )
             self.containers[cid] = c
             self._emit(c, "create")
@@ -540,8 +543,13 @@ class SimEngineState:
             "Architecture": "amd64",
             "Os": "linux",
             "Size": im.size,
-            "Config": {"Env": list(im.env), "Labels": dict(im.labels) or None, "Cmd": ["/bin/bash"],
-                       "Entrypoint": None, "WorkingDir": ""},
+            "Config": {
+                "Env": list(im.env),
+                "Labels": dict(im.labels) or None,
+                "Cmd": ["/bin/bash"],
+                "Entrypoint": None,
+                "WorkingDir": "",
+            },
             "RootFS": {"Type": "layers", "Layers": []},
         }
 
@@ -553,7 +561,7 @@ def _filters(params: dict[str, list[str]]) -> dict[str, list[str]]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise ApiError(400, f"invalid filter: {raw}")
+        raise ApiError(400, f"invalid filter: {raw}") from None
     out: dict[str, list[str]] = {}
     for k, v in (data or {}).items():
         out[k] = [x for x, on in v.items() if on] if isinstance(v, dict) else list(v)
@@ -569,7 +577,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "Docker/sim"
     sys_version = ""
-    server: "_Server"
+    server: _Server
 
     # ------------------------------------------------------------------ plumbing
 
@@ -611,7 +619,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             data = json.loads(raw)
         except ValueError as e:
-            raise ApiError(400, f"invalid JSON body: {e}")
+            raise ApiError(400, f"invalid JSON body: {e}") from None
         return data if isinstance(data, dict) else {}
 
     def _route(self, method: str) -> None:
@@ -814,7 +822,7 @@ class SimDockerd:
         self._thread.start()
 
     @classmethod
-    def start(cls, scenario: Scenario, socket_dir: str | os.PathLike | None = None) -> "SimDockerd":
+    def start(cls, scenario: Scenario, socket_dir: str | os.PathLike | None = None) -> SimDockerd:
         """Serve ``scenario``'s engine on ``<socket_dir>/docker.sock`` (a new temporary directory,
         removed by :meth:`close`, when not given)."""
         owned = None
@@ -844,7 +852,7 @@ class SimDockerd:
         if self._owned_dir:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
 
-    def __enter__(self) -> "SimDockerd":
+    def __enter__(self) -> SimDockerd:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -23,7 +23,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import ContextManager
+from contextlib import AbstractContextManager as ContextManager
 
 from gpudock.sim.dockerd import SimDockerd
 from gpudock.sim.procfs import write_proc
@@ -46,7 +46,7 @@ class SimHost:
         self.proc_root: str | None = None
         self.docker_base_url: str | None = None
 
-    def start(self) -> "SimHost":
+    def start(self) -> SimHost:
         if self.dockerd is not None:
             return self
         self.directory = self._given_dir or tempfile.mkdtemp(prefix="gpudock-sim-")
@@ -70,7 +70,7 @@ class SimHost:
             shutil.rmtree(self.directory, ignore_errors=True)
         self.directory = None
 
-    def __enter__(self) -> "SimHost":
+    def __enter__(self) -> SimHost:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -36,7 +36,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -224,9 +224,11 @@ def _wave(value, where: str) -> Wave:
                 float(value.get("phase", 0.0)),
             )
         except KeyError:
-            raise ScenarioError(f"{where}: a moving value needs 'base' (and optionally amplitude, period, phase)")
+            raise ScenarioError(
+                f"{where}: a moving value needs 'base' (and optionally amplitude, period, phase)"
+            ) from None  # noqa: E501
         except (TypeError, ValueError):
-            raise ScenarioError(f"{where}: base/amplitude/period/phase must be numbers")
+            raise ScenarioError(f"{where}: base/amplitude/period/phase must be numbers") from None
     raise ScenarioError(f"{where}: expected a number or a table {{base=, amplitude=, period=}}, got {value!r}")
 
 
@@ -235,7 +237,7 @@ def _cuda_int(text: str, where: str) -> int:
         major, _, minor = str(text).partition(".")
         return int(major) * 1000 + int(minor or 0) * 10
     except ValueError:
-        raise ScenarioError(f"{where}: CUDA version must look like '12.2', got {text!r}")
+        raise ScenarioError(f"{where}: CUDA version must look like '12.2', got {text!r}") from None
 
 
 def _require(table: dict, key: str, where: str, kind: type | tuple[type, ...]):
@@ -295,12 +297,14 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
         mig_pending = g.get("mig_pending", mig_mode)
         compute_mode = str(g.get("compute_mode", "default")).lower()
         if compute_mode not in COMPUTE_MODES:
-            raise ScenarioError(f"{where}.compute_mode: expected one of {', '.join(COMPUTE_MODES)}, got {compute_mode!r}")
+            raise ScenarioError(
+                f"{where}.compute_mode: expected one of {', '.join(COMPUTE_MODES)}, got {compute_mode!r}"
+            )
         bus = _require(g, "pci_bus_id", where, str)
         try:
             bus = nvml_bus_id(bus)
         except ValueError:
-            raise ScenarioError(f"{where}.pci_bus_id: {bus!r} is not a PCI bus id like 0000:05:00.0")
+            raise ScenarioError(f"{where}.pci_bus_id: {bus!r} is not a PCI bus id like 0000:05:00.0") from None
         used_default = sum(p.used_memory_mib for p in procs) + 4
         gpus.append(
             SimGpu(
@@ -362,7 +366,7 @@ def _str_list(value, where: str) -> tuple[str, ...]:
 
 def _labels(value, where: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ScenarioError(f"{where}: expected a table of strings (key = \"value\"), got {value!r}")
+        raise ScenarioError(f'{where}: expected a table of strings (key = "value"), got {value!r}')
     return tuple(sorted(value.items()))
 
 
@@ -382,7 +386,7 @@ def _device(value, where: str) -> SimDevice:
         if not isinstance(cont, str) or not isinstance(perms, str):
             raise ScenarioError(f"{where}: container and permissions must be strings")
         return SimDevice(host, cont, perms)
-    raise ScenarioError(f"{where}: expected \"host:container\" or {{host=, container=}}, got {value!r}")
+    raise ScenarioError(f'{where}: expected "host:container" or {{host=, container=}}, got {value!r}')
 
 
 def _device_request(value, where: str) -> SimDeviceRequest:
@@ -402,7 +406,7 @@ def _device_request(value, where: str) -> SimDeviceRequest:
     if isinstance(caps, list) and all(isinstance(c, str) for c in caps):
         caps = [caps] if caps else []
     if not isinstance(caps, list) or not all(isinstance(c, list) and all(isinstance(x, str) for x in c) for c in caps):
-        raise ScenarioError(f"{where}.capabilities: expected a list of lists of strings ([[\"gpu\"]]), got {caps!r}")
+        raise ScenarioError(f'{where}.capabilities: expected a list of lists of strings ([["gpu"]]), got {caps!r}')
     return SimDeviceRequest(driver, count, ids, tuple(tuple(c) for c in caps))
 
 
@@ -421,7 +425,7 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
     if runtimes is None:
         runtimes = dict(defaults.runtimes)
     elif not isinstance(runtimes, dict) or not all(isinstance(v, str) for v in runtimes.values()):
-        raise ScenarioError(f"{source}: [docker].runtimes: expected a table name = \"path\", got {runtimes!r}")
+        raise ScenarioError(f'{source}: [docker].runtimes: expected a table name = "path", got {runtimes!r}')
     engine = SimEngine(
         server_version=str(raw_engine.get("version", defaults.server_version)),
         api_version=str(raw_engine.get("api_version", defaults.api_version)),
@@ -441,12 +445,14 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
         if not isinstance(im, dict):
             raise ScenarioError(f"{where}: expected a table")
         name = _require(im, "name", where, str)
-        images.append(SimImage(
-            name=image_ref(name),
-            env=_str_list(im.get("env", []), f"{where}.env"),
-            labels=_labels(im.get("labels", {}), f"{where}.labels"),
-            size=int(im.get("size", 0)),
-        ))
+        images.append(
+            SimImage(
+                name=image_ref(name),
+                env=_str_list(im.get("env", []), f"{where}.env"),
+                labels=_labels(im.get("labels", {}), f"{where}.labels"),
+                size=int(im.get("size", 0)),
+            )
+        )
 
     if not isinstance(raw_containers, list):
         raise ScenarioError(f"{source}: container must be an array of tables ([[container]])")
@@ -480,9 +486,14 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
         if not isinstance(pids_raw, list):
             raise ScenarioError(f"{where}.pids: expected a list of [host PID, container PID] pairs")
         for j, pair in enumerate(pids_raw):
-            if (not isinstance(pair, list) or len(pair) != 2
-                    or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in pair)):
-                raise ScenarioError(f"{where}.pids[{j}]: expected [host PID, container PID] (positive integers), got {pair!r}")
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in pair)
+            ):
+                raise ScenarioError(
+                    f"{where}.pids[{j}]: expected [host PID, container PID] (positive integers), got {pair!r}"
+                )
             host_pid, in_pid = pair
             if host_pid not in gpu_pids:
                 raise ScenarioError(f"{where}.pids[{j}]: PID {host_pid} is not the pid of any [[gpu.process]]")
@@ -514,23 +525,25 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
         exit_code = c.get("exit_code", 0)
         if not isinstance(exit_code, int) or isinstance(exit_code, bool):
             raise ScenarioError(f"{where}.exit_code: expected an integer, got {exit_code!r}")
-        containers.append(SimContainer(
-            id=cid,
-            name=name,
-            image=image,
-            state=state,
-            runtime=runtime,
-            env=_str_list(c.get("env", []), f"{where}.env"),
-            devices=tuple(_device(d, f"{where}.devices[{j}]") for j, d in enumerate(devs)),
-            device_requests=tuple(_device_request(d, f"{where}.device_requests[{j}]") for j, d in enumerate(drs)),
-            labels=_labels(c.get("labels", {}), f"{where}.labels"),
-            pid=pid if running else None,
-            pids=tuple(pids),
-            created=created,
-            started=started,
-            command=command,
-            exit_code=exit_code,
-        ))
+        containers.append(
+            SimContainer(
+                id=cid,
+                name=name,
+                image=image,
+                state=state,
+                runtime=runtime,
+                env=_str_list(c.get("env", []), f"{where}.env"),
+                devices=tuple(_device(d, f"{where}.devices[{j}]") for j, d in enumerate(devs)),
+                device_requests=tuple(_device_request(d, f"{where}.device_requests[{j}]") for j, d in enumerate(drs)),
+                labels=_labels(c.get("labels", {}), f"{where}.labels"),
+                pid=pid if running else None,
+                pids=tuple(pids),
+                created=created,
+                started=started,
+                command=command,
+                exit_code=exit_code,
+            )
+        )
     for kind, values in (("name", [c.name for c in containers]), ("id", [c.id for c in containers])):
         if len(set(values)) != len(values):
             raise ScenarioError(f"{source}: two containers share a {kind}")
@@ -550,9 +563,9 @@ def _rfc3339(value, where: str) -> str:
         return value
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value.isoformat() + "Z"
-    raise ScenarioError(f"{where}: expected an RFC 3339 time (\"2026-11-20T08:14:03Z\"), got {value!r}")
+    raise ScenarioError(f'{where}: expected an RFC 3339 time ("2026-11-20T08:14:03Z"), got {value!r}')
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -560,13 +573,13 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         raw = p.read_bytes()
     except OSError as e:
-        raise ScenarioError(f"{p}: cannot read the scenario file: {e.strerror or e}")
+        raise ScenarioError(f"{p}: cannot read the scenario file: {e.strerror or e}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise ScenarioError(f"{p}: not UTF-8 text ({e})")
+        raise ScenarioError(f"{p}: not UTF-8 text ({e})") from None
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{p}: {e}")
+        raise ScenarioError(f"{p}: {e}") from None
     return parse_scenario(data, str(p))
 
 

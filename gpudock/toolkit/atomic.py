@@ -67,7 +67,7 @@ class FileSnapshot:
     uid: int = -1
     gid: int = -1
 
-    def same_as(self, other: "FileSnapshot") -> bool:
+    def same_as(self, other: FileSnapshot) -> bool:
         if self.exists != other.exists:
             return False
         if not self.exists:
@@ -248,8 +248,7 @@ def atomic_write(
         # that got in since our read must win; the window left is the few microseconds below.
         current = read_snapshot(real)
         if not expected.same_as(current):
-            what = "was created" if not expected.exists else (
-                "was removed" if not current.exists else "was changed")
+            what = "was created" if not expected.exists else ("was removed" if not current.exists else "was changed")
             raise FileChangedError(
                 f"{path} {what} by someone else since gpudock read it; not overwritten - "
                 "reload it and make the change again",

@@ -25,8 +25,9 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from gpudock.host.root import HostRoot
 from gpudock.toolkit.atomic import FileSnapshot, WriteResult, atomic_write, read_snapshot
@@ -361,8 +362,11 @@ def _value_end(body: str, start: int) -> int:
 
 def _render_string(value: str, like: str) -> str:
     """A TOML string for ``value``, in the quoting style of the token ``like`` where possible."""
-    if like.startswith("'") and not like.startswith("'''") and "'" not in value and not any(
-        ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value
+    if (
+        like.startswith("'")
+        and not like.startswith("'''")
+        and "'" not in value
+        and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
     ):
         return f"'{value}'"
     return _basic_string(value)
@@ -538,7 +542,9 @@ def parse_toml(text: str, path: str) -> dict:
         reason = _POS.sub("", msg).strip()
         raise ConfigParseError(
             f"{path} is not valid TOML{where}: {reason}; fix the file by hand (gpudock left it untouched)",
-            path, line, col,
+            path,
+            line,
+            col,
         ) from e
 
 
@@ -550,9 +556,10 @@ def _decode(data: bytes, path: str) -> str:
         line = before.count(b"\n") + 1
         col = e.start - (before.rfind(b"\n") + 1) + 1
         raise ConfigParseError(
-            f"{path} is not valid UTF-8 at line {line}, column {col}; fix the file by hand "
-            "(gpudock left it untouched)",
-            path, line, col,
+            f"{path} is not valid UTF-8 at line {line}, column {col}; fix the file by hand (gpudock left it untouched)",
+            path,
+            line,
+            col,
         ) from e
 
 
@@ -560,8 +567,7 @@ def config_from_snapshot(snapshot: FileSnapshot) -> ToolkitConfig:
     path = snapshot.path
     if not snapshot.exists:
         raise ConfigMissingError(
-            f"{path} does not exist; write the toolkit's defaults with "
-            f"`gpudock toolkit defaults --config {path}`",
+            f"{path} does not exist; write the toolkit's defaults with `gpudock toolkit defaults --config {path}`",
             path,
         )
     text = _decode(snapshot.data, path)
@@ -641,7 +647,7 @@ class EditPlan:
 
 
 def _comment_prefix_style(lines: list[_Line]) -> str:
-    """"#" or "# ": how this file writes its commented-out keys (the toolkit's own use "#")."""
+    """ "#" or "# ": how this file writes its commented-out keys (the toolkit's own use "#")."""
     tight = spaced = 0
     for ln in lines:
         if ln.ckey is not None:
@@ -669,9 +675,7 @@ def _uncommented(ln: _Line) -> str:
     return indent + ln.body[len(ln.cprefix) :]
 
 
-def plan_debug(
-    config: ToolkitConfig, component: str, enable: bool, log_path: str | None = None
-) -> EditPlan:
+def plan_debug(config: ToolkitConfig, component: str, enable: bool, log_path: str | None = None) -> EditPlan:
     """Plan turning the hook's ("hook") or the runtime's ("runtime") debug log on or off.
 
     On: uncomment the ``#debug = ...`` line of the table (the one holding ``log_path`` if several),
@@ -691,11 +695,19 @@ def plan_debug(
 
     def plan(action, idx, old, new, new_lines, new_value, added_header=None) -> EditPlan:
         return EditPlan(
-            path=config.path, component=component, table=table, key="debug", action=action,
-            line=None if idx is None else idx + 1, old_line=old, new_line=new,
+            path=config.path,
+            component=component,
+            table=table,
+            key="debug",
+            action=action,
+            line=None if idx is None else idx + 1,
+            old_line=old,
+            new_line=new,
             new_data=("".join(b + e for b, e in new_lines)).encode("utf-8") if new_lines else config.snapshot.data,
-            snapshot=config.snapshot, enable=enable,
-            log_path=new_value if enable else None, added_header=added_header,
+            snapshot=config.snapshot,
+            enable=enable,
+            log_path=new_value if enable else None,
+            added_header=added_header,
         )
 
     base = [(ln.body, ln.eol) for ln in lines]
@@ -705,8 +717,7 @@ def plan_debug(
             return plan("noop", None, None, None, None, None)
         if set_ln is None or set_ln.continued:
             raise ConfigEditError(
-                f"{config.path}: the {table} debug key is not on one line gpudock can comment out; "
-                "edit it by hand",
+                f"{config.path}: the {table} debug key is not on one line gpudock can comment out; edit it by hand",
                 config.path,
             )
         stripped = set_ln.body.lstrip(" \t")
@@ -727,8 +738,11 @@ def plan_debug(
                 config.path,
             )
         commented = config._commented_lines(keypath)
-        value = log_path or (commented[0].cvalue if commented and isinstance(commented[0].cvalue, str)
-                             and commented[0].cvalue not in _DEBUG_OFF_VALUES else DEFAULT_DEBUG_LOGS[component])
+        value = log_path or (
+            commented[0].cvalue
+            if commented and isinstance(commented[0].cvalue, str) and commented[0].cvalue not in _DEBUG_OFF_VALUES
+            else DEFAULT_DEBUG_LOGS[component]
+        )
         new = _replace_value(set_ln.body, set_ln.value_start, value)
         base[set_ln.index] = (new, set_ln.eol)
         result = plan("set", set_ln.index, set_ln.body, new, base, value)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from gpudock.toolkit.atomic import FileSnapshot, WriteResult, atomic_write, read_snapshot
 
@@ -72,9 +73,7 @@ class DaemonJson:
         return {
             "path": self.path,
             "exists": self.exists,
-            "runtimes": {
-                n: (e.get("path") if isinstance(e, Mapping) else None) for n, e in self.runtimes.items()
-            },
+            "runtimes": {n: (e.get("path") if isinstance(e, Mapping) else None) for n, e in self.runtimes.items()},
             "toolkit_runtimes": self.toolkit_runtimes(),
             "nvidia_registered": self.registered("nvidia"),
             "default_runtime": self.default_runtime,
@@ -92,7 +91,9 @@ def parse_daemon_json(snapshot: FileSnapshot) -> DaemonJson:
         line, col = before.count(b"\n") + 1, e.start - (before.rfind(b"\n") + 1) + 1
         raise DaemonJsonError(
             f"{path} is not valid UTF-8 at line {line}, column {col}; fix it by hand (gpudock left it untouched)",
-            path, line, col,
+            path,
+            line,
+            col,
         ) from e
     if not text.strip():
         return DaemonJson(path, snapshot, {}, True)
@@ -102,12 +103,16 @@ def parse_daemon_json(snapshot: FileSnapshot) -> DaemonJson:
         raise DaemonJsonError(
             f"{path} is not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}; "
             "fix it by hand (gpudock left it untouched)",
-            path, e.lineno, e.colno,
+            path,
+            e.lineno,
+            e.colno,
         ) from e
     if not isinstance(data, dict):
         raise DaemonJsonError(
             f"{path} must hold a JSON object, not {type(data).__name__}; fix it by hand (gpudock left it untouched)",
-            path, 1, 1,
+            path,
+            1,
+            1,
         )
     return DaemonJson(path, snapshot, data, True)
 
@@ -207,7 +212,7 @@ def plan_register(
         runtimes = data["runtimes"] = {}
     if not isinstance(runtimes, dict):
         raise DaemonJsonError(
-            f"{doc.path}: \"runtimes\" is not an object; fix it by hand (gpudock left it untouched)", doc.path
+            f'{doc.path}: "runtimes" is not an object; fix it by hand (gpudock left it untouched)', doc.path
         )
     entry = runtimes.get(name)
     if not isinstance(entry, dict):
@@ -284,9 +289,11 @@ class EngineRuntimes:
 def engine_runtimes(info: Mapping, name: str = "nvidia", daemon: DaemonJson | None = None) -> EngineRuntimes:
     """Compare ``docker info`` (``Runtimes``, ``DefaultRuntime``) with daemon.json when given."""
     raw = info.get("Runtimes") or {}
-    runtimes = {
-        n: (e.get("path") if isinstance(e, Mapping) else None) for n, e in raw.items()
-    } if isinstance(raw, Mapping) else {}
+    runtimes = (
+        {n: (e.get("path") if isinstance(e, Mapping) else None) for n, e in raw.items()}
+        if isinstance(raw, Mapping)
+        else {}
+    )
     default = info.get("DefaultRuntime") or None
     knows = name in runtimes
     toolkit = tuple(n for n, e in raw.items() if _is_toolkit_runtime(e)) if isinstance(raw, Mapping) else ()

@@ -60,7 +60,7 @@ class LogFollower:
         self._fd = None
         self._ident = None
 
-    def __enter__(self) -> "LogFollower":
+    def __enter__(self) -> LogFollower:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,8 +22,14 @@ def overview(
     """(document, errors). ``docker_info`` None: the engine is reported unreachable with ``docker_error``."""
     errors: list[str] = []
     loc = tkconfig.locate_config(config, root=root)
-    cfg_out: dict = {"path": loc.path, "source": loc.source, "exists": loc.exists, "error": None,
-                     "settings": None, "debug": None}
+    cfg_out: dict = {
+        "path": loc.path,
+        "source": loc.source,
+        "exists": loc.exists,
+        "error": None,
+        "settings": None,
+        "debug": None,
+    }
     if loc.exists:
         try:
             st = tkconfig.load_config(loc.path).status().to_json()
@@ -33,8 +39,9 @@ def overview(
             errors.append(str(e))
     else:
         # not an error: a host without the toolkit configured; the fix is offered
-        cfg_out["error"] = (f"{loc.path} does not exist; `gpudock toolkit defaults --config {loc.path}` "
-                            "writes the toolkit's defaults")
+        cfg_out["error"] = (
+            f"{loc.path} does not exist; `gpudock toolkit defaults --config {loc.path}` writes the toolkit's defaults"
+        )
 
     dpath = daemon_json or tkconfig.host_file(root, dj.DEFAULT_PATH)
     doc = None

@@ -25,7 +25,6 @@ from gpudock.host.holders import HoldersMap, build_holders, proc_root_for
 from gpudock.host.nvml import NvmlSession
 from gpudock.model import HostSnapshot
 
-
 # The holder column's width in app.holders_by_gpu (the GPU screen fits the text to its own column).
 HOLDER_WIDTH = 24
 
@@ -85,11 +84,15 @@ def choose_host(args) -> HostChoice:
     if failure is not None and failure.code == 12:  # no libnvidia-ml.so.1 at all: a laptop, CI
         session.shutdown()
         demo = NvmlSession(sim_library_loader(builtin_scenario("demo")), source="sim:demo")
-        return with_sim_docker(HostChoice(
-            demo,
-            "No NVIDIA driver on this machine (libnvidia-ml.so.1 not found): showing the built-in "
-            "simulated host. Use --no-demo to see the error instead.",
-        ), args, builtin_scenario("demo"))
+        return with_sim_docker(
+            HostChoice(
+                demo,
+                "No NVIDIA driver on this machine (libnvidia-ml.so.1 not found): showing the built-in "
+                "simulated host. Use --no-demo to see the error instead.",
+            ),
+            args,
+            builtin_scenario("demo"),
+        )
     return HostChoice(session)
 
 
@@ -231,8 +234,11 @@ class GpudockApp(App):
         holders = self.holders
         if holders is None:
             return {}
-        return {g.uuid: tuple(sorted(h.name for h in g.running_holders)) for g in holders.gpus
-                if g.uuid and g.running_holders}
+        return {
+            g.uuid: tuple(sorted(h.name for h in g.running_holders))
+            for g in holders.gpus
+            if g.uuid and g.running_holders
+        }
 
     def action_doctor(self) -> None:
         from gpudock.ui.screens.doctor import DoctorScreen

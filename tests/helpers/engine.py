@@ -23,7 +23,8 @@ Device nodes: `make_nvidia_dev_nodes(dir)` creates `nvidiactl`, `nvidia0..7`, `n
 `nvidia-uvm`, `nvidia-uvm-tools` with mknod (char devices; see NVIDIA_DEV_NODES); map them into
 containers as `devices=[f"{eng.dev_dir}/nvidia3:/dev/nvidia3:rwm"]`.
 
-Environment knobs: GPUDOCK_TEST_DOCKERD (the dockerd binary), GPUDOCK_TEST_STORAGE_DRIVER (force overlay2/vfs/...), GPUDOCK_TEST_RUN_DIR
+Environment knobs: GPUDOCK_TEST_DOCKERD (the dockerd binary), GPUDOCK_TEST_STORAGE_DRIVER (force
+overlay2/vfs/...), GPUDOCK_TEST_RUN_DIR
 (parent of temporary work dirs; scripts/test sets it so it can clean up after a crash),
 GPUDOCK_TEST_ENGINE_TIMEOUT (seconds to wait for the socket, default 30).
 """
@@ -33,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
-import json
 import os
 import shutil
 import signal
@@ -44,8 +44,8 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import docker
 import docker.errors
@@ -86,8 +86,10 @@ def default_toolkit_config(hook_log: str, runtime_log: str) -> str:
     from gpudock.toolkit.config import default_config_text
 
     text = default_config_text(ldconfig="@/sbin/ldconfig")
-    for shipped, ours in (("/var/log/nvidia-container-toolkit.log", hook_log),
-                          ("/var/log/nvidia-container-runtime.log", runtime_log)):
+    for shipped, ours in (
+        ("/var/log/nvidia-container-toolkit.log", hook_log),
+        ("/var/log/nvidia-container-runtime.log", runtime_log),
+    ):
         assert f'#debug = "{shipped}"' in text, shipped
         text = text.replace(f'#debug = "{shipped}"', f'#debug = "{ours}"')
     return text
@@ -139,15 +141,15 @@ def _is_static_elf(path: str) -> bool:
         is64 = head[4] == 2
         endian = "<" if head[5] == 1 else ">"
         if is64:
-            phoff, = struct.unpack_from(endian + "Q", head, 0x20)
+            (phoff,) = struct.unpack_from(endian + "Q", head, 0x20)
             phentsize, phnum = struct.unpack_from(endian + "HH", head, 0x36)
         else:
-            phoff, = struct.unpack_from(endian + "I", head, 0x1C)
+            (phoff,) = struct.unpack_from(endian + "I", head, 0x1C)
             phentsize, phnum = struct.unpack_from(endian + "HH", head, 0x2A)
         f.seek(phoff)
         table = f.read(phentsize * phnum)
     for i in range(phnum):
-        p_type, = struct.unpack_from(endian + "I", table, i * phentsize)
+        (p_type,) = struct.unpack_from(endian + "I", table, i * phentsize)
         if p_type == 3:  # PT_INTERP
             return False
     return True
@@ -246,7 +248,7 @@ def build_base_image(client: docker.DockerClient, busybox: str | None = None, ta
 
 
 def make_image(
-    engine: "Engine | docker.DockerClient",
+    engine: Engine | docker.DockerClient,
     tag: str,
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
@@ -324,7 +326,7 @@ class Engine:
         *,
         dev_dir: str | os.PathLike | None = None,
         storage_driver: str | None = None,
-    ) -> "Engine":
+    ) -> Engine:
         """Start a fresh engine (dockerd running, test image imported). Raises EngineError."""
         eng = cls(workdir, dev_dir=dev_dir)
         try:
@@ -386,7 +388,7 @@ class Engine:
             self._unmount_under(self.workdir)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -420,9 +422,7 @@ class Engine:
             d.mkdir(parents=True, exist_ok=True)
         self.daemon_json.write_text("{}\n")
         if not self.hook_config.exists():
-            self.hook_config.write_text(
-                default_toolkit_config(self.hook_log, self.runtime_log)
-            )
+            self.hook_config.write_text(default_toolkit_config(self.hook_log, self.runtime_log))
         self.make_dev_nodes()
 
         t0 = time.monotonic()
@@ -462,17 +462,23 @@ class Engine:
     def _args(self, driver: str | None) -> list[str]:
         args = [
             self.dockerd,
-            "--config-file", str(self.daemon_json),
-            "--data-root", str(self.data_root),
-            "--exec-root", str(self.exec_root),
-            "-H", self.base_url,
-            "--pidfile", str(self.pidfile),
+            "--config-file",
+            str(self.daemon_json),
+            "--data-root",
+            str(self.data_root),
+            "--exec-root",
+            str(self.exec_root),
+            "-H",
+            self.base_url,
+            "--pidfile",
+            str(self.pidfile),
             "--bridge=none",
             "--iptables=false",
             "--ip6tables=false",
             "--ip-masq=false",
             "--userland-proxy=false",
-            "--add-runtime", f"nvidia={self.runc}",
+            "--add-runtime",
+            f"nvidia={self.runc}",
         ]
         if driver:
             args += ["--storage-driver", driver]

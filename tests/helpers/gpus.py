@@ -17,9 +17,20 @@ MINORS = (3, 0, 1, 2)  # the card at 0000:05:00.0 is /dev/nvidia3, as on real bo
 def shuffled_host(driver: str = "535.129.03", cuda: str = "12.2") -> HostSnapshot:
     """Four cards whose minors are not their indices (index 0 is /dev/nvidia3)."""
     gpus = tuple(
-        Gpu(index=i, uuid=UUIDS[i], name="NVIDIA A100-SXM4-80GB", pci_bus_id=BUS[i], minor=MINORS[i],
-            memory_total_mib=81920, memory_used_mib=1000 * i, power_w=100.0 + i, power_limit_w=400.0,
-            temperature_c=40 + i, utilization_gpu=10 * i, utilization_memory=i)
+        Gpu(
+            index=i,
+            uuid=UUIDS[i],
+            name="NVIDIA A100-SXM4-80GB",
+            pci_bus_id=BUS[i],
+            minor=MINORS[i],
+            memory_total_mib=81920,
+            memory_used_mib=1000 * i,
+            power_w=100.0 + i,
+            power_limit_w=400.0,
+            temperature_c=40 + i,
+            utilization_gpu=10 * i,
+            utilization_memory=i,
+        )
         for i in range(4)
     )
     return HostSnapshot(driver, cuda, f"12.{driver}", gpus)

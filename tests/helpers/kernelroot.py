@@ -23,11 +23,15 @@ REPO = Path(__file__).resolve().parents[2]
 DEBS = REPO / ".test-run" / "debs"
 
 # Real first lines, as the two module flavours print them (nvidia-stack.md §10.2).
-PROPRIETARY = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  {v}  Thu Oct 19 18:56:32 UTC 2023\n"
-               "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14) \n")
-OPEN = ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {v}  Release Build  "
-        "(dvs-builder@U16-I3-B03-4-3)  Tue May  7 03:27:42 UTC 2024\n"
-        "GCC version:  gcc version 12.3.0 (Ubuntu 12.3.0-1ubuntu1~22.04) \n")
+PROPRIETARY = (
+    "NVRM version: NVIDIA UNIX x86_64 Kernel Module  {v}  Thu Oct 19 18:56:32 UTC 2023\n"
+    "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14) \n"
+)
+OPEN = (
+    "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {v}  Release Build  "
+    "(dvs-builder@U16-I3-B03-4-3)  Tue May  7 03:27:42 UTC 2024\n"
+    "GCC version:  gcc version 12.3.0 (Ubuntu 12.3.0-1ubuntu1~22.04) \n"
+)
 
 MODULE_LINES = {
     "nvidia": "nvidia 56823808 12 nvidia_uvm,nvidia_modeset, Live 0xffffffffc0e00000 (POE)",
@@ -46,8 +50,15 @@ def write(root, path: str, text: str) -> Path:
     return p
 
 
-def kernel(root, version: str | None, *, flavor: str = "proprietary", modules=("nvidia", "nvidia_uvm",
-           "nvidia_modeset", "nvidia_drm"), uvm_major: int | None = 511, release: str = RELEASE) -> None:
+def kernel(
+    root,
+    version: str | None,
+    *,
+    flavor: str = "proprietary",
+    modules=("nvidia", "nvidia_uvm", "nvidia_modeset", "nvidia_drm"),
+    uvm_major: int | None = 511,
+    release: str = RELEASE,
+) -> None:
     """/proc/driver/nvidia/version, /sys/module/nvidia/version, /proc/modules, /proc/devices,
     /proc/sys/kernel/osrelease for a loaded module ``version`` (None: no module loaded)."""
     write(root, "/proc/sys/kernel/osrelease", release + "\n")
@@ -63,18 +74,34 @@ def kernel(root, version: str | None, *, flavor: str = "proprietary", modules=("
     write(root, "/proc/devices", "Character devices:\n" + "\n".join(chars) + "\n\nBlock devices:\n  8 sd\n")
 
 
-def gpu(root, bdf: str, minor: int, uuid: str = "GPU-0a1b2c3d-0000-1111-2222-333344445555",
-        model: str = "NVIDIA A100-SXM4-80GB", driver: str | None = "nvidia") -> None:
+def gpu(
+    root,
+    bdf: str,
+    minor: int,
+    uuid: str = "GPU-0a1b2c3d-0000-1111-2222-333344445555",
+    model: str = "NVIDIA A100-SXM4-80GB",
+    driver: str | None = "nvidia",
+) -> None:
     """/proc/driver/nvidia/gpus/<bdf>/information (real layout) and the PCI function in sysfs."""
-    write(root, f"/proc/driver/nvidia/gpus/{bdf}/information",
-          f"Model: \t\t {model}\nIRQ:   \t\t 150\nGPU UUID: \t {uuid}\nVideo BIOS: \t 92.00.45.00.06\n"
-          f"Bus Type: \t PCIe\nDMA Size: \t 47 bits\nDMA Mask: \t 0x7fffffffffff\nBus Location: \t {bdf}\n"
-          f"Device Minor: \t {minor}\nGPU Excluded:\t No\n")
+    write(
+        root,
+        f"/proc/driver/nvidia/gpus/{bdf}/information",
+        f"Model: \t\t {model}\nIRQ:   \t\t 150\nGPU UUID: \t {uuid}\nVideo BIOS: \t 92.00.45.00.06\n"
+        f"Bus Type: \t PCIe\nDMA Size: \t 47 bits\nDMA Mask: \t 0x7fffffffffff\nBus Location: \t {bdf}\n"
+        f"Device Minor: \t {minor}\nGPU Excluded:\t No\n",
+    )
     pci(root, bdf, driver=driver)
 
 
-def pci(root, bdf: str, *, vendor: int = 0x10DE, cls: int = 0x030200, driver: str | None = "nvidia",
-        config_vendor: int | None = None) -> None:
+def pci(
+    root,
+    bdf: str,
+    *,
+    vendor: int = 0x10DE,
+    cls: int = 0x030200,
+    driver: str | None = "nvidia",
+    config_vendor: int | None = None,
+) -> None:
     """A PCI function laid out as sysfs does: devices/<bdf> -> ../../../devices/pci0000:00/<bdf>,
     driver -> ../../../bus/pci/drivers/<name>."""
     real = Path(root, f"sys/devices/pci0000:00/{bdf}")
@@ -82,8 +109,9 @@ def pci(root, bdf: str, *, vendor: int = 0x10DE, cls: int = 0x030200, driver: st
     (real / "vendor").write_text(f"0x{vendor:04x}\n")
     (real / "device").write_text("0x20b2\n")
     (real / "class").write_text(f"0x{cls:06x}\n")
-    (real / "config").write_bytes((config_vendor if config_vendor is not None else vendor).to_bytes(2, "little")
-                                  + b"\xb2\x20" + b"\0" * 60)
+    (real / "config").write_bytes(
+        (config_vendor if config_vendor is not None else vendor).to_bytes(2, "little") + b"\xb2\x20" + b"\0" * 60
+    )
     if driver:
         Path(root, f"sys/bus/pci/drivers/{driver}").mkdir(parents=True, exist_ok=True)
         link = real / "driver"
@@ -135,8 +163,9 @@ def nvswitch(root, bdf: str) -> None:
     pci(root, bdf, cls=0x068000, driver="nvidia-nvswitch")
 
 
-def module_ko(root, version: str, *, release: str = RELEASE, where: str = "updates/dkms",
-              compress: str | None = None) -> str:
+def module_ko(
+    root, version: str, *, release: str = RELEASE, where: str = "updates/dkms", compress: str | None = None
+) -> str:
     """A real ELF relocatable object with a .modinfo section as kbuild writes it (gcc -c), installed
     as /lib/modules/<release>/<where>/nvidia.ko[.xz|.gz|.zst]. Returns the host path."""
     gcc = shutil.which("gcc")
@@ -148,7 +177,8 @@ def module_ko(root, version: str, *, release: str = RELEASE, where: str = "updat
         'static const char a[] __attribute__((section(".modinfo"), used)) = "license=NVIDIA";\n'
         f'static const char b[] __attribute__((section(".modinfo"), used)) = "version={version}";\n'
         f'static const char c[] __attribute__((section(".modinfo"), used)) = "vermagic={release} SMP mod_unload";\n'
-        "int init_module(void) { return 0; }\n")
+        "int init_module(void) { return 0; }\n"
+    )
     obj = work / "nvidia.ko"
     subprocess.run([gcc, "-c", "-o", str(obj), str(src)], check=True, capture_output=True)
     data = obj.read_bytes()
@@ -191,8 +221,14 @@ def fetch_debs() -> None:
     DEBS.mkdir(parents=True, exist_ok=True)
     src = Path("/etc/apt/sources.list.d/gpudock-nonfree.sources")
     if not src.exists():
-        src.write_text("Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n"
-                       "Components: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
+        src.write_text(
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n"
+            "Components: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        )
         subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
-    subprocess.run(["apt-get", "download", "-qq", "libnvidia-ml1", "libcuda1", "nvidia-smi"], cwd=DEBS,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["apt-get", "download", "-qq", "libnvidia-ml1", "libcuda1", "nvidia-smi"],
+        cwd=DEBS,
+        check=True,
+        capture_output=True,
+    )

@@ -104,8 +104,19 @@ def _stub_libc32(flag: str) -> Path:
     out = _workdir() / f"stub{flag}" / "libc.so.6"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        _run([_tool("gcc"), flag, "-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libc.so.6", "-o", str(out),
-              str(_workdir() / "empty.c")])
+        _run(
+            [
+                _tool("gcc"),
+                flag,
+                "-shared",
+                "-fPIC",
+                "-nostdlib",
+                "-Wl,-soname,libc.so.6",
+                "-o",
+                str(out),
+                str(_workdir() / "empty.c"),
+            ]
+        )
     return out
 
 
@@ -127,8 +138,19 @@ def build_lib(soname: str, arch: str = "x86-64") -> Path:
     elif arch in ("i386", "x32"):
         flag = "-m32" if arch == "i386" else "-mx32"
         stub = _stub_libc32(flag)
-        cmd = [gcc, flag, "-shared", "-fPIC", "-nostdlib", f"-Wl,-soname,{soname}", "-o", str(out), src,
-               "-Wl,--no-as-needed", str(stub)]
+        cmd = [
+            gcc,
+            flag,
+            "-shared",
+            "-fPIC",
+            "-nostdlib",
+            f"-Wl,-soname,{soname}",
+            "-o",
+            str(out),
+            src,
+            "-Wl,--no-as-needed",
+            str(stub),
+        ]
     else:
         raise ValueError(f"arch must be one of {ARCHES}, not {arch!r}")
     _run(cmd)

@@ -29,8 +29,9 @@ def gpu(i: int, **over) -> dict:
 def scenario(gpus: list[dict] | None = None, frozen: bool = True, **driver) -> Scenario:
     d = {"version": "535.129.03", "cuda": "12.2"}
     d.update(driver)
-    return parse_scenario({"name": "test", "frozen": frozen, "driver": d,
-                           "gpu": gpus if gpus is not None else [gpu(i) for i in range(4)]})
+    return parse_scenario(
+        {"name": "test", "frozen": frozen, "driver": d, "gpu": gpus if gpus is not None else [gpu(i) for i in range(4)]}
+    )
 
 
 def session(sc: Scenario) -> NvmlSession:

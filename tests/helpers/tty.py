@@ -13,8 +13,9 @@ import termios
 import time
 
 
-def spawn(argv: list[str], env: dict[str, str], *, size: tuple[int, int] = (80, 24),
-          block_sighup: bool = False) -> tuple[int, int]:
+def spawn(
+    argv: list[str], env: dict[str, str], *, size: tuple[int, int] = (80, 24), block_sighup: bool = False
+) -> tuple[int, int]:
     """Run ``argv`` on the slave end of a new pty, its controlling terminal: (pid, master fd).
     ``block_sighup``: the child starts with SIGHUP blocked (the mask survives exec)."""
     pid, fd = pty.fork()

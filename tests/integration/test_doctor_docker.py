@@ -54,8 +54,9 @@ def test_container_runtime_ok_when_nvidia_runtime_is_the_toolkit(engine):
 def test_container_runtime_without_hook_on_path(engine):
     facts = gather(HostRoot("/"), None, engine.client)
     facts.hook_paths = ()
-    facts.docker_info = dict(facts.docker_info, Runtimes=dict(
-        facts.docker_info["Runtimes"], nvidia={"path": "nvidia-container-runtime"}))
+    facts.docker_info = dict(
+        facts.docker_info, Runtimes=dict(facts.docker_info["Runtimes"], nvidia={"path": "nvidia-container-runtime"})
+    )
     f = dchecks.container_runtime(facts)
     assert f.severity == "warning"
     assert f.data["gpus_flag"] is False and f.data["runtime"] is True
@@ -68,8 +69,10 @@ def test_daemon_json_edited_but_engine_not_restarted(engine):
     info["Runtimes"] = {k: v for k, v in info["Runtimes"].items() if k != "nvidia"}
     facts.docker_info = info
     facts.daemon_json = dataclasses.replace(
-        facts.daemon_json, text='{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}',
-        parsed={"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}})
+        facts.daemon_json,
+        text='{"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}',
+        parsed={"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}},
+    )
     facts.hook_paths = ()
     f = dchecks.container_runtime(facts)
     assert f.severity == "error"
@@ -92,12 +95,16 @@ def test_engine_unreachable(tmp_path):
 
 def test_cgroup_device_loss_names_hook_only_containers(engine, fake_nvidia_devs):
     env_only = _start(engine, "gpd-doctor-envonly", runtime="nvidia", environment={"NVIDIA_VISIBLE_DEVICES": "0"})
-    gpus = _start(engine, "gpd-doctor-gpus",
-                  device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])])
-    explicit = _start(engine, "gpd-doctor-explicit", runtime="nvidia",
-                      environment={"NVIDIA_VISIBLE_DEVICES": "0"},
-                      devices=[f"{fake_nvidia_devs}/nvidia0:/dev/nvidia0:rwm",
-                               f"{fake_nvidia_devs}/nvidiactl:/dev/nvidiactl:rwm"])
+    gpus = _start(
+        engine, "gpd-doctor-gpus", device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    )
+    explicit = _start(
+        engine,
+        "gpd-doctor-explicit",
+        runtime="nvidia",
+        environment={"NVIDIA_VISIBLE_DEVICES": "0"},
+        devices=[f"{fake_nvidia_devs}/nvidia0:/dev/nvidia0:rwm", f"{fake_nvidia_devs}/nvidiactl:/dev/nvidiactl:rwm"],
+    )
     plain = _start(engine, "gpd-doctor-plain")
     facts = gather(HostRoot("/"), None, engine.client)
     ids = {c["Id"] for c in facts.containers}
@@ -120,7 +127,9 @@ def test_cgroup_device_loss_names_hook_only_containers(engine, fake_nvidia_devs)
 
 
 def test_cuda_compat_on_real_images(engine):
-    engine.make_image("gpudock-test/cuda-new:1", env={"NVIDIA_REQUIRE_CUDA": "cuda>=12.9 brand=tesla,driver>=535,driver<536"})
+    engine.make_image(
+        "gpudock-test/cuda-new:1", env={"NVIDIA_REQUIRE_CUDA": "cuda>=12.9 brand=tesla,driver>=535,driver<536"}
+    )
     engine.make_image("gpudock-test/cuda-old:1", env={"CUDA_VERSION": "11.8.0"})
     engine.make_image("gpudock-test/cuda-label:1", labels={"com.nvidia.cuda.version": "12.4"})
     session = NvmlSession(sim_library_loader(builtin_scenario("demo")), source="sim:demo")

@@ -13,6 +13,7 @@ from gpudock.launch.spec import LaunchError
 from gpudock.launch.volume import build_driver_volume, kernel_module_version
 from helpers.driverhost import CURRENT, STALE, driver_host
 
+
 def listing(path: str) -> dict[str, str]:
     out = {}
     for dirpath, dirnames, filenames in os.walk(path):

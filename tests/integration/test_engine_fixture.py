@@ -263,14 +263,17 @@ def test_a_hung_test_fails_instead_of_hanging_the_run(pytester, monkeypatch):
         "    pass\n"
     )
     monkeypatch.setenv("GPUDOCK_TEST_TIMEOUT", "2")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "test_hangs.py", timeout=60)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "test_hangs.py", timeout=60
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 2 and outcomes.get("passed") == 1, outcomes
     result.stdout.fnmatch_lines(["*HungTest*ran over 2 s*"])
     assert "test_event_loop_waits_for_ever" in result.stdout.str()
     # captured output (no real stderr file descriptor) must not break the report
-    result2 = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-k", "sleeps",
-                                            "test_hangs.py", timeout=60)
+    result2 = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-k", "sleeps", "test_hangs.py", timeout=60
+    )
     result2.stdout.fnmatch_lines(["*HungTest*ran over 2 s*"])
     assert "fileno" not in result2.stdout.str()
 

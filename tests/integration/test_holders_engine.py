@@ -57,12 +57,19 @@ def test_every_mechanism(engine, watcher):
     d = engine.dev_dir
     legacy = engine.make_image("gpudock-test/legacy-cuda:10.0", env={"CUDA_VERSION": "10.0.130"})
     cuda = engine.make_image(
-        "gpudock-test/cuda:12.2", env={"CUDA_VERSION": "12.2.0", "NVIDIA_REQUIRE_CUDA": "cuda>=12.2",
-                                       "NVIDIA_VISIBLE_DEVICES": "all"}
+        "gpudock-test/cuda:12.2",
+        env={"CUDA_VERSION": "12.2.0", "NVIDIA_REQUIRE_CUDA": "cuda>=12.2", "NVIDIA_VISIBLE_DEVICES": "all"},
     )
     run(engine, "h-dev3", devices=[f"{d}/nvidia3:/dev/nvidia3:rwm", f"{d}/nvidiactl:/dev/nvidiactl:rwm"])
-    run(engine, "h-ctl-only", devices=[f"{d}/nvidiactl:/dev/nvidiactl:rwm", f"{d}/nvidia-uvm:/dev/nvidia-uvm:rwm",
-                                       f"{d}/nvidia-uvm-tools:/dev/nvidia-uvm-tools:rwm"])
+    run(
+        engine,
+        "h-ctl-only",
+        devices=[
+            f"{d}/nvidiactl:/dev/nvidiactl:rwm",
+            f"{d}/nvidia-uvm:/dev/nvidia-uvm:rwm",
+            f"{d}/nvidia-uvm-tools:/dev/nvidia-uvm-tools:rwm",
+        ],
+    )
     run(engine, "h-env", runtime="nvidia", environment={"NVIDIA_VISIBLE_DEVICES": f"1,{U(5)}"})
     run(engine, "h-env-none", runtime="nvidia", environment={"NVIDIA_VISIBLE_DEVICES": "none"})
     run(engine, "h-nvgpu", runtime="nvidia", environment={"NV_GPU": "0,1"})
@@ -73,8 +80,14 @@ def test_every_mechanism(engine, watcher):
     run(engine, "h-gpus-ids", device_requests=gpus_req(device_ids=["2", U(4)]))
     run(engine, "h-gpus-count", device_requests=gpus_req(count=2))
     run(engine, "h-gpus-all", device_requests=gpus_req(count=-1))
-    engine.client.containers.run(cuda, ["sleep", "300"], name="h-gpus-on-cuda", detach=True,
-                                 runtime="nvidia", device_requests=gpus_req(device_ids=["6"]))
+    engine.client.containers.run(
+        cuda,
+        ["sleep", "300"],
+        name="h-gpus-on-cuda",
+        detach=True,
+        runtime="nvidia",
+        device_requests=gpus_req(device_ids=["6"]),
+    )
     engine.client.containers.create(engine.image, ["true"], name="h-created", device_requests=gpus_req(count=1))
     assert run_img.status in ("created", "running")
 
@@ -280,8 +293,9 @@ def test_process_to_container_from_real_cgroup(engine, watcher):
 
     opid = other.attrs["State"]["Pid"]
     gpus = list(GPUS)
-    gpus[2] = Gpu(index=2, uuid=U(2), minor=5, processes=(GpuProcess(pid, 100, command="sleep"),
-                                                           GpuProcess(exec_pid, 50)))
+    gpus[2] = Gpu(
+        index=2, uuid=U(2), minor=5, processes=(GpuProcess(pid, 100, command="sleep"), GpuProcess(exec_pid, 50))
+    )
     gpus[3] = Gpu(index=3, uuid=U(3), minor=4, processes=(GpuProcess(opid, 10),))  # pm-other was given 5
     gpus[4] = Gpu(index=4, uuid=U(4), minor=3, processes=(GpuProcess(os.getpid(), 1),))  # this test: no container
     snap = HostSnapshot("x", "12", "12", tuple(gpus))
@@ -350,7 +364,6 @@ def test_device_request_claims_match_what_the_engine_hands_the_hook(engine, req)
     assert all(ours)
 
 
-
 # --privileged. The tests may run in a sandbox whose capability bounding set lacks a capability
 # (CAP_SYS_RESOURCE, say), where runc cannot start a privileged container ("unable to apply caps")
 # and dockerd 20.10 ignores --cap-drop with --privileged. The engine gets two runtimes that trim
@@ -407,8 +420,9 @@ def test_privileged_container_can_open_any_gpu_node_an_unprivileged_one_cannot(p
     script = "mknod /tmp/gpu6 c 195 6 && cat /tmp/gpu6 2>&1; echo rc=$?"
     out = {}
     for privileged in (True, False):
-        c = priv_engine.client.containers.run(priv_engine.image, ["sh", "-c", script], detach=True,
-                                              privileged=privileged, runtime="runc-priv")
+        c = priv_engine.client.containers.run(
+            priv_engine.image, ["sh", "-c", script], detach=True, privileged=privileged, runtime="runc-priv"
+        )
         assert c.wait(timeout=60)["StatusCode"] == 0
         out[privileged] = c.logs().decode()
     assert "Operation not permitted" in out[False], out[False]
@@ -447,7 +461,12 @@ def test_privileged_containers_in_the_holders_map(priv_engine, watcher):
 
     pi, pp = m.gpu(U(6)).processes
     assert (pi.container_name, pi.container_pid, pi.location, pi.claimed, pi.access) == (
-        "pv-idle", 1, "container", True, "privileged")
+        "pv-idle",
+        1,
+        "container",
+        True,
+        "privileged",
+    )
     assert (pp.container_name, pp.claimed, pp.access) == ("pv-plain", False, None)
     # not holders: the holder column shows the real holders only
     assert m.gpu(U(6)).holders == () and m.gpu(U(6)).label() == ""

@@ -8,7 +8,6 @@ with real driver libraries.
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -151,11 +150,14 @@ def test_image_needing_a_newer_cuda_is_refused_naming_both_versions(engine):
     assert launch(engine.client, ok_spec, ok_snap, holders={})[1] == ()
 
 
-@pytest.mark.parametrize("mode, kw, message", [
-    ("cdi", {}, "cdi mode needs Docker 25"),
-    ("runtime", {"image": "gpudock-test/not-here:1"}, "is not present on this engine; gpudock does not pull"),
-    ("legacy", {"driver_volume": "nvidia_driver_999.99"}, "driver volume nvidia_driver_999.99 does not exist"),
-])
+@pytest.mark.parametrize(
+    "mode, kw, message",
+    [
+        ("cdi", {}, "cdi mode needs Docker 25"),
+        ("runtime", {"image": "gpudock-test/not-here:1"}, "is not present on this engine; gpudock does not pull"),
+        ("legacy", {"driver_volume": "nvidia_driver_999.99"}, "driver volume nvidia_driver_999.99 does not exist"),
+    ],
+)
 def test_refusals_launch_nothing(engine, mode, kw, message):
     snap, spec = spec_for(engine, "0", mode, **kw)
     before = count_containers(engine)
@@ -186,13 +188,32 @@ def cli_env(engine, monkeypatch):
 
 
 def test_gpudock_run_on_the_demo_host(cli_env, capsys):
-    rc = main(["--demo", "run", "--mode", "runtime", "--gpu", "2,0", "--name", "cli-run", "-e", "A=b",
-               cli_env.image, "sh", "-c", "echo started; env | grep NVIDIA_VISIBLE_DEVICES"])
+    rc = main(
+        [
+            "--demo",
+            "run",
+            "--mode",
+            "runtime",
+            "--gpu",
+            "2,0",
+            "--name",
+            "cli-run",
+            "-e",
+            "A=b",
+            cli_env.image,
+            "sh",
+            "-c",
+            "echo started; env | grep NVIDIA_VISIBLE_DEVICES",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert out.startswith("cli-run ")
     assert "  started" in out
-    assert "NVIDIA_VISIBLE_DEVICES=GPU-1d2e3f40-5a6b-4c7d-8e9f-a0b1c2d3e403,GPU-4f3a1c2e-9b7d-4e21-8a55-0c1d2e3f4a01" in out
+    assert (
+        "NVIDIA_VISIBLE_DEVICES=GPU-1d2e3f40-5a6b-4c7d-8e9f-a0b1c2d3e403,GPU-4f3a1c2e-9b7d-4e21-8a55-0c1d2e3f4a01"
+        in out
+    )
 
 
 def test_gpudock_run_takes_nv_gpu(cli_env, capsys, monkeypatch):
@@ -207,13 +228,16 @@ def test_gpudock_run_takes_nv_gpu(cli_env, capsys, monkeypatch):
     assert attrs["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == ["3", "1"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "--gpu", "9", "IMAGE"], "unknown GPU '9'"),
-    (["run", "--gpu", "0", "--mode", "cdi", "IMAGE"], "cdi mode needs Docker 25"),
-    (["run", "--gpu", "0", "gpudock-test/absent:1"], "is not present on this engine"),
-    (["run", "--gpu", "0", "-e", "9X=1", "IMAGE"], "invalid env name '9X'"),
-    (["run", "IMAGE"], "no GPU selected"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--gpu", "9", "IMAGE"], "unknown GPU '9'"),
+        (["run", "--gpu", "0", "--mode", "cdi", "IMAGE"], "cdi mode needs Docker 25"),
+        (["run", "--gpu", "0", "gpudock-test/absent:1"], "is not present on this engine"),
+        (["run", "--gpu", "0", "-e", "9X=1", "IMAGE"], "invalid env name '9X'"),
+        (["run", "IMAGE"], "no GPU selected"),
+    ],
+)
 def test_gpudock_run_refusals_are_one_line_exit_2(cli_env, capsys, argv, message):
     argv = [cli_env.image if a == "IMAGE" else a for a in argv]
     before = count_containers(cli_env)

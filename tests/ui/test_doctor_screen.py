@@ -4,20 +4,18 @@ one, re-check on r and on a host change, and what an operator sees at 80x24."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable, Static
 
 from gpudock.doctor import diagnose
 from gpudock.host.root import HostRoot
 from gpudock.ui.screens.doctor import DoctorScreen
 from helpers import kernelroot as K
-from helpers.libroot import make_driver_root
 from helpers.dashboard import first_snapshot, make_app
+from helpers.libroot import make_driver_root
 
 LIB = "/usr/lib/x86_64-linux-gnu"
 

@@ -7,8 +7,8 @@ from textual.widgets import Static
 
 from gpudock.ui.app import SnapshotReady
 from gpudock.ui.widgets.live_table import LiveTable
-from helpers.sim import gpu, scenario
 from helpers.dashboard import first_snapshot, make_app
+from helpers.sim import gpu, scenario
 
 
 def details_text(app) -> str:

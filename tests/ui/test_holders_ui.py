@@ -49,11 +49,18 @@ def dev(engine, minor: int) -> str:
 def host_with(processes: dict[int, list[tuple[int, str]]] | None = None):
     """8 simulated GPUs; ``processes``: GPU index -> [(host PID, command)]."""
     processes = processes or {}
-    return scenario([
-        gpu(i, process=[{"pid": pid, "used_memory_mib": 100 + pid % 1000, "command": cmd}
-                        for pid, cmd in processes.get(i, [])])
-        for i in range(8)
-    ])
+    return scenario(
+        [
+            gpu(
+                i,
+                process=[
+                    {"pid": pid, "used_memory_mib": 100 + pid % 1000, "command": cmd}
+                    for pid, cmd in processes.get(i, [])
+                ],
+            )
+            for i in range(8)
+        ]
+    )
 
 
 async def wait_until(pilot, cond, timeout: float = 30.0, what: str = "condition") -> None:
@@ -114,8 +121,7 @@ async def test_holder_column_and_panel_name_containers_of_every_mechanism(engine
     by_gpus = run(engine, "ui-gpus", device_requests=gpus_req(device_ids=["3"]))
     run(engine, "ui-ctl-only", devices=[f"{engine.dev_dir}/nvidiactl:/dev/nvidiactl:rwm"])
     pid = by_dev.attrs["State"]["Pid"]
-    app = make_app(host_with({INDEX_OF_MINOR[1]: [(pid, "sleep 300")]}), refresh=0.2,
-                   docker_base_url=engine.base_url)
+    app = make_app(host_with({INDEX_OF_MINOR[1]: [(pid, "sleep 300")]}), refresh=0.2, docker_base_url=engine.base_url)
     async with app.run_test(size=(80, 24)) as pilot:
         await first_snapshot(pilot)
         await wait_until(pilot, lambda: "ui-gpus" in holder_cells(app), what="the holder column")
@@ -178,10 +184,14 @@ async def test_conflicts_stand_out(engine):
     b = run(engine, "cf-b", runtime="nvidia", environment={"NVIDIA_VISIBLE_DEVICES": str(INDEX_OF_MINOR[1])})
     bad = run(engine, "cf-bad", runtime="nvidia", environment={"NVIDIA_VISIBLE_DEVICES": "9"})
     stray = a.attrs["State"]["Pid"]  # cf-a's process, on a card cf-a was not given
-    created = engine.client.containers.create(engine.image, ["true"], name="cf-created",
-                                              device_requests=gpus_req(count=1))
-    app = make_app(host_with({5: [(stray, "sleep 300")], 6: [(os.getpid(), "pytest")]}), refresh=0.2,
-                   docker_base_url=engine.base_url)
+    created = engine.client.containers.create(
+        engine.image, ["true"], name="cf-created", device_requests=gpus_req(count=1)
+    )
+    app = make_app(
+        host_with({5: [(stray, "sleep 300")], 6: [(os.getpid(), "pytest")]}),
+        refresh=0.2,
+        docker_base_url=engine.base_url,
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         await first_snapshot(pilot)
         g0 = INDEX_OF_MINOR[1]
@@ -291,8 +301,7 @@ async def test_demo_holders_from_the_simulated_engine():
         assert {r["name"] for r in rows.values()} >= {"burn-in", "cache", "! embedder", "! triton", "! (host)"}
         assert "old-job" not in {r["name"] for r in rows.values()}
         await pilot.press("a")
-        await wait_until(pilot, lambda: any(r["name"] == "old-job" for r in panel_rows(app).values()),
-                         what="old-job")
+        await wait_until(pilot, lambda: any(r["name"] == "old-job" for r in panel_rows(app).values()), what="old-job")
         old = next(r for r in panel_rows(app).values() if r["name"] == "old-job")
         assert (old["status"], old["gpus"]) == ("exited", "all (8)")
         assert list(panel_rows(app))[-1] == HOST_KEY  # outsiders stay last

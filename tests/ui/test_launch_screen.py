@@ -18,8 +18,12 @@ GPU2 = "GPU-1d2e3f40-5a6b-4c7d-8e9f-a0b1c2d3e403"  # index 2, /dev/nvidia1
 class FakeClient:
     """Enough of docker.DockerClient for the form: two local images."""
 
-    images = SimpleNamespace(list=lambda: [SimpleNamespace(tags=["nvidia/cuda:12.2.0-base-ubuntu22.04"]),
-                                           SimpleNamespace(tags=["gpudock-test/busybox:latest"])])
+    images = SimpleNamespace(
+        list=lambda: [
+            SimpleNamespace(tags=["nvidia/cuda:12.2.0-base-ubuntu22.04"]),
+            SimpleNamespace(tags=["gpudock-test/busybox:latest"]),
+        ]
+    )
 
 
 def fake_app():
@@ -93,7 +97,8 @@ async def test_the_form_previews_the_exact_docker_run_line_as_the_operator_types
         form.query_one("#f-mps", Input).value = "40"
         await pilot.pause()
         assert f"--gpus '\"device={GPU2},{GPU0}\"' -e CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=40 --ipc=host" in text_of(
-            form, "#launch-preview")
+            form, "#launch-preview"
+        )
         form.query_one("#f-env", Input).value = "9X=1"
         await pilot.pause()
         assert text_of(form, "#launch-preview").startswith("invalid env name '9X'")
@@ -137,8 +142,14 @@ def docker_env(engine, monkeypatch):
 
 async def test_launch_from_the_form_warns_about_a_held_card_then_starts_and_shows_logs(docker_env):
     engine = docker_env
-    engine.client.containers.run(engine.image, ["sleep", "300"], detach=True, name="train-a", runtime="nvidia",
-                                 environment={"NVIDIA_VISIBLE_DEVICES": GPU2})
+    engine.client.containers.run(
+        engine.image,
+        ["sleep", "300"],
+        detach=True,
+        name="train-a",
+        runtime="nvidia",
+        environment={"NVIDIA_VISIBLE_DEVICES": GPU2},
+    )
     # The dashboard watches the real engine; the form launches on the engine the dashboard watches.
     app = make_app(refresh=3600, docker_base_url=engine.base_url)
     async with app.run_test(size=(120, 50)) as pilot:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from helpers.sim import gpu, scenario
 from helpers.dashboard import first_snapshot, make_app
+from helpers.sim import gpu, scenario
 
 
 def test_main_screen_80x24(snap_compare):

@@ -24,8 +24,10 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "config-toml"
 DEBIAN_117 = DATA / "toolkit-1.17-debian.toml"
 HOOK_LINE = b'#debug = "/var/log/nvidia-container-toolkit.log"'
 RUNTIME_LINE = b'#debug = "/var/log/nvidia-container-runtime.log"'
-INFO = {"Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}},
-        "DefaultRuntime": "runc"}
+INFO = {
+    "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}},
+    "DefaultRuntime": "runc",
+}
 # Snapshots need the same paths on every run: their files live here, recreated by each test.
 SNAP_DIR = Path("/tmp/gpudock-snap")
 
@@ -88,8 +90,11 @@ async def press_and_confirm(pilot, screen: ToolkitScreen, key: str, answer: str 
     dialog = await confirm_dialog(pilot)
     await pilot.press(answer)
     if answer in ("y", "enter"):
-        await until(pilot, lambda: screen.writes_done > writes and screen.loads_done > loads and idle(screen),
-                    f"{key} written and re-read")
+        await until(
+            pilot,
+            lambda: screen.writes_done > writes and screen.loads_done > loads and idle(screen),
+            f"{key} written and re-read",
+        )
     else:
         await until(pilot, lambda: pilot.app.screen is screen and idle(screen), "cancelled")
     return dialog
@@ -112,7 +117,9 @@ def dialog_text(dialog: ConfirmScreen) -> str:
 
 
 async def test_status_shows_the_config_and_dockers_side(tmp_path):
-    cfg, dmn = setup_files(tmp_path, DEBIAN_117.read_bytes(), {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}})
+    cfg, dmn = setup_files(
+        tmp_path, DEBIAN_117.read_bytes(), {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}
+    )
     screen = screen_for(cfg, dmn)
     async with make_app(refresh=3600).run_test(size=(80, 24)) as pilot:
         await open_toolkit(pilot, screen)
@@ -120,7 +127,7 @@ async def test_status_shows_the_config_and_dockers_side(tmp_path):
         assert str(cfg) in text and "as given with --config" in text
         assert "mode auto" in text and "log-level info" in text and "ldconfig @/sbin/ldconfig" in text
         assert "no-cgroups false (default)" in text
-        assert 'hook debug' in text and 'line 8: #debug = "/var/log/nvidia-container-toolkit.log"' in text
+        assert "hook debug" in text and 'line 8: #debug = "/var/log/nvidia-container-toolkit.log"' in text
         assert "runtime debug" in text and "line 19" in text
         assert "nvidia registered" in text and "default runc (not set)" in text
         assert "knows nvidia" in text and "restart needed" not in text
@@ -187,8 +194,11 @@ async def test_a_file_changed_behind_the_confirmation_is_not_overwritten(tmp_pat
         theirs = DEBIAN_117.read_bytes().replace(b'mode = "auto"', b'mode = "cdi"')
         cfg.write_bytes(theirs)  # someone else edits the file while the dialog is open
         await pilot.press("y")
-        await until(pilot, lambda: idle(screen) and screen.doc["config"]["settings"]["mode"]["value"] == "cdi",
-                    "re-read after the refusal")
+        await until(
+            pilot,
+            lambda: idle(screen) and screen.doc["config"]["settings"]["mode"]["value"] == "cdi",
+            "re-read after the refusal",
+        )
         assert cfg.read_bytes() == theirs and screen.writes_done == 0
         assert any("changed" in n.message for n in pilot.app._notifications)
 
@@ -200,8 +210,9 @@ async def test_an_edit_in_another_terminal_shows_up_without_a_key(tmp_path):
     async with make_app(refresh=3600).run_test(size=(80, 24)) as pilot:
         await open_toolkit(pilot, screen)
         cfg.write_bytes(original.replace(b'log-level = "info"', b'log-level = "debug"'))
-        await until(pilot, lambda: screen.doc["config"]["settings"]["log-level"]["value"] == "debug",
-                    "the edit picked up")
+        await until(
+            pilot, lambda: screen.doc["config"]["settings"]["log-level"]["value"] == "debug", "the edit picked up"
+        )
         assert "log-level debug" in status(screen)
 
 
@@ -215,8 +226,11 @@ async def test_malformed_config_is_shown_with_line_and_column_and_left_alone(tmp
         assert "is not valid TOML at line 3, column" in text and "gpudock left it untouched" in text
         assert "nvidia registered" not in text and "engine" in text  # the rest is still shown
         await pilot.press("h")
-        await until(pilot, lambda: idle(screen) and any("line 3" in n.message for n in pilot.app._notifications),
-                    "the refusal said")
+        await until(
+            pilot,
+            lambda: idle(screen) and any("line 3" in n.message for n in pilot.app._notifications),
+            "the refusal said",
+        )
         assert not isinstance(pilot.app.screen, ConfirmScreen)
         assert cfg.read_bytes() == bad
 
@@ -231,8 +245,11 @@ async def test_malformed_daemon_json_is_shown_with_line_and_column(tmp_path):
         assert "is not valid JSON at line 3, column 1" in text
         assert "mode auto" in text  # config.toml is still shown
         await pilot.press("R")
-        await until(pilot, lambda: idle(screen) and any("line 3" in n.message for n in pilot.app._notifications),
-                    "the refusal said")
+        await until(
+            pilot,
+            lambda: idle(screen) and any("line 3" in n.message for n in pilot.app._notifications),
+            "the refusal said",
+        )
         assert dmn.read_text() == '{\n  "log-driver": "json-file",\n}\n'
 
 
@@ -246,8 +263,11 @@ async def test_missing_config_offers_the_defaults_and_w_writes_them(tmp_path):
         assert screen.check_action("write_defaults", ()) is True
         # h on a missing file: said, not crashed
         await pilot.press("h")
-        await until(pilot, lambda: idle(screen) and any("press w" in n.message for n in pilot.app._notifications),
-                    "told to press w")
+        await until(
+            pilot,
+            lambda: idle(screen) and any("press w" in n.message for n in pilot.app._notifications),
+            "told to press w",
+        )
         dialog = await press_and_confirm(pilot, screen, "w")
         assert str(cfg) in dialog_text(dialog)
         assert cfg.read_text() == tkconfig.default_config_text()
@@ -273,8 +293,11 @@ async def test_no_permission_is_said_in_words(tmp_path, monkeypatch):
 
 
 async def test_register_and_default_runtime_keep_the_other_keys(tmp_path):
-    cfg, dmn = setup_files(tmp_path, DEBIAN_117.read_bytes(),
-                           {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "data-root": "/srv/docker"})
+    cfg, dmn = setup_files(
+        tmp_path,
+        DEBIAN_117.read_bytes(),
+        {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "data-root": "/srv/docker"},
+    )
     info = {"Runtimes": {"runc": {"path": "runc"}}, "DefaultRuntime": "runc"}
     screen = screen_for(cfg, dmn, info)
     async with make_app(refresh=3600).run_test(size=(80, 24)) as pilot:
@@ -284,8 +307,12 @@ async def test_register_and_default_runtime_keep_the_other_keys(tmp_path):
         text = dialog_text(dialog)
         assert str(dmn) in text and 'add runtime "nvidia"' in text and dj.RESTART_HINT in text
         data = json.loads(dmn.read_text())
-        assert data == {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "data-root": "/srv/docker",
-                        "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}}
+        assert data == {
+            "log-driver": "json-file",
+            "log-opts": {"max-size": "10m"},
+            "data-root": "/srv/docker",
+            "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}},
+        }
         text = " ".join(status(screen).split())
         assert "nvidia registered" in text and "restart needed" in text and "systemctl restart docker" in text
 
@@ -295,8 +322,11 @@ async def test_register_and_default_runtime_keep_the_other_keys(tmp_path):
         assert "default-runtime" not in json.loads(dmn.read_text())
         # R again: nothing to change, said so, no dialog
         await pilot.press("R")
-        await until(pilot, lambda: idle(screen) and any("already registered" in n.message
-                                                        for n in pilot.app._notifications), "nothing to do")
+        await until(
+            pilot,
+            lambda: idle(screen) and any("already registered" in n.message for n in pilot.app._notifications),
+            "nothing to do",
+        )
 
 
 async def test_engine_unreachable_is_shown_as_such(tmp_path):
@@ -411,7 +441,6 @@ def test_toolkit_log_view_80x24(snap_compare):
         await open_toolkit(pilot, screen)
         await press_and_confirm(pilot, screen, "h")
         log_path.write_text("\n".join(lines) + "\n")
-        log = screen.query_one("#toolkit-log", RichLog)
         await until(pilot, lambda: len(screen.log_lines) == len(lines) and "B" in screen.log_state, "the log lines")
         pilot.app.clear_notifications()
         await pilot.pause()
@@ -426,8 +455,9 @@ async def test_hook_lines_from_a_gpus_container_appear_in_the_log_view(engine):
     log_path = engine.hook_log
     log_path.unlink(missing_ok=True)
     original = engine.hook_config.read_bytes()
-    screen = ToolkitScreen(str(engine.hook_config), str(engine.daemon_json),
-                           docker_info_factory=engine.client.info, log_poll_s=0.05)
+    screen = ToolkitScreen(
+        str(engine.hook_config), str(engine.daemon_json), docker_info_factory=engine.client.info, log_poll_s=0.05
+    )
     async with make_app(refresh=3600).run_test(size=(80, 24)) as pilot:
         await open_toolkit(pilot, screen)
         assert "knows nvidia" in status(screen)
@@ -439,12 +469,19 @@ async def test_hook_lines_from_a_gpus_container_appear_in_the_log_view(engine):
 
         def launch() -> None:
             engine.client.containers.run(
-                engine.image, "true",
-                device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])], remove=True)
+                engine.image,
+                "true",
+                device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])],
+                remove=True,
+            )
 
         await asyncio.to_thread(launch)
-        await until(pilot, lambda: any("NVIDIA_VISIBLE_DEVICES=all" in ln for ln in screen.log_lines),
-                    "the hook's lines in the log view", timeout=30)
+        await until(
+            pilot,
+            lambda: any("NVIDIA_VISIBLE_DEVICES=all" in ln for ln in screen.log_lines),
+            "the hook's lines in the log view",
+            timeout=30,
+        )
         assert any("stand-in hook: container" in ln and "prestart" in ln for ln in screen.log_lines)
 
         await press_and_confirm(pilot, screen, "h")

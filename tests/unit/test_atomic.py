@@ -288,8 +288,9 @@ def _read_bytes(fd: int, n: int, timeout: float) -> bytes:
 def _kill_loop(path: Path, kills: int, naive: bool) -> tuple[set, list[str]]:
     off = (DATA / "toolkit-1.17-debian.toml").read_text() + PADDING
     path.write_text(off)
-    on = off.replace('#debug = "/var/log/nvidia-container-toolkit.log"',
-                     'debug = "/var/log/nvidia-container-toolkit.log"', 1)
+    on = off.replace(
+        '#debug = "/var/log/nvidia-container-toolkit.log"', 'debug = "/var/log/nvidia-container-toolkit.log"', 1
+    )
     valid = {off.encode(), on.encode()}
     rng = random.Random(1234)
     seen: set = set()

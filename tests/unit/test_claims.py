@@ -50,9 +50,7 @@ GPUS = tuple(
 IX = GpuIndex(GPUS)
 
 
-def inspect(
-    env=None, runtime="runc", devices=None, device_requests=None, hc_extra=None
-) -> dict:
+def inspect(env=None, runtime="runc", devices=None, device_requests=None, hc_extra=None) -> dict:
     hc = {"Runtime": runtime, "Devices": devices, "DeviceRequests": device_requests}
     hc.update(hc_extra or {})
     return {"Id": "c" * 64, "Config": {"Env": env}, "HostConfig": hc}
@@ -187,9 +185,7 @@ class TestRuntimeEnv:
         assert uuids(self.env("1", extra=["CUDA_VERSION=10.0"])) == [U(1)]
 
     def test_last_value_wins(self):
-        c = claims(
-            inspect(env=["NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_VISIBLE_DEVICES=3"], runtime="nvidia")
-        )
+        c = claims(inspect(env=["NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_VISIBLE_DEVICES=3"], runtime="nvidia"))
         assert uuids(c) == [U(3)]
 
     def test_full_uuid_case_insensitive(self):
@@ -464,7 +460,9 @@ class TestMisc:
         moved = (Gpu(index=0, uuid=U(0), minor=1),)
         assert gpu_key(moved) != gpu_key((Gpu(index=0, uuid=U(0), minor=0),))
         # Telemetry does not matter
-        assert gpu_key((Gpu(index=0, uuid="u", temperature_c=40),)) == gpu_key((Gpu(index=0, uuid="u", temperature_c=90),))
+        assert gpu_key((Gpu(index=0, uuid="u", temperature_c=40),)) == gpu_key(
+            (Gpu(index=0, uuid="u", temperature_c=90),)
+        )
 
     def test_runtime_paths(self):
         assert is_nvidia_runtime_path("/usr/bin/nvidia-container-runtime")
@@ -569,8 +567,10 @@ class TestPrivileged:
         assert Container(id="x", name="n", image="i", status="running", claims=c).gpu_uuids == (U(1),)
 
     def test_gpus_devices_and_cdi_still_claim_explicitly(self):
-        ins = priv(devices=[dev("/dev/nvidia0")], device_requests=[dr(ids=["3"]),
-                   {"Driver": "cdi", "DeviceIDs": ["nvidia.com/gpu=5"]}])
+        ins = priv(
+            devices=[dev("/dev/nvidia0")],
+            device_requests=[dr(ids=["3"]), {"Driver": "cdi", "DeviceIDs": ["nvidia.com/gpu=5"]}],
+        )
         c = claims(ins)
         assert [x.mechanism for x in c] == ["device", "device-request", "cdi"] + ["privileged"] * 8
         assert uuids(c)[:3] == [U(7), U(3), U(5)]
@@ -584,7 +584,8 @@ class TestPrivileged:
     def test_parse_keeps_the_request_and_resolves_per_host(self):
         reqs = parse_requests(priv(device_requests=[dr(count=1)]))
         assert [(r.mechanism, r.selector, r.token) for r in reqs] == [
-            ("device-request", "count=1", "count:1"), ("privileged", "--privileged", "privileged")
+            ("device-request", "count=1", "count:1"),
+            ("privileged", "--privileged", "privileged"),
         ]
         two = GpuIndex([Gpu(index=0, uuid="GPU-a", minor=0), Gpu(index=1, uuid="GPU-b", minor=1)])
         assert uuids(resolve_requests(reqs, two)) == ["GPU-a", "GPU-a", "GPU-b"]

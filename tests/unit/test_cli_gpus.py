@@ -56,11 +56,21 @@ def test_gpus_json_has_the_documented_shape(tmp_path):
     assert doc["nvml_error"] is None
     g0, g1 = doc["gpus"]
     assert {k: g0[k] for k in ("index", "uuid", "pci_bus_id", "minor", "device")} == {
-        "index": 0, "uuid": "GPU-aaaaaaaa-0000-4000-8000-000000000001",
-        "pci_bus_id": "00000000:05:00.0", "minor": 3, "device": "/dev/nvidia3",
+        "index": 0,
+        "uuid": "GPU-aaaaaaaa-0000-4000-8000-000000000001",
+        "pci_bus_id": "00000000:05:00.0",
+        "minor": 3,
+        "device": "/dev/nvidia3",
     }
-    assert (g0["memory_total_mib"], g0["memory_used_mib"], g0["utilization_gpu"], g0["utilization_memory"],
-            g0["temperature_c"], g0["power_w"], g0["error"]) == (46068, 1024, 37, 12, 51, 120.5, None)
+    assert (
+        g0["memory_total_mib"],
+        g0["memory_used_mib"],
+        g0["utilization_gpu"],
+        g0["utilization_memory"],
+        g0["temperature_c"],
+        g0["power_w"],
+        g0["error"],
+    ) == (46068, 1024, 37, 12, 51, 120.5, None)
     assert g0["serial"] is None  # not in the scenario: NVML says not supported -> null
     assert g1["error"].startswith("GPU is lost") and g1["utilization_gpu"] is None
 
@@ -92,8 +102,10 @@ def test_a_bad_scenario_file_is_one_clear_line(tmp_path):
     assert err.startswith("gpudock: ") and "bad.toml" in err
 
 
-@pytest.mark.parametrize("init_error,text", [("lib_rm_version_mismatch", "Driver/library version mismatch"),
-                                             ("driver_not_loaded", "Driver Not Loaded")])
+@pytest.mark.parametrize(
+    "init_error,text",
+    [("lib_rm_version_mismatch", "Driver/library version mismatch"), ("driver_not_loaded", "Driver Not Loaded")],
+)
 def test_init_failures_in_text_output(tmp_path, init_error, text):
     sim = tmp_path / "f.toml"
     sim.write_text(f'[driver]\nversion = "535.129.03"\ninit_error = "{init_error}"\n')

@@ -51,8 +51,11 @@ def test_holders_text_privileged():
     from gpudock.model import Claim, Container, Gpu, GpuProcess, HostSnapshot
 
     u = [f"GPU-{i:08x}-0000-0000-0000-000000000000" for i in range(3)]
-    gpus = (Gpu(index=0, uuid=u[0], minor=0), Gpu(index=1, uuid=u[1], minor=1),
-            Gpu(index=2, uuid=u[2], minor=2, processes=(GpuProcess(77, 100, command="python"),)))
+    gpus = (
+        Gpu(index=0, uuid=u[0], minor=0),
+        Gpu(index=1, uuid=u[1], minor=1),
+        Gpu(index=2, uuid=u[2], minor=2, processes=(GpuProcess(77, 100, command="python"),)),
+    )
     snap = HostSnapshot("550.54", "12.4", "12.550", gpus)
     claims = (Claim("runtime-env", "1", u[1]),) + tuple(Claim("privileged", "--privileged", x) for x in u)
     priv = Container("p" * 64, "prv", "img", "running", claims=claims)
@@ -62,8 +65,10 @@ def test_holders_text_privileged():
     lines = text.splitlines()
     assert f"GPU 0  {u[0]}  /dev/nvidia0  free" in lines  # reach is not holding
     assert "    held by prv (pppppppppppp, running) via runtime-env: 1" in lines
-    assert ("    process PID 77 in prv as PID 3: python, 100 MiB  [not given this GPU: reached through --privileged]"
-            in lines)
+    assert (
+        "    process PID 77 in prv as PID 3: python, 100 MiB  [not given this GPU: reached through --privileged]"
+        in lines
+    )
     row = next(ln for ln in lines if ln.startswith("pppppppppppp"))
     assert row.split() == ["pppppppppppp", "prv", "running", "1", "(+2", "reachable)", "runtime-env,", "privileged"]
     assert any(ln.startswith("  ! [privileged] container prv is privileged") for ln in lines)

@@ -7,8 +7,10 @@ from hypothesis import strategies as st
 
 from gpudock.launch.cudacheck import check, driver_branch_cuda, image_cuda_requirement
 
-REAL = ("cuda>=12.2 brand=tesla,driver>=470,driver<471 brand=unknown,driver>=470,driver<471 "
-        "brand=nvidia,driver>=470,driver<471 brand=tesla,driver>=525,driver<526")
+REAL = (
+    "cuda>=12.2 brand=tesla,driver>=470,driver<471 brand=unknown,driver>=470,driver<471 "
+    "brand=nvidia,driver>=470,driver<471 brand=tesla,driver>=525,driver<526"
+)
 
 
 def img(env=(), labels=None):

@@ -74,8 +74,13 @@ def test_indentation_style_detected_and_kept(tmp_path, indent, crlf):
     p = _write(tmp_path, text)
     dj.register(str(p), default=True)
     out = p.read_bytes().decode()
-    expected = json.dumps(obj | {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}},
-                                 "default-runtime": "nvidia"}, indent=indent) + "\n"
+    expected = (
+        json.dumps(
+            obj | {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}, "default-runtime": "nvidia"},
+            indent=indent,
+        )
+        + "\n"
+    )
     if crlf:
         expected = expected.replace("\n", "\r\n")
     assert out == expected
@@ -88,12 +93,23 @@ def test_one_line_file_stays_one_line_without_trailing_newline(tmp_path):
 
 
 def test_existing_runtime_entry_merged_not_replaced(tmp_path):
-    text = json.dumps({"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": ["--x"]},
-                                    "crun": {"path": "/usr/bin/crun"}}}, indent=4) + "\n"
+    text = (
+        json.dumps(
+            {
+                "runtimes": {
+                    "nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": ["--x"]},
+                    "crun": {"path": "/usr/bin/crun"},
+                }
+            },
+            indent=4,
+        )
+        + "\n"
+    )
     p = _write(tmp_path, text)
     plan = dj.register(str(p), path="/opt/nvidia/nvidia-container-runtime")
-    assert plan.changes == ('runtime "nvidia": path "/usr/bin/nvidia-container-runtime" -> '
-                            '"/opt/nvidia/nvidia-container-runtime"',)
+    assert plan.changes == (
+        'runtime "nvidia": path "/usr/bin/nvidia-container-runtime" -> "/opt/nvidia/nvidia-container-runtime"',
+    )
     after = json.loads(p.read_text())
     assert after["runtimes"]["nvidia"] == {"path": "/opt/nvidia/nvidia-container-runtime", "runtimeArgs": ["--x"]}
     assert after["runtimes"]["crun"] == {"path": "/usr/bin/crun"}
@@ -132,14 +148,20 @@ def test_missing_or_blank_file(tmp_path, text):
     assert doc.data == {} and doc.exists == (text is not None)
     assert doc.to_json()["nvidia_registered"] is False and doc.default_runtime is None
     dj.register(str(p))
-    assert p.read_text() == '{\n    "runtimes": {\n        "nvidia": {\n            "path": "nvidia-container-runtime"\n        }\n    }\n}\n'
+    assert (
+        p.read_text()
+        == '{\n    "runtimes": {\n        "nvidia": {\n            "path": "nvidia-container-runtime"\n        }\n    }\n}\n'  # noqa: E501
+    )
 
 
-@pytest.mark.parametrize("text,line,col", [
-    ('{\n    "debug": true,\n}\n', 3, 1),
-    ('{\n  "a": 1\n  "b": 2\n}', 3, 3),
-    ('{"a": [1, 2}', 1, 12),
-])
+@pytest.mark.parametrize(
+    "text,line,col",
+    [
+        ('{\n    "debug": true,\n}\n', 3, 1),
+        ('{\n  "a": 1\n  "b": 2\n}', 3, 3),
+        ('{"a": [1, 2}', 1, 12),
+    ],
+)
 def test_malformed_json_refused_with_line_and_column(tmp_path, text, line, col):
     p = _write(tmp_path, text)
     st = os.stat(p)
@@ -184,31 +206,46 @@ def test_mode_and_owner_kept(tmp_path):
 def test_status_finds_toolkit_runtimes_by_path():
     from gpudock.toolkit.atomic import FileSnapshot
 
-    data = {"runtimes": {"gpu": {"path": "/usr/bin/nvidia-container-runtime"},
-                         "crun": {"path": "crun"},
-                         "nv-exp": {"path": "/opt/nvidia-container-runtime.experimental"}},
-            "default-runtime": "gpu"}
+    data = {
+        "runtimes": {
+            "gpu": {"path": "/usr/bin/nvidia-container-runtime"},
+            "crun": {"path": "crun"},
+            "nv-exp": {"path": "/opt/nvidia-container-runtime.experimental"},
+        },
+        "default-runtime": "gpu",
+    }
     raw = json.dumps(data).encode()
     doc = dj.parse_daemon_json(FileSnapshot(path="/etc/docker/daemon.json", exists=True, data=raw))
     assert doc.toolkit_runtimes() == ["gpu"]
     assert not doc.registered("nvidia") and doc.registered("gpu")
     j = doc.to_json()
     assert j == {
-        "path": "/etc/docker/daemon.json", "exists": True,
-        "runtimes": {"gpu": "/usr/bin/nvidia-container-runtime", "crun": "crun",
-                     "nv-exp": "/opt/nvidia-container-runtime.experimental"},
-        "toolkit_runtimes": ["gpu"], "nvidia_registered": False, "default_runtime": "gpu",
+        "path": "/etc/docker/daemon.json",
+        "exists": True,
+        "runtimes": {
+            "gpu": "/usr/bin/nvidia-container-runtime",
+            "crun": "crun",
+            "nv-exp": "/opt/nvidia-container-runtime.experimental",
+        },
+        "toolkit_runtimes": ["gpu"],
+        "nvidia_registered": False,
+        "default_runtime": "gpu",
     }
 
 
-INFO_PLAIN = {"Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "runc": {"path": "runc"}},
-              "DefaultRuntime": "runc"}
-INFO_NVIDIA = {"Runtimes": INFO_PLAIN["Runtimes"] | {"nvidia": {"path": "nvidia-container-runtime"}},
-               "DefaultRuntime": "runc"}
+INFO_PLAIN = {
+    "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "runc": {"path": "runc"}},
+    "DefaultRuntime": "runc",
+}
+INFO_NVIDIA = {
+    "Runtimes": INFO_PLAIN["Runtimes"] | {"nvidia": {"path": "nvidia-container-runtime"}},
+    "DefaultRuntime": "runc",
+}
 
 
 def _doc(obj) -> dj.DaemonJson:
     from gpudock.toolkit.atomic import FileSnapshot
+
     return dj.parse_daemon_json(FileSnapshot(path="daemon.json", exists=True, data=json.dumps(obj).encode()))
 
 
@@ -228,6 +265,5 @@ def test_engine_comparison():
     assert e.restart_needed and "default" in e.reasons[0]
     assert not dj.engine_runtimes(INFO_NVIDIA | {"DefaultRuntime": "nvidia"}, daemon=regd).restart_needed
     j = e.to_json()
-    assert set(j) == {"runtimes", "default_runtime", "knows_runtime", "toolkit_runtimes", "restart_needed",
-                      "reasons"}
+    assert set(j) == {"runtimes", "default_runtime", "knows_runtime", "toolkit_runtimes", "restart_needed", "reasons"}
     assert j["runtimes"]["nvidia"] == "nvidia-container-runtime"

@@ -88,7 +88,13 @@ def test_entry_from_inspect():
         "State": {"Status": "running", "Pid": 1234, "StartedAt": "2026-01-01T00:00:00Z"},
     }
     e = _entry(ins, frozenset({"nvidia"}), "nvidia")
-    assert (e.name, e.image, e.status, e.runtime, e.pid) == ("trainer", "nvcr.io/pytorch:24.01", "running", "nvidia", 1234)
+    assert (e.name, e.image, e.status, e.runtime, e.pid) == (
+        "trainer",
+        "nvcr.io/pytorch:24.01",
+        "running",
+        "nvidia",
+        1234,
+    )
     assert [r.token for r in e.requests] == ["0"]
     ins["State"] = {"Status": "exited", "Pid": 0}
     assert _entry(ins, frozenset(), "runc").pid is None

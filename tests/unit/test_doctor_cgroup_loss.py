@@ -6,15 +6,22 @@ from gpudock.doctor.checks import docker as dchecks
 from gpudock.doctor.facts import HostFacts
 from gpudock.host.root import HostRoot
 
-INFO = {"CgroupDriver": "systemd", "CgroupVersion": "2", "DefaultRuntime": "runc",
-        "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}}}
+INFO = {
+    "CgroupDriver": "systemd",
+    "CgroupVersion": "2",
+    "DefaultRuntime": "runc",
+    "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}},
+}
 
 
 def _inspect(name: str, *, privileged: bool = False, env: str | None = "0", devices=()) -> dict:
-    return {"Id": name * 4, "Name": "/" + name, "State": {"Running": True, "Status": "running"},
-            "Config": {"Env": [f"NVIDIA_VISIBLE_DEVICES={env}"] if env else [], "Image": "img"},
-            "HostConfig": {"Runtime": "nvidia", "Privileged": privileged, "Devices": list(devices),
-                           "DeviceRequests": None}}
+    return {
+        "Id": name * 4,
+        "Name": "/" + name,
+        "State": {"Running": True, "Status": "running"},
+        "Config": {"Env": [f"NVIDIA_VISIBLE_DEVICES={env}"] if env else [], "Image": "img"},
+        "HostConfig": {"Runtime": "nvidia", "Privileged": privileged, "Devices": list(devices), "DeviceRequests": None},
+    }
 
 
 def _facts(tmp_path, *containers) -> HostFacts:

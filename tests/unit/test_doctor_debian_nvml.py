@@ -98,8 +98,10 @@ def test_cli_libs_json(tmp_path, capsys):
     assert main(["libs", "--json", "--root", str(root)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["versions"] == ["470.57.02", "535.129.03"]
-    assert out["versions_by_directory"] == {"/usr/lib/x86_64-linux-gnu": ["535.129.03"],
-                                            "/usr/lib64/nvidia": ["470.57.02"]}
+    assert out["versions_by_directory"] == {
+        "/usr/lib/x86_64-linux-gnu": ["535.129.03"],
+        "/usr/lib64/nvidia": ["470.57.02"],
+    }
     ml = [x for x in out["libraries"] if x["soname"] == "libnvidia-ml.so.1"]
     assert [(x["path"], x["version"], x["loader_pick"]) for x in ml] == [
         ("/usr/lib64/nvidia/libnvidia-ml.so.1", "470.57.02", True),

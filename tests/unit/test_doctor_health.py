@@ -31,9 +31,20 @@ def _root(tmp_path: Path) -> Path:
 
 
 def _snap(*modes) -> HostSnapshot:
-    return HostSnapshot("535.129.03", "12.2", "12.535.129.03", gpus=tuple(
-        Gpu(i, f"GPU-{i:08x}-0000-1111-2222-333344445555", pci_bus_id=f"00000000:{0x3b + i:02X}:00.0",
-            persistence_mode=m) for i, m in enumerate(modes)))
+    return HostSnapshot(
+        "535.129.03",
+        "12.2",
+        "12.535.129.03",
+        gpus=tuple(
+            Gpu(
+                i,
+                f"GPU-{i:08x}-0000-1111-2222-333344445555",
+                pci_bus_id=f"00000000:{0x3B + i:02X}:00.0",
+                persistence_mode=m,
+            )
+            for i, m in enumerate(modes)
+        ),
+    )
 
 
 def _run(root, nvml=None):
@@ -52,11 +63,14 @@ def test_persistence_off_without_daemon_is_a_warning(tmp_path):
     assert [(e.line, e.value) for e in f.evidence if e.source == "NVML"] == [
         ("GPU 1 (0000:3c:00.0) persistence mode: Disabled", "off"),
         ("GPU 2 (0000:3d:00.0) persistence mode: Disabled", "off"),
-        ("persistence mode Enabled on 1 other GPU(s)", "1")]
+        ("persistence mode Enabled on 1 other GPU(s)", "1"),
+    ]
     assert [e.value for e in f.evidence if e.source == "/proc"] == ["not running"]
     assert "systemctl enable --now nvidia-persistenced" in f.fix
-    assert f.data["persistence_off"] == ["GPU-00000001-0000-1111-2222-333344445555",
-                                         "GPU-00000002-0000-1111-2222-333344445555"]
+    assert f.data["persistence_off"] == [
+        "GPU-00000001-0000-1111-2222-333344445555",
+        "GPU-00000002-0000-1111-2222-333344445555",
+    ]
 
 
 def test_persistence_daemon_found_by_its_truncated_comm(tmp_path):
@@ -68,8 +82,11 @@ def test_persistence_daemon_found_by_its_truncated_comm(tmp_path):
     f = fs["persistence"]
     assert f.severity == "ok" and "nvidia-persistenced runs (pid 1402)" in f.summary
     assert ("/proc/1402/cmdline", f"{PM} --user nvidia-persistenced", "running") in [
-        (e.source, e.line, e.value) for e in f.evidence]
-    assert [e.value for e in f.evidence if e.source == "/run/nvidia-persistenced/nvidia-persistenced.pid"] == ["running"]
+        (e.source, e.line, e.value) for e in f.evidence
+    ]
+    assert [e.value for e in f.evidence if e.source == "/run/nvidia-persistenced/nvidia-persistenced.pid"] == [
+        "running"
+    ]
     # the daemon runs but a GPU was switched off by hand: info, not a warning
     _, fs = _run(root, _snap(True, False))
     assert fs["persistence"].severity == "info" and "--no-persistence-mode" in fs["persistence"].summary

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gpudock.doctor import diagnose, gather, run_checks
-from gpudock.doctor.checks import CHECK_IDS, devices, driver
+from gpudock.doctor import gather, run_checks
+from gpudock.doctor.checks import CHECK_IDS
 from gpudock.host.root import HostRoot
 from helpers import kernelroot as K
 from helpers.libroot import make_driver_root
@@ -54,8 +54,15 @@ def test_every_check_runs_and_has_evidence(tmp_path):
 
 def test_healthy_root_is_ok(tmp_path):
     _, fs = run(healthy(tmp_path))
-    for fid in ("driver-library-mismatch", "stray-driver-libraries", "uvm", "device-nodes", "nouveau",
-                "reboot-pending", "gpu-lost"):
+    for fid in (
+        "driver-library-mismatch",
+        "stray-driver-libraries",
+        "uvm",
+        "device-nodes",
+        "nouveau",
+        "reboot-pending",
+        "gpu-lost",
+    ):
         assert fs[fid].severity == "ok", (fid, fs[fid].summary)
     assert "535.129.03" in ev_values(fs["driver-library-mismatch"], "/proc/driver/nvidia/version")
 

@@ -32,7 +32,9 @@ def test_doctor_and_toolkit_agree_on_the_override(tmp_path):
     f = {x.id: x for x in run_checks(facts)}["cdi-spec-stale"]
     assert [e.value for e in f.evidence if e.source == "/opt/ctk.toml"] == ["cdi"]
     facts = gather(HostRoot(root), use_docker=False, environ={})
-    assert facts.toolkit_config.path == CFG and facts.toolkit_config.parsed["nvidia-container-runtime"]["mode"] == "legacy"
+    assert (
+        facts.toolkit_config.path == CFG and facts.toolkit_config.parsed["nvidia-container-runtime"]["mode"] == "legacy"
+    )
 
 
 def test_doctor_config_symlink_resolves_inside_the_root(tmp_path):
@@ -51,16 +53,28 @@ def test_doctor_config_symlink_resolves_inside_the_root(tmp_path):
 
 # -- unprivileged-envvar --------------------------------------------------------------------------------
 
-HARDENED = ("accept-nvidia-visible-devices-envvar-when-unprivileged = false\n"
-            "#accept-nvidia-visible-devices-as-volume-mounts = false\n\n[nvidia-container-cli]\nload-kmods = true\n")
+HARDENED = (
+    "accept-nvidia-visible-devices-envvar-when-unprivileged = false\n"
+    "#accept-nvidia-visible-devices-as-volume-mounts = false\n\n[nvidia-container-cli]\nload-kmods = true\n"
+)
 
 
 def _inspect(name, *, env=(), runtime="runc", requests=None, privileged=False, cap_add=None, mounts=()):
     """A running container as 'docker inspect' gives it (the fields the checks read)."""
-    return {"Id": f"{name:0<64}"[:64], "Name": f"/{name}", "State": {"Running": True, "Pid": 4242},
-            "Config": {"Env": ["PATH=/usr/bin", *env]}, "Mounts": list(mounts),
-            "HostConfig": {"Runtime": runtime, "Privileged": privileged, "CapAdd": cap_add, "Devices": [],
-                           "DeviceRequests": requests}}
+    return {
+        "Id": f"{name:0<64}"[:64],
+        "Name": f"/{name}",
+        "State": {"Running": True, "Pid": 4242},
+        "Config": {"Env": ["PATH=/usr/bin", *env]},
+        "Mounts": list(mounts),
+        "HostConfig": {
+            "Runtime": runtime,
+            "Privileged": privileged,
+            "CapAdd": cap_add,
+            "Devices": [],
+            "DeviceRequests": requests,
+        },
+    }
 
 
 GPUS_ALL = [{"Driver": "", "Count": -1, "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": {}}]
@@ -73,8 +87,12 @@ class FakeEngine:
         self._c = {c["Id"]: c for c in containers}
 
     def info(self):
-        return {"Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
-                "DefaultRuntime": "runc", "CgroupDriver": "cgroupfs", "CgroupVersion": "2"}
+        return {
+            "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
+            "DefaultRuntime": "runc",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "2",
+        }
 
     def containers(self, filters=None):
         return [{"Id": i} for i in self._c]
@@ -118,8 +136,10 @@ def test_unprivileged_false_names_the_containers_that_got_no_gpu(tmp_path):
     assert f.data["containers"] == ["train", "infer"]
     assert f.evidence[0] == Evidence(CFG, "accept-nvidia-visible-devices-envvar-when-unprivileged = false", "false")
     lines = {e.source: (e.line, e.value) for e in f.evidence}
-    assert lines["docker inspect train"] == ("Privileged=False CapAdd=[] DeviceRequests=0 NVIDIA_VISIBLE_DEVICES=0,1",
-                                             "0,1")
+    assert lines["docker inspect train"] == (
+        "Privileged=False CapAdd=[] DeviceRequests=0 NVIDIA_VISIBLE_DEVICES=0,1",
+        "0,1",
+    )
     assert lines["docker inspect infer"][1] == "count=all"
     assert "docker inspect admin" not in lines and "docker inspect capped" not in lines
     assert f"accept-nvidia-visible-devices-envvar-when-unprivileged = true' in {CFG}" in f.fix
@@ -134,12 +154,21 @@ def test_unprivileged_false_with_nobody_affected_or_no_engine(tmp_path):
     _, f = _unpriv(root)  # the engine not asked: the config alone
     assert f.severity == "warning" and "Running containers were not checked" in f.summary
     # volume-mount device lists accepted: a deliberate setup (the device plugin's volume-mounts)
-    K.write(root, CFG, HARDENED.replace("#accept-nvidia-visible-devices-as-volume-mounts = false",
-                                        "accept-nvidia-visible-devices-as-volume-mounts = true"))
+    K.write(
+        root,
+        CFG,
+        HARDENED.replace(
+            "#accept-nvidia-visible-devices-as-volume-mounts = false",
+            "accept-nvidia-visible-devices-as-volume-mounts = true",
+        ),
+    )
     _, f = _unpriv(root)
     assert f.severity == "info"
-    listed = _inspect("pod", requests=GPUS_ALL, mounts=[
-        {"Type": "bind", "Source": "/dev/null", "Destination": "/var/run/nvidia-container-devices/GPU-0a1b"}])
+    listed = _inspect(
+        "pod",
+        requests=GPUS_ALL,
+        mounts=[{"Type": "bind", "Source": "/dev/null", "Destination": "/var/run/nvidia-container-devices/GPU-0a1b"}],
+    )
     _, f = _unpriv(root, [listed, _inspect("train", requests=GPUS_ALL)])
     assert f.severity == "error" and f.data["containers"] == ["train"]
 

@@ -19,20 +19,30 @@ from helpers import kernelroot as K
 
 # Real shapes: driver 535 (pid/name fields), older drivers (no PCI: prefix, no pid), the
 # message newer drivers print without an Xid, and the RFC 3339 prefix of rsyslog/journald exports.
-L79 = ("Nov 20 03:14:07 gpu07 kernel: [812345.123456] NVRM: Xid (PCI:0000:86:00): 79, pid='<unknown>', "
-       "name=<unknown>, GPU has fallen off the bus.")
+L79 = (
+    "Nov 20 03:14:07 gpu07 kernel: [812345.123456] NVRM: Xid (PCI:0000:86:00): 79, pid='<unknown>', "
+    "name=<unknown>, GPU has fallen off the bus."
+)
 L79_OLD = "Jan  5 01:00:00 gpu02 kernel: [ 5034.2] NVRM: Xid (0000:03:00): 79, GPU has fallen off the bus."
-L31 = ("2023-11-20T10:01:02.123456+00:00 gpu07 kernel: NVRM: Xid (PCI:0000:3b:00): 31, pid=48113, name=python3, "
-       "Ch 00000008, intr 10000000. MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_0 faulted @ 0x7f3a_2e000000. "
-       "Fault is of type FAULT_PDE ACCESS_TYPE_VIRT_READ")
-L48 = "2023-11-21T08:00:00+00:00 gpu07 kernel: NVRM: Xid (PCI:0000:3b:00): 48, pid=2211, name=train, An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 6, subpartition 0."
-LOFF = ("2023-11-22T09:30:00+00:00 gpu07 kernel: NVRM: The NVIDIA GPU 0000:86:00.0 (PCI ID: 10de:20b2) installed in "
-        "this system has fallen off the bus and is not responding to commands.")
-L119 = ("2023-11-22T09:31:00+00:00 gpu07 kernel: NVRM: Xid (PCI:0000:3b:00): 119, pid=3310, name=nvidia-smi, "
-        "Timeout after 6s of waiting for RPC response from GPU0 GSP! Expected function 76 (GSP_RM_CONTROL).")
-NOISE = ["2023-11-20T10:00:00+00:00 gpu07 kernel: NVRM: loading NVIDIA UNIX x86_64 Kernel Module  535.129.03",
-         "2023-11-20T10:00:01+00:00 gpu07 kernel: NVRM: GPU at PCI:0000:3b:00: GPU-0a1b2c3d-0000-1111-2222-333344445555",
-         "2023-11-20T10:00:02+00:00 gpu07 systemd[1]: Started nvidia-persistenced.service."]
+L31 = (
+    "2023-11-20T10:01:02.123456+00:00 gpu07 kernel: NVRM: Xid (PCI:0000:3b:00): 31, pid=48113, name=python3, "
+    "Ch 00000008, intr 10000000. MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_0 faulted @ 0x7f3a_2e000000. "
+    "Fault is of type FAULT_PDE ACCESS_TYPE_VIRT_READ"
+)
+L48 = "2023-11-21T08:00:00+00:00 gpu07 kernel: NVRM: Xid (PCI:0000:3b:00): 48, pid=2211, name=train, An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 6, subpartition 0."  # noqa: E501
+LOFF = (
+    "2023-11-22T09:30:00+00:00 gpu07 kernel: NVRM: The NVIDIA GPU 0000:86:00.0 (PCI ID: 10de:20b2) installed in "
+    "this system has fallen off the bus and is not responding to commands."
+)
+L119 = (
+    "2023-11-22T09:31:00+00:00 gpu07 kernel: NVRM: Xid (PCI:0000:3b:00): 119, pid=3310, name=nvidia-smi, "
+    "Timeout after 6s of waiting for RPC response from GPU0 GSP! Expected function 76 (GSP_RM_CONTROL)."
+)
+NOISE = [
+    "2023-11-20T10:00:00+00:00 gpu07 kernel: NVRM: loading NVIDIA UNIX x86_64 Kernel Module  535.129.03",
+    "2023-11-20T10:00:01+00:00 gpu07 kernel: NVRM: GPU at PCI:0000:3b:00: GPU-0a1b2c3d-0000-1111-2222-333344445555",
+    "2023-11-20T10:00:02+00:00 gpu07 systemd[1]: Started nvidia-persistenced.service.",
+]
 
 
 def test_parse_xid_79_with_pid_and_name():
@@ -63,9 +73,24 @@ def test_parse_ignores_other_nvrm_lines_and_counts_in_order():
     assert xid.parse(L119) and xid.parse(L119 + "\r\n")[0].line == L119  # last line without newline; CRLF
 
 
-@pytest.mark.parametrize("code,sev", [(79, "error"), (48, "error"), (92, "warning"), (94, "warning"), (95, "error"),
-                                      (119, "error"), (120, "error"), (13, "info"), (31, "info"), (43, "info"),
-                                      (45, "info"), (61, "info"), (None, "error")])
+@pytest.mark.parametrize(
+    "code,sev",
+    [
+        (79, "error"),
+        (48, "error"),
+        (92, "warning"),
+        (94, "warning"),
+        (95, "error"),
+        (119, "error"),
+        (120, "error"),
+        (13, "info"),
+        (31, "info"),
+        (43, "info"),
+        (45, "info"),
+        (61, "info"),
+        (None, "error"),
+    ],
+)
 def test_severity_table(code, sev):
     assert xid.severity(code) == sev
 
@@ -124,9 +149,15 @@ def test_xid_79_is_an_error_named_by_gpu(tmp_path):
     # Debian writes kernel lines to kern.log and syslog both: each event counts once.
     _log(root, "/var/log/kern.log", NOISE + [L31, LOFF])
     _log(root, "/var/log/syslog", NOISE + [L31, LOFF])
-    nvml = HostSnapshot("535.129.03", "12.2", "12.535.129.03", gpus=(
-        Gpu(0, "GPU-0a1b2c3d-0000-1111-2222-333344445555", pci_bus_id="00000000:3B:00.0"),
-        Gpu(1, "GPU-ffffffff-0000-1111-2222-333344445555", pci_bus_id="00000000:86:00.0")))
+    nvml = HostSnapshot(
+        "535.129.03",
+        "12.2",
+        "12.535.129.03",
+        gpus=(
+            Gpu(0, "GPU-0a1b2c3d-0000-1111-2222-333344445555", pci_bus_id="00000000:3B:00.0"),
+            Gpu(1, "GPU-ffffffff-0000-1111-2222-333344445555", pci_bus_id="00000000:86:00.0"),
+        ),
+    )
     _, f = _xid(root, nvml)
     assert f.severity == "error"
     assert "GPU 1 (0000:86:00.0): fallen off the bus" in f.summary
@@ -134,7 +165,9 @@ def test_xid_79_is_an_error_named_by_gpu(tmp_path):
     assert f.evidence[0] == health.Evidence("/var/log/kern.log", LOFF, "fallen off the bus")
     assert ("/var/log/kern.log", L31, "Xid 31") in [(e.source, e.line, e.value) for e in f.evidence]
     assert len(f.data["events"]) == 2 and {e["uuid"] for e in f.data["events"]} == {
-        "GPU-0a1b2c3d-0000-1111-2222-333344445555", "GPU-ffffffff-0000-1111-2222-333344445555"}
+        "GPU-0a1b2c3d-0000-1111-2222-333344445555",
+        "GPU-ffffffff-0000-1111-2222-333344445555",
+    }
     assert "reboot" in f.fix and "application faults" in f.fix
 
 
@@ -164,7 +197,7 @@ def test_only_application_faults_are_info(tmp_path):
 
 def test_events_before_the_last_boot_do_not_count(tmp_path):
     root = _root(tmp_path)
-    before = "2023-11-01T00:00:00+00:00 gpu07 kernel: NVRM: Xid (PCI:0000:86:00): 79, pid=1, name=x, GPU has fallen off the bus."
+    before = "2023-11-01T00:00:00+00:00 gpu07 kernel: NVRM: Xid (PCI:0000:86:00): 79, pid=1, name=x, GPU has fallen off the bus."  # noqa: E501
     _log(root, "/var/log/kern.log", [before])
     _, f = _xid(root)
     assert f.severity == "ok" and "(1 before it)" in f.summary and f.data["before_boot"] == 1

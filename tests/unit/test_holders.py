@@ -26,8 +26,9 @@ def snap(procs=None, n=4, mig=False):
         migs = ()
         if mig and i == 0:
             migs = (MigDevice(0, "MIG-a", "1g", None, None), MigDevice(1, "MIG-b", "1g", None, None))
-        gpus.append(Gpu(index=i, uuid=U(i), minor=n - 1 - i, name="H100", mig_devices=migs,
-                        processes=tuple(procs.get(i, ()))))
+        gpus.append(
+            Gpu(index=i, uuid=U(i), minor=n - 1 - i, name="H100", mig_devices=migs, processes=tuple(procs.get(i, ())))
+        )
     return HostSnapshot("550.54", "12.4", "12.550", tuple(gpus))
 
 
@@ -62,14 +63,22 @@ def test_basic_map_and_json():
     j = json.loads(json.dumps(m.to_json()))
     assert j["gpus"][1]["holders"][0]["name"] == "trainer"
     assert j["gpus"][1]["processes"][0]["container_pid"] == 7
-    assert j["containers"][0]["gpus"][0] == {"uuid": U(1), "index": 1, "minor": 2,
-                                             "mechanisms": ["device-request"], "mig_uuids": []}
+    assert j["containers"][0]["gpus"][0] == {
+        "uuid": U(1),
+        "index": 1,
+        "minor": 2,
+        "mechanisms": ["device-request"],
+        "mig_uuids": [],
+    }
     assert j["docker"] is None and j["conflicts"] == []
 
 
 def test_shared_gpu_conflict_only_for_running():
-    cs = [cont(CA, "a", [cl(0)]), cont(CB, "b", [cl(0, "device", "/dev/nvidia3")], status="paused"),
-          cont(CC, "c", [cl(0)], status="exited")]
+    cs = [
+        cont(CA, "a", [cl(0)]),
+        cont(CB, "b", [cl(0, "device", "/dev/nvidia3")], status="paused"),
+        cont(CC, "c", [cl(0)], status="exited"),
+    ]
     m = build_holders(snap(), cs, pid_mapper=mapper({}))
     kinds = [c.kind for c in m.conflicts]
     assert kinds == ["shared"]
@@ -169,8 +178,7 @@ def test_snapshot_container_ids_used_when_pid_unreadable():
 
 def test_nested_container_matches_the_known_one():
     s = snap({0: [GpuProcess(50, 10)]})
-    m = build_holders(s, [cont(CB, "inner", [cl(0)])],
-                      pid_mapper=mapper({50: ContainerPid(50, (CA, CB), (50, 20, 3))}))
+    m = build_holders(s, [cont(CB, "inner", [cl(0)])], pid_mapper=mapper({50: ContainerPid(50, (CA, CB), (50, 20, 3))}))
     p = m.gpu(U(0)).processes[0]
     assert p.container_id == CB and p.container_pid == 3 and p.claimed
 
@@ -249,10 +257,14 @@ def test_idle_privileged_container_is_not_a_holder():
 
 
 def test_privileged_processes_are_its_own_not_unclaimed():
-    s = snap({2: [GpuProcess(20, 10, command="python")], 1: [GpuProcess(21, 10, command="steal")],
-              3: [GpuProcess(22, 10)]})
-    table = {20: ContainerPid(20, (CP,), (20, 5)), 21: ContainerPid(21, (CP,), (21, 6)),
-             22: ContainerPid(22, (CB,), (22, 7))}
+    s = snap(
+        {2: [GpuProcess(20, 10, command="python")], 1: [GpuProcess(21, 10, command="steal")], 3: [GpuProcess(22, 10)]}
+    )
+    table = {
+        20: ContainerPid(20, (CP,), (20, 5)),
+        21: ContainerPid(21, (CP,), (21, 6)),
+        22: ContainerPid(22, (CB,), (22, 7)),
+    }
     cs = [cont(CP, "priv", privileged() + [cl(3, "runtime-env")]), cont(CB, "b", [cl(1)])]
     m = build_holders(s, cs, pid_mapper=mapper(table))
     p20 = m.gpu(U(2)).processes[0]
@@ -286,19 +298,31 @@ def test_privileged_explicit_claim_covers_its_process():
 
 
 def test_privileged_use_of_a_mig_device_held_by_another():
-    s = snap({0: [GpuProcess(40, 10, mig_uuid="MIG-b"), GpuProcess(41, 10, mig_uuid="MIG-b"),
-                  GpuProcess(42, 10, mig_uuid="MIG-a")]}, mig=True)
+    s = snap(
+        {
+            0: [
+                GpuProcess(40, 10, mig_uuid="MIG-b"),
+                GpuProcess(41, 10, mig_uuid="MIG-b"),
+                GpuProcess(42, 10, mig_uuid="MIG-a"),
+            ]
+        },
+        mig=True,
+    )
     table = {pid: ContainerPid(pid, (CP,), (pid, 1)) for pid in (40, 41, 42)}
-    cs = [cont(CP, "priv", privileged() + [cl(0, sel="0:1", mig="MIG-b")]),
-          cont(CA, "a", [cl(0, sel="0:0", mig="MIG-a")])]
+    cs = [
+        cont(CP, "priv", privileged() + [cl(0, sel="0:1", mig="MIG-b")]),
+        cont(CA, "a", [cl(0, sel="0:0", mig="MIG-a")]),
+    ]
     m = build_holders(s, cs, pid_mapper=mapper(table))
     assert [(p.pid, p.access) for p in m.gpu(U(0)).processes] == [(40, "claim"), (41, "claim"), (42, "privileged")]
     shared = [c for c in m.conflicts if c.kind == "shared"]
     assert [(c.pid, c.container_ids) for c in shared] == [(42, (CA, CP))]
     # MIG-b only: a's MIG-a is not touched
-    m = build_holders(snap({0: [GpuProcess(43, 10, mig_uuid="MIG-b")]}, mig=True),
-                      [cont(CP, "priv", privileged()), cont(CA, "a", [cl(0, sel="0:0", mig="MIG-a")])],
-                      pid_mapper=mapper({43: ContainerPid(43, (CP,), (43, 1))}))
+    m = build_holders(
+        snap({0: [GpuProcess(43, 10, mig_uuid="MIG-b")]}, mig=True),
+        [cont(CP, "priv", privileged()), cont(CA, "a", [cl(0, sel="0:0", mig="MIG-a")])],
+        pid_mapper=mapper({43: ContainerPid(43, (CP,), (43, 1))}),
+    )
     assert [c.kind for c in m.conflicts] == ["privileged"]
 
 
@@ -326,7 +350,9 @@ def test_privileged_does_not_make_holds_all_or_shared():
     cs = [cont(CP, "priv", privileged()), cont(CA, "all", privileged() + [cl(i, sel="all") for i in range(4)])]
     m = build_holders(snap(), cs, pid_mapper=mapper({}))
     assert sorted((c.kind, c.container_ids) for c in m.conflicts) == [
-        ("holds-all", (CA,)), ("privileged", (CA,)), ("privileged", (CP,))
+        ("holds-all", (CA,)),
+        ("privileged", (CA,)),
+        ("privileged", (CP,)),
     ]
     assert m.container(CA).holds_all and m.container(CA).reachable == ()
     assert not m.container(CP).holds_all
@@ -342,15 +368,28 @@ def test_privileged_json():
     assert set(j) == {"docker", "gpus", "containers", "conflicts"}
     g2 = j["gpus"][2]
     assert g2["holders"] == []
-    assert g2["reachable_by"] == [{"container_id": CP, "name": "priv", "status": "running",
-                                   "mechanisms": ["privileged"], "selectors": ["--privileged"], "mig_uuids": []}]
+    assert g2["reachable_by"] == [
+        {
+            "container_id": CP,
+            "name": "priv",
+            "status": "running",
+            "mechanisms": ["privileged"],
+            "selectors": ["--privileged"],
+            "mig_uuids": [],
+        }
+    ]
     assert g2["processes"][0]["claimed"] is True and g2["processes"][0]["access"] == "privileged"
     assert [h["name"] for h in j["gpus"][3]["holders"]] == ["priv"] and j["gpus"][3]["reachable_by"] == []
     jp = next(c for c in j["containers"] if c["id"] == CP)
     assert jp["privileged"] is True and jp["holds_all"] is False
     assert [g["index"] for g in jp["gpus"]] == [3]
-    assert jp["reachable_gpus"][0] == {"uuid": U(0), "index": 0, "minor": 3,
-                                       "mechanisms": ["privileged"], "mig_uuids": []}
+    assert jp["reachable_gpus"][0] == {
+        "uuid": U(0),
+        "index": 0,
+        "minor": 3,
+        "mechanisms": ["privileged"],
+        "mig_uuids": [],
+    }
     assert [g["index"] for g in jp["reachable_gpus"]] == [0, 1, 2]
     assert [c["mechanism"] for c in jp["claims"]] == ["privileged"] * 3 + ["device-request"]
     ja = next(c for c in j["containers"] if c["id"] == CA)
@@ -362,8 +401,7 @@ def test_privileged_json():
 
 def test_privileged_from_real_inspect_end_to_end():
     s = snap({0: [GpuProcess(60, 10)]})
-    ins = {"HostConfig": {"Privileged": True, "Runtime": "nvidia"},
-           "Config": {"Env": ["NVIDIA_VISIBLE_DEVICES=1"]}}
+    ins = {"HostConfig": {"Privileged": True, "Runtime": "nvidia"}, "Config": {"Env": ["NVIDIA_VISIBLE_DEVICES=1"]}}
     c = cont(CP, "priv", claims_from_inspect(ins, s.gpus))
     m = build_holders(s, [c], pid_mapper=mapper({60: ContainerPid(60, (CP,), (60, 1))}))
     assert [h.name for h in m.gpu(U(1)).holders] == ["priv"]

@@ -21,27 +21,37 @@ def run(capsys, *argv):
 def test_args_default_is_runtime_mode_by_uuid_in_order(capsys):
     rc, out, err = run(capsys, "args", "2,0")
     assert (rc, err) == (0, "")
-    assert out == (f"--runtime=nvidia -e NVIDIA_VISIBLE_DEVICES={DEMO_2},{DEMO_0} "
-                   "-e NVIDIA_DRIVER_CAPABILITIES=compute,utility\n")
+    assert out == (
+        f"--runtime=nvidia -e NVIDIA_VISIBLE_DEVICES={DEMO_2},{DEMO_0} -e NVIDIA_DRIVER_CAPABILITIES=compute,utility\n"
+    )
 
 
 def test_args_plugin_format_is_the_plugins_line(capsys, tmp_path):
     rc, out, _ = run(capsys, "args", "--root", str(tmp_path), "--mode", "legacy", "--format", "plugin", "0", "2")
     assert rc == 0
-    assert out == ("--volume-driver=nvidia-docker --volume=nvidia_driver_535.129.03:/usr/local/nvidia:ro "
-                   "--device=/dev/nvidiactl --device=/dev/nvidia-uvm --device=/dev/nvidia3 --device=/dev/nvidia1\n")
+    assert out == (
+        "--volume-driver=nvidia-docker --volume=nvidia_driver_535.129.03:/usr/local/nvidia:ro "
+        "--device=/dev/nvidiactl --device=/dev/nvidia-uvm --device=/dev/nvidia3 --device=/dev/nvidia1\n"
+    )
 
 
-@pytest.mark.parametrize("fmt, expect", [
-    ("cli", "--gpus '\"device=2,0\"'\n"),
-    ("compose", '              device_ids:\n                - "2"\n                - "0"\n'),
-    ("k8s", "    nvidia.com/gpu: 2\n"),
-    ("sdk", "device_requests=[docker.types.DeviceRequest(driver='', device_ids=['2', '0'], capabilities=[['gpu']])]"),
-    ("run", "docker run --detach --gpus '\"device=2,0\"' busybox:1.36\n"),
-])
+@pytest.mark.parametrize(
+    "fmt, expect",
+    [
+        ("cli", "--gpus '\"device=2,0\"'\n"),
+        ("compose", '              device_ids:\n                - "2"\n                - "0"\n'),
+        ("k8s", "    nvidia.com/gpu: 2\n"),
+        (
+            "sdk",
+            "device_requests=[docker.types.DeviceRequest(driver='', device_ids=['2', '0'], capabilities=[['gpu']])]",
+        ),
+        ("run", "docker run --detach --gpus '\"device=2,0\"' busybox:1.36\n"),
+    ],
+)
 def test_args_formats(capsys, fmt, expect):
-    rc, out, err = run(capsys, "args", "--mode", "gpus", "--ids", "index", "--format", fmt, "--image", "busybox:1.36",
-                       "2", "0")
+    rc, out, err = run(
+        capsys, "args", "--mode", "gpus", "--ids", "index", "--format", fmt, "--image", "busybox:1.36", "2", "0"
+    )
     assert rc == 0, err
     assert expect in out
 
@@ -54,16 +64,19 @@ def test_args_json(capsys):
     assert j["gpus"][0]["index"] == 2 and j["gpus"][0]["minor"] == 1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["args", "0", DEMO_0], "are the same card"),
-    (["args", "12"], "unknown GPU '12'"),
-    (["args", "--format", "plugin", "0"], "only for legacy mode"),
-    (["args", "--format", "run", "0"], "--format run needs --image"),
-    (["args", "--image", "Up:per", "0"], "invalid image reference"),
-    (["args", "--mode", "legacy", "--cap", "video", "0"], "capabilities do not apply in legacy mode"),
-    (["args", "--mps", "0", "0"], "MPS thread percentage must be 1-100"),
-    (["serve", "--host", "0.0.0.0"], "listens on 127.0.0.1 only"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["args", "0", DEMO_0], "are the same card"),
+        (["args", "12"], "unknown GPU '12'"),
+        (["args", "--format", "plugin", "0"], "only for legacy mode"),
+        (["args", "--format", "run", "0"], "--format run needs --image"),
+        (["args", "--image", "Up:per", "0"], "invalid image reference"),
+        (["args", "--mode", "legacy", "--cap", "video", "0"], "capabilities do not apply in legacy mode"),
+        (["args", "--mps", "0", "0"], "MPS thread percentage must be 1-100"),
+        (["serve", "--host", "0.0.0.0"], "listens on 127.0.0.1 only"),
+    ],
+)
 def test_errors_are_one_line_on_stderr_exit_2(capsys, argv, message):
     rc, out, err = run(capsys, *argv)
     assert rc == 2 and out == ""
@@ -74,9 +87,11 @@ def test_the_launcher_core_never_imports_textual():
     import subprocess
     import sys
 
-    code = ("import sys, gpudock.launch.selection, gpudock.launch.spec, gpudock.launch.engine, gpudock.launch.run, "
-            "gpudock.launch.volume, gpudock.launch.plugin_server, gpudock.commands.launch; "
-            "print('textual' in sys.modules)")
+    code = (
+        "import sys, gpudock.launch.selection, gpudock.launch.spec, gpudock.launch.engine, gpudock.launch.run, "
+        "gpudock.launch.volume, gpudock.launch.plugin_server, gpudock.commands.launch; "
+        "print('textual' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -91,8 +106,9 @@ def test_gpudock_serve_answers_the_plugin_paths():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "gpudock.cli", "--demo", "serve", "--port", str(port)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpudock.cli", "--demo", "serve", "--port", str(port)], stderr=subprocess.PIPE, text=True
+    )
     try:
         assert "nvidia-docker-plugin API on http://127.0.0.1:" in proc.stderr.readline()
         url = f"http://127.0.0.1:{port}/v1.0/docker/cli?dev=2+0&vol=nvidia_driver"
@@ -103,7 +119,8 @@ def test_gpudock_serve_answers_the_plugin_paths():
             except OSError:
                 time.sleep(0.1)
         assert body.endswith("--device=/dev/nvidia-uvm --device=/dev/nvidia1 --device=/dev/nvidia3") or body.endswith(
-            "--device=/dev/nvidia-uvm-tools --device=/dev/nvidia1 --device=/dev/nvidia3")
+            "--device=/dev/nvidia-uvm-tools --device=/dev/nvidia1 --device=/dev/nvidia3"
+        )
         info = urllib.request.urlopen(f"http://127.0.0.1:{port}/gpu/info/json", timeout=5).read()
         assert b'"Driver":"535.129.03"' in info
     finally:

@@ -59,8 +59,15 @@ PLUGIN_LINE = (
 )
 
 
-@pytest.mark.parametrize("path", ["/v1.0/docker/cli?dev=0+2&vol=nvidia_driver", "/docker/cli?dev=0+2",
-                                  "/docker/cli?vol=*&dev=0%202", f"/v1.0/docker/cli?dev=0+{UUIDS[2][:12]}"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1.0/docker/cli?dev=0+2&vol=nvidia_driver",
+        "/docker/cli?dev=0+2",
+        "/docker/cli?vol=*&dev=0%202",
+        f"/v1.0/docker/cli?dev=0+{UUIDS[2][:12]}",
+    ],
+)
 def test_docker_cli_is_the_plugins_line_byte_for_byte(serve, tmp_path, path):
     srv = serve(plugin_host(), fake_root(tmp_path))
     status, ctype, body = get(srv, path)
@@ -71,8 +78,10 @@ def test_docker_cli_json_is_gos_encoder_output(serve, tmp_path):
     srv = serve(plugin_host(), fake_root(tmp_path, uvm_tools=False))
     status, ctype, body = get(srv, "/v1.0/docker/cli/json?dev=2&vol=nvidia_driver")
     assert (status, ctype) == (200, "application/json")
-    assert body == (b'{"VolumeDriver":"nvidia-docker","Volumes":["nvidia_driver_387.26:/usr/local/nvidia:ro"],'
-                    b'"Devices":["/dev/nvidiactl","/dev/nvidia-uvm","/dev/nvidia2"]}\n')
+    assert body == (
+        b'{"VolumeDriver":"nvidia-docker","Volumes":["nvidia_driver_387.26:/usr/local/nvidia:ro"],'
+        b'"Devices":["/dev/nvidiactl","/dev/nvidia-uvm","/dev/nvidia2"]}\n'
+    )
     assert get(srv, "/docker/cli/json")[2] == get(srv, "/v1.0/docker/cli/json?dev=*")[2]
 
 
@@ -81,15 +90,20 @@ def test_devices_by_minor_in_the_order_asked(serve, tmp_path):
     body = get(srv, "/v1.0/docker/cli?dev=2+0")[2].decode()
     assert body.endswith("--device=/dev/nvidia-uvm --device=/dev/nvidia1 --device=/dev/nvidia3")
     everything = get(srv, "/v1.0/docker/cli")[2].decode()
-    assert everything.endswith("--device=/dev/nvidia3 --device=/dev/nvidia0 --device=/dev/nvidia1 --device=/dev/nvidia2")
+    assert everything.endswith(
+        "--device=/dev/nvidia3 --device=/dev/nvidia0 --device=/dev/nvidia1 --device=/dev/nvidia2"
+    )
 
 
-@pytest.mark.parametrize("query, text", [
-    ("dev=0,2", b"invalid device: 0,2\n"),
-    ("dev=9", b"invalid device: 9\n"),
-    ("dev=GPU-zzz", b"invalid device: GPU-zzz\n"),
-    ("dev=0&vol=nvidia_driver+cuda", b"invalid volume: cuda\n"),
-])
+@pytest.mark.parametrize(
+    "query, text",
+    [
+        ("dev=0,2", b"invalid device: 0,2\n"),
+        ("dev=9", b"invalid device: 9\n"),
+        ("dev=GPU-zzz", b"invalid device: GPU-zzz\n"),
+        ("dev=0&vol=nvidia_driver+cuda", b"invalid volume: cuda\n"),
+    ],
+)
 def test_bad_parameters_are_400_with_the_plugins_text(serve, tmp_path, query, text):
     srv = serve(plugin_host(), fake_root(tmp_path))
     for prefix in ("/v1.0", ""):
@@ -123,9 +137,26 @@ def test_gpu_info_json(serve, tmp_path):
     info = json.loads(body)
     assert info["Version"] == {"Driver": "535.129.03", "CUDA": "12.2"}
     d0, d1, d2 = info["Devices"][:3]
-    assert list(d0) == ["UUID", "Path", "Model", "Power", "CPUAffinity", "PCI", "Clocks", "Topology", "Family",
-                        "Arch", "Cores", "Memory"]
-    assert (d0["UUID"], d0["Path"], d0["Power"], d0["PCI"]["BusID"]) == (UUIDS[0], "/dev/nvidia3", 400, "00000000:05:00.0")
+    assert list(d0) == [
+        "UUID",
+        "Path",
+        "Model",
+        "Power",
+        "CPUAffinity",
+        "PCI",
+        "Clocks",
+        "Topology",
+        "Family",
+        "Arch",
+        "Cores",
+        "Memory",
+    ]
+    assert (d0["UUID"], d0["Path"], d0["Power"], d0["PCI"]["BusID"]) == (
+        UUIDS[0],
+        "/dev/nvidia3",
+        400,
+        "00000000:05:00.0",
+    )
     # the plugin lowercased the 8-digit NVML id and fell back to node 0; we normalise to sysfs' form
     assert [d0["CPUAffinity"], d1["CPUAffinity"], d2["CPUAffinity"]] == [0, 1, 0]
     assert d0["Memory"]["Global"] == 81920 and d0["Topology"] is None
@@ -134,9 +165,12 @@ def test_gpu_info_json(serve, tmp_path):
 
 def test_gpu_status_json_processes_null_when_none(serve, tmp_path):
     snap = shuffled_host()
-    busy = snap.gpus[1].__class__(**{**{f: getattr(snap.gpus[1], f) for f in snap.gpus[1].__slots__},
-                                     "processes": (GpuProcess(4242, 512, "compute", "python train.py"),
-                                                   GpuProcess(7, 9, "graphics", "Xorg"))})
+    busy = snap.gpus[1].__class__(
+        **{
+            **{f: getattr(snap.gpus[1], f) for f in snap.gpus[1].__slots__},
+            "processes": (GpuProcess(4242, 512, "compute", "python train.py"), GpuProcess(7, 9, "graphics", "Xorg")),
+        }
+    )
     snap = HostSnapshot(snap.driver_version, snap.cuda_driver_version, None, (snap.gpus[0], busy))
     srv = serve(snap, fake_root(tmp_path))
     devs = json.loads(get(srv, "/v1.0/gpu/status/json")[2])["Devices"]
@@ -161,7 +195,10 @@ def test_gpu_info_and_status_text_layout(serve, tmp_path):
     assert "  CPU Affinity:  NUMA node0\n  PCI\n    Bus ID:     00000000:05:00.0\n" in text
     assert "  P2P Available:  None\n\nDevice #1\n" in text
     status_text = get(srv, "/gpu/status")[2].decode()
-    assert "\nDevice #2\n  Power:        102 / 400 W\n  Temperature:  42 °C\n  Utilization\n    GPU:      20 %\n" in status_text
+    assert (
+        "\nDevice #2\n  Power:        102 / 400 W\n  Temperature:  42 °C\n  Utilization\n    GPU:      20 %\n"
+        in status_text
+    )
     assert "    Global:  2000 / 81920 MiB\n" in status_text
     assert "  Processes:  None\n" in status_text
 

@@ -9,7 +9,6 @@ from gpudock.model import HostSnapshot
 from helpers.gpus import UUIDS, shuffled_host
 
 
-
 def host() -> HostSnapshot:
     return shuffled_host()
 
@@ -94,8 +93,9 @@ def test_plugin_dev_merges_duplicates_keeps_order_and_takes_first_prefix_match()
     assert idx(parse_plugin_devices("GPU-a81c", host())) == [1]  # the plugin's first match
 
 
-@pytest.mark.parametrize("value, bad", [("0,2", "0,2"), ("0  2", ""), ("4", "4"), ("-1", "-1"), ("gpu-4f", "gpu-4f"),
-                                        ("1_0", "1_0")])
+@pytest.mark.parametrize(
+    "value, bad", [("0,2", "0,2"), ("0  2", ""), ("4", "4"), ("-1", "-1"), ("gpu-4f", "gpu-4f"), ("1_0", "1_0")]
+)
 def test_plugin_dev_invalid_device_text(value, bad):
     with pytest.raises(SelectionError) as e:
         parse_plugin_devices(value, host())

@@ -50,7 +50,10 @@ def test_legacy_maps_cards_by_minor_never_by_index_and_keeps_order():
     # index 0 is /dev/nvidia3 and index 2 is /dev/nvidia1 on this host
     assert spec("0,2", "legacy", uvm_tools=False).gpu_args() == [
         "--volume=nvidia_driver_535.129.03:/usr/local/nvidia:ro",
-        "--device=/dev/nvidiactl", "--device=/dev/nvidia-uvm", "--device=/dev/nvidia3", "--device=/dev/nvidia1",
+        "--device=/dev/nvidiactl",
+        "--device=/dev/nvidia-uvm",
+        "--device=/dev/nvidia3",
+        "--device=/dev/nvidia1",
     ]
     assert spec("2,0", "legacy", uvm_tools=False).gpu_args()[-2:] == ["--device=/dev/nvidia1", "--device=/dev/nvidia3"]
 
@@ -86,8 +89,10 @@ def test_legacy_needs_minors_and_a_driver_version():
 def test_runtime_mode_uuids_in_order_and_default_capabilities():
     assert spec("2,0").gpu_args() == [
         "--runtime=nvidia",
-        "-e", f"NVIDIA_VISIBLE_DEVICES={UUIDS[2]},{UUIDS[0]}",
-        "-e", "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        "-e",
+        f"NVIDIA_VISIBLE_DEVICES={UUIDS[2]},{UUIDS[0]}",
+        "-e",
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
     ]
 
 
@@ -117,7 +122,12 @@ def test_gpus_mode_all_capabilities_and_sdk_device_request():
     assert s.gpu_args() == ["--gpus", f'"device={UUIDS[3]}","capabilities=compute,video"']
     (req,) = s.sdk_kwargs()["device_requests"]
     assert isinstance(req, docker.types.DeviceRequest)
-    assert (req.driver, req.count, req.device_ids, req.capabilities) == ("", 0, [UUIDS[3]], [["compute", "video", "gpu"]])
+    assert (req.driver, req.count, req.device_ids, req.capabilities) == (
+        "",
+        0,
+        [UUIDS[3]],
+        [["compute", "video", "gpu"]],
+    )
     all_caps = spec("3", "gpus", capabilities="all").device_requests[0].capabilities
     assert all_caps == (("compute", "compat32", "graphics", "utility", "video", "display", "gpu"),)
     with pytest.raises(LaunchError, match="'ngx' cannot be asked for with --gpus"):
@@ -142,13 +152,26 @@ def test_cdi_mode_one_device_per_card():
 
 
 def test_docker_run_line_round_trips_through_a_shell_parser_and_never_uses_a_shell():
-    s = spec("2,0", "gpus", image="nvidia/cuda:12.2.0-base", command="sh -c 'echo $HOME; ls' ; rm -rf /",
-             name="train-a", env=["MSG=hello world"])
+    s = spec(
+        "2,0",
+        "gpus",
+        image="nvidia/cuda:12.2.0-base",
+        command="sh -c 'echo $HOME; ls' ; rm -rf /",
+        name="train-a",
+        env=["MSG=hello world"],
+    )
     assert s.command == ("sh", "-c", "echo $HOME; ls", ";", "rm", "-rf", "/")
     argv = shlex.split(s.docker_run_line())
     assert argv == ["docker", "run", *s.run_args()]
-    assert s.run_args() == ["--detach", "--name=train-a", *s.gpu_args(), "-e", "MSG=hello world",
-                            "nvidia/cuda:12.2.0-base", *s.command]
+    assert s.run_args() == [
+        "--detach",
+        "--name=train-a",
+        *s.gpu_args(),
+        "-e",
+        "MSG=hello world",
+        "nvidia/cuda:12.2.0-base",
+        *s.command,
+    ]
     assert s.sdk_kwargs()["command"] == list(s.command)
     assert "privileged" not in s.sdk_kwargs()
 
@@ -167,16 +190,28 @@ def test_json_rendering():
 def test_sdk_kwargs_for_legacy_and_runtime():
     kw = spec("0", "legacy", image="busybox", command=["true"], uvm_tools=False).sdk_kwargs()
     assert kw == {
-        "image": "busybox", "command": ["true"], "detach": True,
-        "devices": ["/dev/nvidiactl:/dev/nvidiactl:rwm", "/dev/nvidia-uvm:/dev/nvidia-uvm:rwm",
-                    "/dev/nvidia3:/dev/nvidia3:rwm"],
+        "image": "busybox",
+        "command": ["true"],
+        "detach": True,
+        "devices": [
+            "/dev/nvidiactl:/dev/nvidiactl:rwm",
+            "/dev/nvidia-uvm:/dev/nvidia-uvm:rwm",
+            "/dev/nvidia3:/dev/nvidia3:rwm",
+        ],
         "volumes": {"nvidia_driver_535.129.03": {"bind": "/usr/local/nvidia", "mode": "ro"}},
     }
     kw = spec("0", image="busybox", env={"A": "1"}).sdk_kwargs()
     assert kw["runtime"] == "nvidia"
-    assert kw["environment"] == {"NVIDIA_VISIBLE_DEVICES": UUIDS[0], "NVIDIA_DRIVER_CAPABILITIES": "compute,utility", "A": "1"}
+    assert kw["environment"] == {
+        "NVIDIA_VISIBLE_DEVICES": UUIDS[0],
+        "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+        "A": "1",
+    }
     text = spec("1", "gpus", image="busybox").render("sdk")
-    assert f"device_requests=[docker.types.DeviceRequest(driver='', device_ids=['{UUIDS[1]}'], capabilities=[['gpu']])]" in text
+    assert (
+        f"device_requests=[docker.types.DeviceRequest(driver='', device_ids=['{UUIDS[1]}'], capabilities=[['gpu']])]"
+        in text
+    )
 
 
 def test_compose_runtime_fragment_exact():
@@ -235,38 +270,58 @@ def test_mps_thread_percentage():
 # -- validation ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ref", [
-    "busybox", "nvidia/cuda:12.2.0-base-ubuntu22.04", "localhost:5000/team/img:v1", "registry.example.com/a/b",
-    "gpudock-test/busybox:latest", "a__b/c-d.e:TAG_1",
-    "busybox@sha256:" + "a" * 64, "[::1]:5000/img",
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "busybox",
+        "nvidia/cuda:12.2.0-base-ubuntu22.04",
+        "localhost:5000/team/img:v1",
+        "registry.example.com/a/b",
+        "gpudock-test/busybox:latest",
+        "a__b/c-d.e:TAG_1",
+        "busybox@sha256:" + "a" * 64,
+        "[::1]:5000/img",
+    ],
+)
 def test_valid_image_references(ref):
     assert validate_image(ref) == ref
 
 
-@pytest.mark.parametrize("ref, why", [
-    ("Busybox", "must be lowercase"), ("", "expected"), ("a b", "expected"), ("img:", "expected"),
-    ("-img", "expected"), ("img:tag:tag", "expected"), ("a//b", "expected"), ("img@sha256:abc", "expected"),
-    ("x" * 256, "longer than 255"),
-])
+@pytest.mark.parametrize(
+    "ref, why",
+    [
+        ("Busybox", "must be lowercase"),
+        ("", "expected"),
+        ("a b", "expected"),
+        ("img:", "expected"),
+        ("-img", "expected"),
+        ("img:tag:tag", "expected"),
+        ("a//b", "expected"),
+        ("img@sha256:abc", "expected"),
+        ("x" * 256, "longer than 255"),
+    ],
+)
 def test_invalid_image_references(ref, why):
     with pytest.raises(LaunchError, match=f"invalid image reference .*{why}"):
         validate_image(ref)
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"command": "echo 'unterminated"}, "command does not parse .*No closing quotation"),
-    ({"env": ["1A=x"]}, "invalid env name '1A'"),
-    ({"env": ["A-B=x"]}, "invalid env name 'A-B'"),
-    ({"env": ["NOVALUE"]}, "is not NAME=VALUE"),
-    ({"env": ["A=1", "A=2"]}, "env A is given twice"),
-    ({"env": ["NVIDIA_VISIBLE_DEVICES=all"]}, "NVIDIA_VISIBLE_DEVICES is set by gpudock"),
-    ({"env": ["NVIDIA_DRIVER_CAPABILITIES=all"]}, "NVIDIA_DRIVER_CAPABILITIES is set by gpudock"),
-    ({"capabilities": "compute,gpu"}, "unknown driver capability 'gpu'"),
-    ({"capabilities": "all,compute"}, "'all' cannot be combined"),
-    ({"name": "-x"}, "invalid container name"),
-    ({"image": "UPPER"}, "must be lowercase"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"command": "echo 'unterminated"}, "command does not parse .*No closing quotation"),
+        ({"env": ["1A=x"]}, "invalid env name '1A'"),
+        ({"env": ["A-B=x"]}, "invalid env name 'A-B'"),
+        ({"env": ["NOVALUE"]}, "is not NAME=VALUE"),
+        ({"env": ["A=1", "A=2"]}, "env A is given twice"),
+        ({"env": ["NVIDIA_VISIBLE_DEVICES=all"]}, "NVIDIA_VISIBLE_DEVICES is set by gpudock"),
+        ({"env": ["NVIDIA_DRIVER_CAPABILITIES=all"]}, "NVIDIA_DRIVER_CAPABILITIES is set by gpudock"),
+        ({"capabilities": "compute,gpu"}, "unknown driver capability 'gpu'"),
+        ({"capabilities": "all,compute"}, "'all' cannot be combined"),
+        ({"name": "-x"}, "invalid container name"),
+        ({"image": "UPPER"}, "must be lowercase"),
+    ],
+)
 def test_bad_input_is_refused_with_the_reason(kw, message):
     with pytest.raises(LaunchError, match=message):
         spec("1", **kw)

@@ -135,9 +135,7 @@ def test_hwcap_and_extension_match_ldconfig(tmp_path: Path) -> None:
     # The loader: plain entry unless the caller says the CPU supports a glibc-hwcaps subdir.
     assert c.lookup("libhw.so.1", "x86-64").path == "/usr/lib/libhw.so.1"
     assert c.lookup("libhw.so.1", "x86-64", hwcaps=["x86-64-v2"]).path.endswith("x86-64-v2/libhw.so.1")
-    assert c.lookup("libhw.so.1", "x86-64", hwcaps=["x86-64-v2", "x86-64-v3"]).path.endswith(
-        "x86-64-v3/libhw.so.1"
-    )
+    assert c.lookup("libhw.so.1", "x86-64", hwcaps=["x86-64-v2", "x86-64-v3"]).path.endswith("x86-64-v3/libhw.so.1")
     assert c.lookup("libhw.so.1", "i386").path == "/usr/lib32/libhw.so.1"
     assert c.lookup("libtls.so.1", "x86-64") is None  # legacy hwcap dirs: not loaded (glibc >= 2.37)
     assert c.lookup("libbadidx.so.1", "x86-64") is None
@@ -324,8 +322,9 @@ def real_root(tmp_path_factory) -> Path:
     add_lib(r, "/usr/lib/x86_64-linux-gnu", "libfoo.so.1.0", "libfoo.so.1")
     for i in range(7):  # an odd count, so compat pads its old table
         add_lib(r, "/opt/many", f"libmany{i}.so.{i}.0", f"libmany{i}.so.{i}")
-    write_ld_so_conf(r, ["/usr/lib/x86_64-linux-gnu", "/usr/lib64/nvidia", "/usr/lib/i386-linux-gnu",
-                         "/usr/libx32", "/opt/many"])
+    write_ld_so_conf(
+        r, ["/usr/lib/x86_64-linux-gnu", "/usr/lib64/nvidia", "/usr/lib/i386-linux-gnu", "/usr/libx32", "/opt/many"]
+    )
     return r
 
 
@@ -364,8 +363,9 @@ def _seed(kind: str) -> bytes:
         if kind == "host":
             _SEEDS[kind] = Path("/etc/ld.so.cache").read_bytes()
         elif kind == "synthetic":
-            _SEEDS[kind] = build_cache(_hwcap_recs() + _every_flag()[:12], "new", generator="g",
-                                       hwcaps=["x86-64-v2", "x86-64-v3"])
+            _SEEDS[kind] = build_cache(
+                _hwcap_recs() + _every_flag()[:12], "new", generator="g", hwcaps=["x86-64-v2", "x86-64-v3"]
+            )
         else:
             _SEEDS[kind] = build_cache(_every_flag()[:9], kind)
     return _SEEDS[kind]
@@ -460,16 +460,24 @@ def test_all_within_agrees_with_a_plain_loop(values, a, b, data) -> None:
 
     lo, hi = min(a, b), max(a, b)
     # Values near the bounds are where byte-wise comparison can go wrong.
-    near = data.draw(st.lists(st.sampled_from([lo, hi, max(lo - 1, 0), min(hi + 1, 0xFFFFFFFF),
-                                               lo ^ 0xFF, hi ^ 0x100, hi & 0xFFFF00]), max_size=6))
+    near = data.draw(
+        st.lists(
+            st.sampled_from([lo, hi, max(lo - 1, 0), min(hi + 1, 0xFFFFFFFF), lo ^ 0xFF, hi ^ 0x100, hi & 0xFFFF00]),
+            max_size=6,
+        )
+    )
     vals = values + near
     arr = array("I" if array("I").itemsize == 4 else "L", vals)
     assert _all_within(arr, lo, hi) == all(lo <= v <= hi for v in vals)
 
 
 def test_select_keeps_file_order_and_builds_only_matches() -> None:
-    recs = [Rec("libb.so.1", "/l/libb.so.1"), Rec("liba.so.1", "/l/liba.so.1"),
-            Rec("libb.so.1", "/l2/libb.so.1", 0x0003), Rec("libc.so.1", "/l/libc.so.1")]
+    recs = [
+        Rec("libb.so.1", "/l/libb.so.1"),
+        Rec("liba.so.1", "/l/liba.so.1"),
+        Rec("libb.so.1", "/l2/libb.so.1", 0x0003),
+        Rec("libc.so.1", "/l/libc.so.1"),
+    ]
     c = parse(build_cache(recs))
     got = c.select(lambda s: s != "liba.so.1")
     assert [e.path for e in got] == ["/l/libb.so.1", "/l2/libb.so.1", "/l/libc.so.1"]

@@ -45,7 +45,11 @@ def test_mig_instances_and_the_processes_on_them():
     with session(frozen_demo()) as s:
         g = s.snapshot().gpus[6]
     assert g.mig_mode_current is True
-    assert [(m.profile, m.memory_total_mib) for m in g.mig_devices] == [("3g.40gb", 40192), ("2g.20gb", 19968), ("1g.10gb", 9856)]
+    assert [(m.profile, m.memory_total_mib) for m in g.mig_devices] == [
+        ("3g.40gb", 40192),
+        ("2g.20gb", 19968),
+        ("1g.10gb", 9856),
+    ]
     assert g.mig_devices[0].uuid.startswith("MIG-")
     assert {p.pid: p.mig_uuid for p in g.processes} == {
         3931007: g.mig_devices[0].uuid,
@@ -72,7 +76,11 @@ def test_a_gpu_lost_while_running_keeps_its_identity():
     assert first.gpus[1].error is None
     lost = second.gpus[1]
     assert lost.error.startswith("GPU is lost")
-    assert (lost.uuid, lost.pci_bus_id, lost.minor) == (first.gpus[1].uuid, first.gpus[1].pci_bus_id, first.gpus[1].minor)
+    assert (lost.uuid, lost.pci_bus_id, lost.minor) == (
+        first.gpus[1].uuid,
+        first.gpus[1].pci_bus_id,
+        first.gpus[1].minor,
+    )
     assert lost.utilization_gpu is None
     assert second.gpus[2].utilization_gpu == 20
 
@@ -137,8 +145,12 @@ def test_mig_mode_unsupported_on_older_cards():
 
 
 def test_moving_values_move_and_stay_in_range():
-    sc = parse_scenario({"driver": {"version": "550.54.15"},
-                         "gpu": [gpu(0, utilization_gpu={"base": 50, "amplitude": 80, "period": 1})]})
+    sc = parse_scenario(
+        {
+            "driver": {"version": "550.54.15"},
+            "gpu": [gpu(0, utilization_gpu={"base": 50, "amplitude": 80, "period": 1})],
+        }
+    )
     t = [0.0]
     lib = SimNvmlLibrary(sc, clock=lambda: t[0])
     seen = set()
@@ -164,7 +176,9 @@ def test_scenario_errors_say_where(tmp_path):
         load_scenario(bad)
     assert "bad.toml" in str(e.value) and "line 4" in str(e.value)
     with pytest.raises(ScenarioError, match=r"\[\[gpu\]\] #0: missing required key 'memory_total_mib'"):
-        parse_scenario({"driver": {"version": "1"}, "gpu": [{"uuid": "GPU-1", "name": "x", "pci_bus_id": "0000:01:00.0"}]})
+        parse_scenario(
+            {"driver": {"version": "1"}, "gpu": [{"uuid": "GPU-1", "name": "x", "pci_bus_id": "0000:01:00.0"}]}
+        )
     with pytest.raises(ScenarioError, match="two GPUs share a device minor"):
         parse_scenario({"driver": {"version": "1"}, "gpu": [gpu(0, minor=1), gpu(1, minor=1)]})
     with pytest.raises(ScenarioError, match="init_error 'oops' is not one of"):

@@ -25,7 +25,10 @@ def test_version_file_open():
 
 
 def test_version_file_two_part_version_and_garbage():
-    assert procfs.parse_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  375.26  Thu Dec\n").version == "375.26"
+    assert (
+        procfs.parse_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  375.26  Thu Dec\n").version
+        == "375.26"
+    )
     assert procfs.parse_driver_version("GCC version:  gcc 12\n") is None
     assert procfs.parse_driver_version("NVRM version: something else\n") is None
 
@@ -52,8 +55,9 @@ def test_modules_and_devices():
     mods = procfs.parse_modules(K.MODULE_LINES["nvidia"] + "\n" + K.MODULE_LINES["nvidia_uvm"] + "\n")
     assert mods["nvidia"].used_by == ("nvidia_uvm", "nvidia_modeset") and mods["nvidia"].refcount == 12
     assert mods["nvidia_uvm"].used_by == () and mods["nvidia_uvm"].state == "Live"
-    majors = procfs.parse_devices("Character devices:\n195 nvidia-frontend\n507 nvidia-uvm\n\nBlock devices:\n"
-                                  "259 blkext\n")
+    majors = procfs.parse_devices(
+        "Character devices:\n195 nvidia-frontend\n507 nvidia-uvm\n\nBlock devices:\n259 blkext\n"
+    )
     assert majors == {"nvidia-frontend": 195, "nvidia-uvm": 507}
 
 
@@ -70,8 +74,10 @@ def test_pci_sysfs_and_driver_link(tmp_path):
     K.pci(tmp_path, "0000:02:00.0", vendor=0x8086, cls=0x020000, driver="e1000e")
     K.pci(tmp_path, "0000:03:00.0", driver=None, config_vendor=0xFFFF)
     devs = procfs.pci_devices(HostRoot(tmp_path))
-    assert [(d.bdf, d.driver, d.is_nvidia_gpu) for d in devs] == [("0000:01:00.0", "nouveau", True),
-                                                                   ("0000:03:00.0", None, True)]
+    assert [(d.bdf, d.driver, d.is_nvidia_gpu) for d in devs] == [
+        ("0000:01:00.0", "nouveau", True),
+        ("0000:03:00.0", None, True),
+    ]
     assert devs[1].config_vendor == 0xFFFF
     assert len(procfs.pci_devices(HostRoot(tmp_path), vendor=None)) == 3
 

@@ -170,9 +170,10 @@ def test_exists_lstat_listdir(tree: Path) -> None:
     assert h.is_dir("/lib64") and not h.is_dir("/etc/passwd")
     assert h.readlink("/lib64") == "/usr/lib"
     # lstat follows the directories (inside the root) but not the last component
-    assert h.lstat("/lib64/x86_64-linux-gnu/libcuda.so.1").st_ino == os.lstat(
-        tree / "usr/lib/x86_64-linux-gnu/libcuda.so.1"
-    ).st_ino
+    assert (
+        h.lstat("/lib64/x86_64-linux-gnu/libcuda.so.1").st_ino
+        == os.lstat(tree / "usr/lib/x86_64-linux-gnu/libcuda.so.1").st_ino
+    )
     assert h.stat("/etc/abs-passwd").st_ino == os.stat(tree / "etc/passwd").st_ino
     assert h.listdir("/lib64/x86_64-linux-gnu") == sorted(os.listdir(tree / "usr/lib/x86_64-linux-gnu"))
     assert h.listdir("/nope") == [] and h.listdir("/etc/passwd") == []

@@ -94,7 +94,11 @@ def test_sdk_lists_and_inspects_the_demo_containers(client):
     assert triton["State"]["Running"] is True and triton["State"]["Pid"] == 3911870
 
     emb = client.containers.get(BY_NAME["embedder"].id[:12]).attrs
-    assert [d["PathOnHost"] for d in emb["HostConfig"]["Devices"]] == ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia1"]
+    assert [d["PathOnHost"] for d in emb["HostConfig"]["Devices"]] == [
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia1",
+    ]
     assert emb["HostConfig"]["Runtime"] == "runc"
 
     (req,) = client.api.inspect_container("train-llama")["HostConfig"]["DeviceRequests"]
@@ -130,10 +134,7 @@ def test_images_carry_their_cuda_requirements(client):
 
 def _claims(containers) -> dict[str, set[tuple[str, int | None, str | None]]]:
     idx = {u: i for i, u in enumerate(UUID)}
-    return {
-        c.name: {(cl.mechanism, idx.get(cl.gpu_uuid), cl.mig_uuid) for cl in c.claims}
-        for c in containers
-    }
+    return {c.name: {(cl.mechanism, idx.get(cl.gpu_uuid), cl.mig_uuid) for cl in c.claims} for c in containers}
 
 
 def test_watcher_gives_the_claims_of_every_mechanism(sim, snap):
@@ -186,7 +187,12 @@ def test_build_holders_for_the_demo(sim, snap):
         assert [h.name for h in hmap.gpu_at(i).holders] == ["train-llama"]
     (p,) = hmap.gpu_at(0).processes
     assert (p.pid, p.location, p.container_name, p.container_pid, p.claimed) == (
-        3904121, "container", "train-llama", 17, True)
+        3904121,
+        "container",
+        "train-llama",
+        17,
+        True,
+    )
     assert [h.name for h in hmap.gpu_at(4).holders] == ["burn-in"]
     assert hmap.gpu_at(3).holders == () and hmap.gpu_at(5).holders == ()
 
@@ -253,8 +259,10 @@ def test_an_engine_named_explicitly_wins_over_the_simulated_one(tmp_path):
         del os.environ["DOCKER_HOST"]
     # a scenario without containers describes no engine: nothing simulated
     f = tmp_path / "gpus-only.toml"
-    f.write_text('[driver]\nversion = "535.129.03"\n[[gpu]]\nuuid = "GPU-1"\nname = "x"\n'
-                 'pci_bus_id = "0000:05:00.0"\nmemory_total_mib = 1024\n')
+    f.write_text(
+        '[driver]\nversion = "535.129.03"\n[[gpu]]\nuuid = "GPU-1"\nname = "x"\n'
+        'pci_bus_id = "0000:05:00.0"\nmemory_total_mib = 1024\n'
+    )
     with sim_host_for(argparse.Namespace(demo=False, sim=str(f), docker_host=None)) as h:
         assert h is None
     r = _run_cli("holders", "--demo", "--json", "--docker-host", f"unix://{tmp_path}/none.sock")
@@ -292,7 +300,9 @@ def test_events_carry_a_container_created_through_the_api_to_the_watcher(sim, cl
 
         try:
             c = client.containers.create(
-                "nvidia/cuda:12.0.1-base-ubuntu22.04", "sleep infinity", name="late",
+                "nvidia/cuda:12.0.1-base-ubuntu22.04",
+                "sleep infinity",
+                name="late",
                 device_requests=[docker.types.DeviceRequest(device_ids=["5"], capabilities=[["gpu"]])],
             )
             c.start()
@@ -349,8 +359,9 @@ def test_launcher_preflight_and_launch_on_the_simulated_engine(client, snap, sim
 
     held = holders_by_gpu(snap, sim.docker_base_url)
     assert held[UUID[2]] == ("embedder", "triton")
-    spec = build_spec(snap, parse_selection("2", snap), "gpus", image="nvidia/cuda:12.0.1-base-ubuntu22.04",
-                      name="demo-launch")
+    spec = build_spec(
+        snap, parse_selection("2", snap), "gpus", image="nvidia/cuda:12.0.1-base-ubuntu22.04", name="demo-launch"
+    )
     container, warnings = launch(client, spec, snap, holders=held)
     assert warnings == (f"GPU 2 ({UUID[2]}) is already held by embedder, triton",)
     container.reload()
@@ -363,11 +374,15 @@ def test_launcher_preflight_and_launch_on_the_simulated_engine(client, snap, sim
 
 
 def _sc(containers, **extra):
-    return parse_scenario({
-        "driver": {"version": "535.129.03"},
-        "gpu": [gpu(0, process=[{"pid": 100, "used_memory_mib": 10}]), gpu(1)],
-        "container": containers, **extra,
-    }, "t.toml")
+    return parse_scenario(
+        {
+            "driver": {"version": "535.129.03"},
+            "gpu": [gpu(0, process=[{"pid": 100, "used_memory_mib": 10}]), gpu(1)],
+            "container": containers,
+            **extra,
+        },
+        "t.toml",
+    )
 
 
 @pytest.mark.parametrize(
@@ -380,7 +395,7 @@ def _sc(containers, **extra):
         ({"name": "a", "pids": [[999, 1]]}, "PID 999 is not the pid of any [[gpu.process]]"),
         ({"name": "a", "pids": [100]}, "pids[0]: expected [host PID, container PID]"),
         ({"name": "a", "state": "exited", "pids": [[100, 1]]}, "a exited container runs no processes"),
-        ({"name": "a", "devices": [5]}, "devices[0]: expected \"host:container\""),
+        ({"name": "a", "devices": [5]}, 'devices[0]: expected "host:container"'),
         ({"name": "a", "device_requests": [{"count": -2}]}, "count: expected an integer >= -1"),
         ({"name": "a", "device_requests": [{"ids": ["0"]}]}, "unknown key(s) ids"),
         ({"name": "a", "env": "A=1"}, "env: expected a list of strings"),
@@ -396,12 +411,23 @@ def test_bad_containers_are_refused_with_the_place(container, message):
 
 
 def test_container_defaults_and_duplicates():
-    sc = _sc([{"name": "a", "pids": [[100, 1]], "devices": ["/dev/nvidia1:/dev/nvidia0", {"host": "/dev/nvidiactl"}],
-               "device_requests": [{"count": 2, "capabilities": ["gpu", "compute"]}]}])
+    sc = _sc(
+        [
+            {
+                "name": "a",
+                "pids": [[100, 1]],
+                "devices": ["/dev/nvidia1:/dev/nvidia0", {"host": "/dev/nvidiactl"}],
+                "device_requests": [{"count": 2, "capabilities": ["gpu", "compute"]}],
+            }
+        ]
+    )
     (c,) = sc.containers
     assert len(c.id) == 64 and c.id == _sc([{"name": "a"}]).containers[0].id  # deterministic from the name
     assert c.pid == 100 and c.state == "running" and c.runtime is None and c.started == c.created
-    assert [(d.host, d.container) for d in c.devices] == [("/dev/nvidia1", "/dev/nvidia0"), ("/dev/nvidiactl", "/dev/nvidiactl")]
+    assert [(d.host, d.container) for d in c.devices] == [
+        ("/dev/nvidia1", "/dev/nvidia0"),
+        ("/dev/nvidiactl", "/dev/nvidiactl"),
+    ]
     assert c.device_requests[0].capabilities == (("gpu", "compute"),) and c.device_requests[0].count == 2
     assert sc.has_docker and sc.docker.default_runtime == "runc"
     with pytest.raises(ScenarioError, match="share a name"):

@@ -87,8 +87,9 @@ def test_debug_on_off_via_cli(files, capsys):
     assert run(["toolkit", "debug", "off", "--hook", "--config", str(cfg), "--yes"]) == 0
     assert run(["toolkit", "debug", "off", "--runtime", "--config", str(cfg), "--yes"]) == 0
     # the runtime line went off with the operator's path in it; everything else is the original
-    assert cfg.read_bytes() == original.replace(b'#debug = "/var/log/nvidia-container-runtime.log"',
-                                                b'#debug = "/tmp/rt.log"')
+    assert cfg.read_bytes() == original.replace(
+        b'#debug = "/var/log/nvidia-container-runtime.log"', b'#debug = "/tmp/rt.log"'
+    )
 
 
 def test_debug_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -107,8 +108,11 @@ def test_runtime_register_and_defaults(files, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "systemctl restart docker" in out
     doc = json.loads(dj.read_text())
-    assert doc == {"log-opts": {"max-size": "10m"},
-                   "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}, "default-runtime": "nvidia"}
+    assert doc == {
+        "log-opts": {"max-size": "10m"},
+        "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}},
+        "default-runtime": "nvidia",
+    }
     assert run(["toolkit", "runtime", "register", "--json", "--daemon-json", str(dj)]) == 0
     j = json.loads(capsys.readouterr().out)
     assert j["changed"] is False and j["restart_needed"] is False

@@ -62,7 +62,7 @@ def test_real_file_on_then_off_restores_bytes(tmp_path, src, component):
         # the hook-era file has no runtime table: the key is added, nothing else changes
         assert plan.action == "add" and plan.added_header == f"[{table}]"
         assert on.startswith(original)
-        assert on[len(original):] == f'\n[{table}]\ndebug = "/var/log/nvidia-container-runtime.log"\n'.encode()
+        assert on[len(original) :] == f'\n[{table}]\ndebug = "/var/log/nvidia-container-runtime.log"\n'.encode()
     else:
         changes = _changed_lines(original, on)
         assert len(changes) == 1
@@ -113,9 +113,17 @@ def test_status_of_real_files():
     assert s.settings["no-cgroups"].line == 13
     h, r = s.debug["hook"], s.debug["runtime"]
     assert (h.enabled, h.state, h.line, h.commented_path) == (
-        False, "commented", 8, "/var/log/nvidia-container-toolkit.log")
+        False,
+        "commented",
+        8,
+        "/var/log/nvidia-container-toolkit.log",
+    )
     assert (r.enabled, r.state, r.line, r.commented_path) == (
-        False, "commented", 19, "/var/log/nvidia-container-runtime.log")
+        False,
+        "commented",
+        19,
+        "/var/log/nvidia-container-runtime.log",
+    )
 
     s = tc.load_config(str(DATA / "toolkit-1.13.5-ubuntu.toml")).status()
     assert s.settings["ldconfig"].value == "@/sbin/ldconfig.real"
@@ -133,8 +141,7 @@ def test_status_json_shape():
     j = tc.load_config(str(DATA / "toolkit-1.17-debian.toml")).status().to_json()
     assert set(j) == {"path", "settings", "debug"}
     assert set(j["settings"]) == {"mode", "log-level", "ldconfig", "no-cgroups"}
-    assert set(j["debug"]["hook"]) == {
-        "component", "table", "enabled", "log_path", "state", "line", "commented_path"}
+    assert set(j["debug"]["hook"]) == {"component", "table", "enabled", "log_path", "state", "line", "commented_path"}
 
 
 # --------------------------------------------------------------------------- hand-made variants
@@ -196,26 +203,53 @@ ldconfig = "@/sbin/ldconfig"
 
 
 @pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
-@pytest.mark.parametrize("name,text,expect", [
-    ("indented", VARIANT_INDENTED_RUNTIME_FIRST, {
-        "hook": ("  #debug   =   '/var/log/nvidia-container-toolkit.log'    # the hook's log",
-                 "  debug   =   '/var/log/nvidia-container-toolkit.log'    # the hook's log"),
-        "runtime": ('    #debug = "/var/log/nvidia-container-runtime.log"',
-                    '    debug = "/var/log/nvidia-container-runtime.log"'),
-    }),
-    ("spaced", VARIANT_SPACED_COMMENTS, {
-        "hook": ('# debug = "/var/log/nvidia-container-toolkit.log"',
-                 'debug = "/var/log/nvidia-container-toolkit.log"'),
-        "runtime": ('# debug = "/var/log/nvidia-container-runtime.log"',
-                    'debug = "/var/log/nvidia-container-runtime.log"'),
-    }),
-    ("traps", VARIANT_TRAPS, {
-        "hook": ('#debug = "/var/log/nvidia-container-toolkit.log"',
-                 'debug = "/var/log/nvidia-container-toolkit.log"'),
-        "runtime": ('#debug = "/var/log/nvidia-container-runtime.log"',
-                    'debug = "/var/log/nvidia-container-runtime.log"'),
-    }),
-])
+@pytest.mark.parametrize(
+    "name,text,expect",
+    [
+        (
+            "indented",
+            VARIANT_INDENTED_RUNTIME_FIRST,
+            {
+                "hook": (
+                    "  #debug   =   '/var/log/nvidia-container-toolkit.log'    # the hook's log",
+                    "  debug   =   '/var/log/nvidia-container-toolkit.log'    # the hook's log",
+                ),
+                "runtime": (
+                    '    #debug = "/var/log/nvidia-container-runtime.log"',
+                    '    debug = "/var/log/nvidia-container-runtime.log"',
+                ),
+            },
+        ),
+        (
+            "spaced",
+            VARIANT_SPACED_COMMENTS,
+            {
+                "hook": (
+                    '# debug = "/var/log/nvidia-container-toolkit.log"',
+                    'debug = "/var/log/nvidia-container-toolkit.log"',
+                ),
+                "runtime": (
+                    '# debug = "/var/log/nvidia-container-runtime.log"',
+                    'debug = "/var/log/nvidia-container-runtime.log"',
+                ),
+            },
+        ),
+        (
+            "traps",
+            VARIANT_TRAPS,
+            {
+                "hook": (
+                    '#debug = "/var/log/nvidia-container-toolkit.log"',
+                    'debug = "/var/log/nvidia-container-toolkit.log"',
+                ),
+                "runtime": (
+                    '#debug = "/var/log/nvidia-container-runtime.log"',
+                    'debug = "/var/log/nvidia-container-runtime.log"',
+                ),
+            },
+        ),
+    ],
+)
 @pytest.mark.parametrize("component", ["hook", "runtime"])
 def test_variants_on_off_byte_exact(tmp_path, name, text, expect, component, crlf):
     raw = text.replace("\n", "\r\n") if crlf else text
@@ -244,6 +278,7 @@ def test_traps_status_ignores_strings_and_other_tables():
 
 def _snap(text: str):
     from gpudock.toolkit.atomic import FileSnapshot
+
     data = text.encode()
     return FileSnapshot(path="/x/config.toml", exists=True, data=data)
 
@@ -275,8 +310,8 @@ def test_operator_path_replaces_value_keeps_quoting(tmp_path):
     assert plan.new_line == "  debug   =   '/var/log/gpudock-hook.log'    # the hook's log"
     assert tomllib.loads(path.read_text())["nvidia-container-cli"]["debug"] == "/var/log/gpudock-hook.log"
     # a path that cannot be a literal string gets a basic string with escapes
-    plan = tc.set_debug(str(path), "hook", True, "/var/log/it's \"odd\".log")
-    assert tomllib.loads(path.read_text())["nvidia-container-cli"]["debug"] == "/var/log/it's \"odd\".log"
+    plan = tc.set_debug(str(path), "hook", True, '/var/log/it\'s "odd".log')
+    assert tomllib.loads(path.read_text())["nvidia-container-cli"]["debug"] == '/var/log/it\'s "odd".log'
     assert plan.action == "set"
 
 
@@ -311,11 +346,11 @@ def test_runtime_dev_null_counts_as_off_and_on_sets_a_path(tmp_path):
 
 
 def test_add_key_in_existing_table_keeps_indent(tmp_path):
-    text = "[nvidia-container-cli]\n  ldconfig = \"@/sbin/ldconfig\"\n  load-kmods = true\n\n[nvidia-ctk]\npath = \"x\"\n"
+    text = '[nvidia-container-cli]\n  ldconfig = "@/sbin/ldconfig"\n  load-kmods = true\n\n[nvidia-ctk]\npath = "x"\n'
     path = _copy(tmp_path, text.encode())
     plan = tc.set_debug(str(path), "hook", True)
     assert plan.action == "add" and plan.line == 4 and plan.added_header is None
-    assert path.read_text() == text.replace("true\n", "true\n  debug = \"/var/log/nvidia-container-toolkit.log\"\n")
+    assert path.read_text() == text.replace("true\n", 'true\n  debug = "/var/log/nvidia-container-toolkit.log"\n')
 
 
 def test_edit_that_would_change_more_is_refused(tmp_path, monkeypatch):
@@ -332,8 +367,11 @@ def test_edit_that_would_change_more_is_refused(tmp_path, monkeypatch):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(log=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(
-    lambda s: s not in ("", "/dev/null")))
+@given(
+    log=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(
+        lambda s: s not in ("", "/dev/null")
+    )
+)
 def test_any_log_path_round_trips(tmp_path, log):
     path = _copy(tmp_path, DATA / "toolkit-1.13.5-ubuntu.toml")
     original = path.read_bytes()
@@ -348,11 +386,14 @@ def test_any_log_path_round_trips(tmp_path, log):
 # --------------------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize("text,line,col", [
-    ('[nvidia-container-cli]\nldconfig = "@/sbin/ldconfig"\ndebug = \n', 3, 9),
-    ('[nvidia-container-cli]\n#debug = "x"\n[nvidia-container-cli]\n', 3, None),
-    ('a = "unterminated\n', 1, None),
-])
+@pytest.mark.parametrize(
+    "text,line,col",
+    [
+        ('[nvidia-container-cli]\nldconfig = "@/sbin/ldconfig"\ndebug = \n', 3, 9),
+        ('[nvidia-container-cli]\n#debug = "x"\n[nvidia-container-cli]\n', 3, None),
+        ('a = "unterminated\n', 1, None),
+    ],
+)
 def test_malformed_toml_refused_with_line_and_column(tmp_path, text, line, col):
     path = _copy(tmp_path, text.encode())
     before = os.stat(path)
@@ -435,13 +476,20 @@ def test_locate_order(tmp_path):
 
 def test_locate_override_order_each_only_when_the_file_exists(tmp_path):
     root = tmp_path / "host"
-    for rel in ("etc/nvidia-container-runtime/config.toml", "home/op/.config/nvidia-container-runtime/config.toml",
-                "opt/ctk.toml"):
+    for rel in (
+        "etc/nvidia-container-runtime/config.toml",
+        "home/op/.config/nvidia-container-runtime/config.toml",
+        "opt/ctk.toml",
+    ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(f"# {rel}\n")
     both = {"XDG_CONFIG_HOME": "/home/op/.config", "NVIDIA_CTK_CONFIG_FILE_PATH": "/opt/ctk.toml"}
     loc = tc.locate_config(root=str(root), environ=both)
-    assert (loc.source, loc.host_path, loc.path) == ("NVIDIA_CTK_CONFIG_FILE_PATH", "/opt/ctk.toml", str(root / "opt/ctk.toml"))
+    assert (loc.source, loc.host_path, loc.path) == (
+        "NVIDIA_CTK_CONFIG_FILE_PATH",
+        "/opt/ctk.toml",
+        str(root / "opt/ctk.toml"),
+    )
     (root / "opt/ctk.toml").unlink()  # a missing override is skipped: the next one wins
     loc = tc.locate_config(root=str(root), environ=both)
     assert (loc.source, loc.host_path) == ("XDG_CONFIG_HOME", "/home/op/.config/nvidia-container-runtime/config.toml")
@@ -449,7 +497,9 @@ def test_locate_override_order_each_only_when_the_file_exists(tmp_path):
     loc = tc.locate_config(root=str(root), environ=both)
     assert (loc.source, loc.host_path, loc.exists) == ("default", "/etc/nvidia-container-runtime/config.toml", True)
     # A relative override names no host path: skipped, not joined to our working directory.
-    loc = tc.locate_config(root=str(root), environ={"NVIDIA_CTK_CONFIG_FILE_PATH": "ctk.toml", "XDG_CONFIG_HOME": "cfg"})
+    loc = tc.locate_config(
+        root=str(root), environ={"NVIDIA_CTK_CONFIG_FILE_PATH": "ctk.toml", "XDG_CONFIG_HOME": "cfg"}
+    )
     assert loc.source == "default"
     # A directory where the override points is not a config file.
     (root / "opt/ctk.toml").mkdir()
@@ -460,7 +510,7 @@ def test_locate_absolute_symlink_cannot_escape_the_root(tmp_path):
     # A copied host whose config.toml is an absolute link: the host means its own file, never
     # this machine's file at that path.
     outside = tmp_path / "outside.toml"
-    outside.write_text('accept-nvidia-visible-devices-envvar-when-unprivileged = false\n')
+    outside.write_text("accept-nvidia-visible-devices-envvar-when-unprivileged = false\n")
     root = tmp_path / "host"
     cfg = root / "etc/nvidia-container-runtime/config.toml"
     cfg.parent.mkdir(parents=True)
@@ -485,7 +535,10 @@ def test_locate_absolute_symlink_cannot_escape_the_root(tmp_path):
     inside.write_text("")
     loc = tc.locate_config(root=str(root), environ=env)
     assert (loc.source, loc.path, loc.host_path) == (
-        "XDG_CONFIG_HOME", str(inside), "/home/op/.config/nvidia-container-runtime/config.toml")
+        "XDG_CONFIG_HOME",
+        str(inside),
+        "/home/op/.config/nvidia-container-runtime/config.toml",
+    )
 
 
 def test_locate_link_loop_is_not_found_and_not_raised(tmp_path):
@@ -521,9 +574,9 @@ _PIECES = [
     "'lit key{n}'.sub = true",
     'k{n}.debug = "/dotted/not/ours"',
     '#debug = "/a/comment/in/the/wrong/place"',
-    '# a comment with = signs and [brackets] in it',
-    '',
-    '    k{n} = 2  # indented',
+    "# a comment with = signs and [brackets] in it",
+    "",
+    "    k{n} = 2  # indented",
 ]
 
 
@@ -538,8 +591,7 @@ _PIECES = [
     other_first=st.booleans(),
     crlf=st.booleans(),
 )
-def test_fuzz_only_the_debug_line_changes(tmp_path, before, inside, after, debug_at, component,
-                                          other_first, crlf):
+def test_fuzz_only_the_debug_line_changes(tmp_path, before, inside, after, debug_at, component, other_first, crlf):
     table = tc.DEBUG_TABLES[component]
     other = tc.DEBUG_TABLES["runtime" if component == "hook" else "hook"]
     counter = iter(range(1000))

@@ -7,7 +7,7 @@ so, because one bug in one check must not hide the other findings during an outa
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from gpudock.doctor.checks import devices, docker, driver, health, images
 from gpudock.doctor.facts import HostFacts

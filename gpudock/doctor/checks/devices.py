@@ -38,7 +38,9 @@ def nvidia_major(f: HostFacts) -> tuple[int, Evidence]:
     for name in ("nvidiactl", "nvidia", "nvidia-frontend"):
         if f.majors and name in f.majors:
             return f.majors[name], Evidence(procfs.DEVICES_FILE, f"{f.majors[name]} {name}", str(f.majors[name]))
-    return NVIDIA_MAJOR, Evidence(procfs.DEVICES_FILE, None if f.majors is None else "no nvidia line", str(NVIDIA_MAJOR))
+    return NVIDIA_MAJOR, Evidence(
+        procfs.DEVICES_FILE, None if f.majors is None else "no nvidia line", str(NVIDIA_MAJOR)
+    )
 
 
 # -- nouveau ------------------------------------------------------------------------------------------
@@ -66,38 +68,66 @@ def _blacklisted(f: HostFacts) -> list[Evidence]:
 
 def nouveau(f: HostFacts) -> Finding:
     fid = "nouveau"
-    fix = ("Blacklist nouveau: create /etc/modprobe.d/blacklist-nouveau.conf with 'blacklist nouveau' and "
-           "'options nouveau modeset=0', regenerate the initramfs ('update-initramfs -u' or 'dracut -f'), "
-           "reboot, and check that /sys/bus/pci/devices/<bdf>/driver points to nvidia.")
+    fix = (
+        "Blacklist nouveau: create /etc/modprobe.d/blacklist-nouveau.conf with 'blacklist nouveau' and "
+        "'options nouveau modeset=0', regenerate the initramfs ('update-initramfs -u' or 'dracut -f'), "
+        "reboot, and check that /sys/bus/pci/devices/<bdf>/driver points to nvidia."
+    )
     loaded = f.modules is not None and "nouveau" in f.modules
     bound = [d for d in (f.pci or ()) if d.driver == "nouveau"]
     if f.modules is None and f.pci is None:
-        return Finding(fid, "info", "Could not check for nouveau", f"{procfs.MODULES_FILE} and {procfs.PCI_DIR} "
-                       f"are not readable here.", (_modline(f, "nouveau"), Evidence(procfs.PCI_DIR, None, None)),
-                       "Run the doctor on the host (or with --root pointing at a copy that includes /proc and /sys).")
+        return Finding(
+            fid,
+            "info",
+            "Could not check for nouveau",
+            f"{procfs.MODULES_FILE} and {procfs.PCI_DIR} are not readable here.",
+            (_modline(f, "nouveau"), Evidence(procfs.PCI_DIR, None, None)),
+            "Run the doctor on the host (or with --root pointing at a copy that includes /proc and /sys).",
+        )
     if not loaded and not bound and f.modules is None:
-        return Finding(fid, "info", "Could not read the module list", f"{procfs.MODULES_FILE} is not readable here; "
-                       f"no NVIDIA PCI device is bound to nouveau.", (_modline(f, "nouveau"),),
-                       "Run the doctor on the host (or with --root including /proc).")
+        return Finding(
+            fid,
+            "info",
+            "Could not read the module list",
+            f"{procfs.MODULES_FILE} is not readable here; no NVIDIA PCI device is bound to nouveau.",
+            (_modline(f, "nouveau"),),
+            "Run the doctor on the host (or with --root including /proc).",
+        )
     if not loaded and not bound:
         ev = [_modline(f, "nouveau")]
         for d in (f.pci or ())[:8]:
             ev.append(Evidence(f"{procfs.PCI_DIR}/{d.bdf}/driver", d.driver or "(no driver bound)", d.driver))
-        return Finding(fid, "ok", "nouveau is not loaded", "The open-source nouveau driver is not loaded and "
-                       "no NVIDIA device is bound to it.", tuple(ev), "")
+        return Finding(
+            fid,
+            "ok",
+            "nouveau is not loaded",
+            "The open-source nouveau driver is not loaded and no NVIDIA device is bound to it.",
+            tuple(ev),
+            "",
+        )
     ev = [_modline(f, "nouveau")]
     for d in bound:
         ev.append(Evidence(f"{procfs.PCI_DIR}/{d.bdf}/driver", "-> .../drivers/nouveau", "nouveau"))
     bl = _blacklisted(f)
     ev += bl
     who = ", ".join(d.bdf for d in bound)
-    summary = ("nouveau is loaded" + (f" and drives {who}" if bound else "") +
-               ": the NVIDIA driver cannot bind those GPUs (dmesg: 'NVRM: The NVIDIA probe routine was not "
-               "called'), so NVML reports 'Driver Not Loaded' or no devices.")
+    summary = (
+        "nouveau is loaded"
+        + (f" and drives {who}" if bound else "")
+        + ": the NVIDIA driver cannot bind those GPUs (dmesg: 'NVRM: The NVIDIA probe routine was not "
+        "called'), so NVML reports 'Driver Not Loaded' or no devices."
+    )
     if bl:
         summary += " A blacklist exists on disk, so the initramfs probably still loads nouveau."
-    return Finding(fid, "error", "nouveau owns the GPU" if bound else "nouveau is loaded", summary, tuple(ev), fix,
-                   data={"bound": [d.bdf for d in bound]})
+    return Finding(
+        fid,
+        "error",
+        "nouveau owns the GPU" if bound else "nouveau is loaded",
+        summary,
+        tuple(ev),
+        fix,
+        data={"bound": [d.bdf for d in bound]},
+    )
 
 
 # -- device-nodes -------------------------------------------------------------------------------------
@@ -112,9 +142,17 @@ def _gpu_minors(f: HostFacts) -> list[tuple[str, int, Evidence]]:
     if not out and f.nvml and not f.nvml.nvml_failure:
         for g in f.nvml.gpus:
             if g.minor is not None:
-                out.append((g.sysfs_bus_id or str(g.index), g.minor,
-                            Evidence("NVML", f"GPU {g.index} {g.pci_bus_id}: nvmlDeviceGetMinorNumber() = {g.minor}",
-                                     str(g.minor))))
+                out.append(
+                    (
+                        g.sysfs_bus_id or str(g.index),
+                        g.minor,
+                        Evidence(
+                            "NVML",
+                            f"GPU {g.index} {g.pci_bus_id}: nvmlDeviceGetMinorNumber() = {g.minor}",
+                            str(g.minor),
+                        ),
+                    )
+                )
     return out
 
 
@@ -130,10 +168,15 @@ def device_nodes(f: HostFacts) -> Finding:
         ev.append(Evidence(procfs.VERSION_FILE, None, None))
         for p in present[:6]:
             ev.append(_node_ev(f.nodes[p]))
-        return Finding(fid, "info", "No NVIDIA kernel module loaded: device nodes not checked",
-                       "Without the nvidia module there is nothing to compare /dev/nvidia* with" +
-                       (f"; {len(present)} stale node(s) exist." if present else "."), tuple(ev),
-                       "Load the driver first (see 'nvml-init').")
+        return Finding(
+            fid,
+            "info",
+            "No NVIDIA kernel module loaded: device nodes not checked",
+            "Without the nvidia module there is nothing to compare /dev/nvidia* with"
+            + (f"; {len(present)} stale node(s) exist." if present else "."),
+            tuple(ev),
+            "Load the driver first (see 'nvml-init').",
+        )
     expected = [("/dev/nvidiactl", CTL_MINOR, None)] + [(f"/dev/nvidia{m}", m, (bdf, gev)) for bdf, m, gev in gpus]
     for path, minor, gpu in expected:
         n = _node(f, path)
@@ -146,27 +189,43 @@ def device_nodes(f: HostFacts) -> Finding:
         elif not n.is_char:
             problems.append(f"{path} is not a character device")
         elif (n.major, n.minor) != (major, minor):
-            problems.append(f"{path} is {n.major}:{n.minor}, expected {major}:{minor}" + (f" (GPU {gpu[0]})" if gpu else ""))
+            problems.append(
+                f"{path} is {n.major}:{n.minor}, expected {major}:{minor}" + (f" (GPU {gpu[0]})" if gpu else "")
+            )
     known = {p for p, _, _ in expected}
     for p, n in sorted(f.nodes.items()):
-        tail = p[len("/dev/nvidia"):]
+        tail = p[len("/dev/nvidia") :]
         if p.startswith("/dev/nvidia") and tail.isdigit() and p not in known and gpus:
             ev.append(_node_ev(n))
             problems.append(f"{p} exists but no GPU has minor {tail} (a stale node, or a GPU the driver lost)")
     if not gpus:
-        problems.append("no GPU is listed in /proc/driver/nvidia/gpus (and NVML gave none), so no /dev/nvidiaN "
-                        "could be checked")
+        problems.append(
+            "no GPU is listed in /proc/driver/nvidia/gpus (and NVML gave none), so no /dev/nvidiaN could be checked"
+        )
     if not problems:
-        return Finding(fid, "ok", f"Device nodes are right ({len(gpus)} GPU(s))",
-                       f"/dev/nvidiactl and /dev/nvidiaN for every GPU exist with major {major} and the right minors.",
-                       tuple(ev), "")
-    severity = "error" if any("missing" in p or "expected" in p or "not a character" in p for p in problems) else "warning"
-    return Finding(fid, severity, "Device nodes are missing or wrong", "; ".join(problems) + ".", tuple(ev),
-                   "Recreate the nodes: 'nvidia-modprobe -c <minor>' for each GPU (it also creates /dev/nvidiactl), "
-                   "or 'rm' the wrong node and reload the driver so udev recreates it; then recreate GPU containers "
-                   "(they copied the old nodes). Never mknod by hand with guessed numbers: the minor is 'Device "
-                   "Minor' in /proc/driver/nvidia/gpus/<bdf>/information.",
-                   data={"problems": problems})
+        return Finding(
+            fid,
+            "ok",
+            f"Device nodes are right ({len(gpus)} GPU(s))",
+            f"/dev/nvidiactl and /dev/nvidiaN for every GPU exist with major {major} and the right minors.",
+            tuple(ev),
+            "",
+        )
+    severity = (
+        "error" if any("missing" in p or "expected" in p or "not a character" in p for p in problems) else "warning"
+    )
+    return Finding(
+        fid,
+        severity,
+        "Device nodes are missing or wrong",
+        "; ".join(problems) + ".",
+        tuple(ev),
+        "Recreate the nodes: 'nvidia-modprobe -c <minor>' for each GPU (it also creates /dev/nvidiactl), "
+        "or 'rm' the wrong node and reload the driver so udev recreates it; then recreate GPU containers "
+        "(they copied the old nodes). Never mknod by hand with guessed numbers: the minor is 'Device "
+        "Minor' in /proc/driver/nvidia/gpus/<bdf>/information.",
+        data={"problems": problems},
+    )
 
 
 # -- uvm ---------------------------------------------------------------------------------------------
@@ -174,30 +233,55 @@ def device_nodes(f: HostFacts) -> Finding:
 
 def uvm(f: HostFacts) -> Finding:
     fid = "uvm"
-    fix_load = ("Load it and create its nodes: 'modprobe nvidia-uvm && nvidia-modprobe -u -c=0'; make it "
-                "persistent with 'nvidia-uvm' in /etc/modules-load.d/nvidia.conf (headless hosts do not load it "
-                "on their own); then recreate GPU containers (CUDA in them fails with error 999 / 'CUDA unknown "
-                "error' while nvidia-smi still works).")
+    fix_load = (
+        "Load it and create its nodes: 'modprobe nvidia-uvm && nvidia-modprobe -u -c=0'; make it "
+        "persistent with 'nvidia-uvm' in /etc/modules-load.d/nvidia.conf (headless hosts do not load it "
+        "on their own); then recreate GPU containers (CUDA in them fails with error 999 / 'CUDA unknown "
+        "error' while nvidia-smi still works)."
+    )
     ev = [_modline(f, "nvidia_uvm")]
     if f.modules is None:
-        return Finding(fid, "info", "Could not read the module list", f"{procfs.MODULES_FILE} is not readable here.",
-                       tuple(ev), "Run the doctor on the host (or with --root including /proc).")
+        return Finding(
+            fid,
+            "info",
+            "Could not read the module list",
+            f"{procfs.MODULES_FILE} is not readable here.",
+            tuple(ev),
+            "Run the doctor on the host (or with --root including /proc).",
+        )
     if "nvidia" not in f.modules:
-        return Finding(fid, "info", "nvidia module not loaded: uvm not checked",
-                       "nvidia_uvm depends on the nvidia module, which is not loaded.",
-                       tuple(ev + [_modline(f, "nvidia")]), "Load the driver first (see 'nvml-init').")
+        return Finding(
+            fid,
+            "info",
+            "nvidia module not loaded: uvm not checked",
+            "nvidia_uvm depends on the nvidia module, which is not loaded.",
+            tuple(ev + [_modline(f, "nvidia")]),
+            "Load the driver first (see 'nvml-init').",
+        )
     if "nvidia_uvm" not in f.modules:
-        return Finding(fid, "error", "nvidia_uvm is not loaded",
-                       "The nvidia module is loaded but nvidia_uvm is not: CUDA cannot start (cuInit returns 999, "
-                       "PyTorch 'CUDA unknown error') although nvidia-smi works.", tuple(ev), fix_load)
+        return Finding(
+            fid,
+            "error",
+            "nvidia_uvm is not loaded",
+            "The nvidia module is loaded but nvidia_uvm is not: CUDA cannot start (cuInit returns 999, "
+            "PyTorch 'CUDA unknown error') although nvidia-smi works.",
+            tuple(ev),
+            fix_load,
+        )
     uvm_major = (f.majors or {}).get("nvidia-uvm")
-    ev.append(Evidence(procfs.DEVICES_FILE, f"{uvm_major} nvidia-uvm" if uvm_major is not None else
-                       (None if f.majors is None else "no nvidia-uvm line"),
-                       str(uvm_major) if uvm_major is not None else None))
+    ev.append(
+        Evidence(
+            procfs.DEVICES_FILE,
+            f"{uvm_major} nvidia-uvm"
+            if uvm_major is not None
+            else (None if f.majors is None else "no nvidia-uvm line"),
+            str(uvm_major) if uvm_major is not None else None,
+        )
+    )
     problems = []
     if uvm_major is None:
         problems.append("/proc/devices has no nvidia-uvm major")
-    for path, minor, required in (("/dev/nvidia-uvm", 0, True), ("/dev/nvidia-uvm-tools", 1, False)):
+    for path, minor in (("/dev/nvidia-uvm", 0), ("/dev/nvidia-uvm-tools", 1)):
         n = _node(f, path)
         ev.append(_node_ev(n, f"char {uvm_major}:{minor}" if uvm_major is not None else None))
         if not n.exists:
@@ -205,18 +289,34 @@ def uvm(f: HostFacts) -> Finding:
         elif not n.is_char:
             problems.append(f"{path} is not a character device")
         elif uvm_major is not None and (n.major, n.minor) != (uvm_major, minor):
-            problems.append(f"{path} is {n.major}:{n.minor} but /proc/devices gives nvidia-uvm major {uvm_major} "
-                            f"(the major is dynamic; the node is from an earlier boot)")
+            problems.append(
+                f"{path} is {n.major}:{n.minor} but /proc/devices gives nvidia-uvm major {uvm_major} "
+                f"(the major is dynamic; the node is from an earlier boot)"
+            )
     if not problems:
-        return Finding(fid, "ok", "nvidia_uvm loaded, nodes right",
-                       f"nvidia_uvm is loaded and /dev/nvidia-uvm, /dev/nvidia-uvm-tools have major {uvm_major}.",
-                       tuple(ev), "")
-    sev = "error" if any("nvidia-uvm is" in p or "/dev/nvidia-uvm is missing" in p or "major" in p for p in problems) \
+        return Finding(
+            fid,
+            "ok",
+            "nvidia_uvm loaded, nodes right",
+            f"nvidia_uvm is loaded and /dev/nvidia-uvm, /dev/nvidia-uvm-tools have major {uvm_major}.",
+            tuple(ev),
+            "",
+        )
+    sev = (
+        "error"
+        if any("nvidia-uvm is" in p or "/dev/nvidia-uvm is missing" in p or "major" in p for p in problems)
         else "warning"
-    return Finding(fid, sev, "nvidia-uvm device nodes are missing or wrong", "; ".join(problems) + ".", tuple(ev),
-                   "Recreate the nodes with 'nvidia-modprobe -u -c=0' (after 'rm' of a wrong node); regenerate the "
-                   "CDI spec if you use CDI ('nvidia-ctk cdi generate'); recreate GPU containers.",
-                   data={"problems": problems})
+    )
+    return Finding(
+        fid,
+        sev,
+        "nvidia-uvm device nodes are missing or wrong",
+        "; ".join(problems) + ".",
+        tuple(ev),
+        "Recreate the nodes with 'nvidia-modprobe -u -c=0' (after 'rm' of a wrong node); regenerate the "
+        "CDI spec if you use CDI ('nvidia-ctk cdi generate'); recreate GPU containers.",
+        data={"problems": problems},
+    )
 
 
 # -- gpu-lost ------------------------------------------------------------------------------------------
@@ -244,21 +344,44 @@ def gpu_lost(f: HostFacts) -> Finding:
             problems.append(f"bound to nvidia but absent from /proc/driver/nvidia/gpus: {', '.join(missing)}")
             ev.append(Evidence(procfs.GPUS_DIR, " ".join(g.bdf for g in driven) or "(empty)", str(len(driven))))
     if not gpus_pci and f.pci is None and not (f.nvml and f.nvml.gpus):
-        return Finding(fid, "info", "Could not check GPU health", f"{procfs.PCI_DIR} is not readable here and NVML "
-                       f"gave no GPUs.", (Evidence(procfs.PCI_DIR, None, None),), "")
+        return Finding(
+            fid,
+            "info",
+            "Could not check GPU health",
+            f"{procfs.PCI_DIR} is not readable here and NVML gave no GPUs.",
+            (Evidence(procfs.PCI_DIR, None, None),),
+            "",
+        )
     if not problems and not gpus_pci and not (f.nvml and f.nvml.gpus):
-        return Finding(fid, "info", "No NVIDIA GPU found", f"No NVIDIA display device in {procfs.PCI_DIR} and no GPU "
-                       f"from NVML.", (Evidence(procfs.PCI_DIR, "no device with vendor 0x10de, class 0x03xxxx", "0"),),
-                       "")
+        return Finding(
+            fid,
+            "info",
+            "No NVIDIA GPU found",
+            f"No NVIDIA display device in {procfs.PCI_DIR} and no GPU from NVML.",
+            (Evidence(procfs.PCI_DIR, "no device with vendor 0x10de, class 0x03xxxx", "0"),),
+            "",
+        )
     if not problems:
         for d in gpus_pci[:8]:
-            ev.append(Evidence(f"{procfs.PCI_DIR}/{d.bdf}", f"vendor 0x{d.vendor:04x} class 0x{(d.pci_class or 0):06x} "
-                               f"driver {d.driver}", d.driver))
+            ev.append(
+                Evidence(
+                    f"{procfs.PCI_DIR}/{d.bdf}",
+                    f"vendor 0x{d.vendor:04x} class 0x{(d.pci_class or 0):06x} driver {d.driver}",
+                    d.driver,
+                )
+            )
         n = len(gpus_pci) or (len(f.nvml.gpus) if f.nvml else 0)
-        return Finding(fid, "ok", f"Every GPU answers ({n})", "No GPU reads 0xffff on the bus or fails in NVML.",
-                       tuple(ev), "")
-    return Finding(fid, "error", "A GPU stopped answering", "; ".join(problems) + ".", tuple(ev),
-                   "Drain the workloads on that GPU and reboot (a lost GPU needs a reset; 'nvidia-smi -r' rarely "
-                   "works after Xid 79); check 'dmesg | grep -i xid', cooling, power cables, slot seating and "
-                   "firmware; record the bus id/UUID so the scheduler avoids it; RMA if it recurs.",
-                   data={"problems": problems})
+        return Finding(
+            fid, "ok", f"Every GPU answers ({n})", "No GPU reads 0xffff on the bus or fails in NVML.", tuple(ev), ""
+        )
+    return Finding(
+        fid,
+        "error",
+        "A GPU stopped answering",
+        "; ".join(problems) + ".",
+        tuple(ev),
+        "Drain the workloads on that GPU and reboot (a lost GPU needs a reset; 'nvidia-smi -r' rarely "
+        "works after Xid 79); check 'dmesg | grep -i xid', cooling, power cables, slot seating and "
+        "firmware; record the bus id/UUID so the scheduler avoids it; RMA if it recurs.",
+        data={"problems": problems},
+    )

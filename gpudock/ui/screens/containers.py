@@ -29,7 +29,11 @@ from gpudock.ui.widgets.live_text import LiveText
 WIDE = 110
 
 COLUMNS = [
-    ("name", "NAME"), ("status", "STATUS"), ("image", "IMAGE"), ("gpus", "GPUS"), ("how", "HOW"),
+    ("name", "NAME"),
+    ("status", "STATUS"),
+    ("image", "IMAGE"),
+    ("gpus", "GPUS"),
+    ("how", "HOW"),
     ("procs", "PROCS"),
 ]
 # (name, image, gpus) widths: narrow (80 columns), wide. The image column fills what the others
@@ -81,8 +85,10 @@ def container_cells(cg, conflicts, wide: bool) -> dict[str, object]:
     if cg.privileged and cg.reachable:
         # --privileged: it can open every other card too (it does not hold them): "any (8)", "2 +7"
         held = cg.label()
-        gpus = Text(_cut(f"{held} +{len(cg.reachable)}" if held else f"any ({len(cg.reachable)})", wg),
-                    style="bold yellow" if c.status in ("running", "paused", "restarting") else "yellow")
+        gpus = Text(
+            _cut(f"{held} +{len(cg.reachable)}" if held else f"any ({len(cg.reachable)})", wg),
+            style="bold yellow" if c.status in ("running", "paused", "restarting") else "yellow",
+        )
     how = "+".join(dict.fromkeys(MECH_SHORT.get(m, m) for g in cg.gpus for m in g.mechanisms))
     if not how and cg.unresolved:
         how = "+".join(dict.fromkeys(MECH_SHORT.get(cl.mechanism, cl.mechanism) for cl in cg.unresolved))
@@ -137,8 +143,10 @@ def _process_lines(t: Text, procs, with_container: bool) -> None:
     for p in procs:
         bad = p.claimed is False or p.location in ("host", "foreign-container")
         cpid = "-" if p.container_pid is None else str(p.container_pid)
-        t.append(f"{'!' if bad else ' '} {p.pid:>8} {cpid:>7} {p.gpu_index:>3} {_mib(p.used_memory_mib):>10}  ",
-                 style="bold red" if bad else "")
+        t.append(
+            f"{'!' if bad else ' '} {p.pid:>8} {cpid:>7} {p.gpu_index:>3} {_mib(p.used_memory_mib):>10}  ",
+            style="bold red" if bad else "",
+        )
         if with_container and p.container_name:
             t.append(f"[{p.container_name}] ", style="cyan")
         t.append(p.command or "?")
@@ -200,7 +208,7 @@ def outsider_details(key: str, label: str, procs: list, hmap) -> Text:
         t.append("GPU processes in no container", style="bold red")
         t.append(" (started on the host, outside Docker)\n")
     else:
-        cid = key[len(FOREIGN_PREFIX):]
+        cid = key[len(FOREIGN_PREFIX) :]
         t.append(f"Container {cid[:12]}", style="bold yellow")
         t.append(" is not known to this Docker engine (Kubernetes, containerd, podman or another engine?)\n")
     _process_lines(t, procs, with_container=False)
@@ -273,8 +281,9 @@ class ContainerScreen(Screen):
         wide = self.size.width >= WIDE
         if wide != self._wide:  # the table keeps the cursor on its container
             least = (WIDE_WIDTHS if wide else NARROW_WIDTHS)[1]
-            table.set_columns([Column(key, lbl, least, fill=True) if key == "image" else Column(key, lbl)
-                               for key, lbl in COLUMNS])
+            table.set_columns(
+                [Column(key, lbl, least, fill=True) if key == "image" else Column(key, lbl) for key, lbl in COLUMNS]
+            )
             self._wide = wide
         rows: dict[str, dict[str, object]] = {}
         details: dict[str, object] = {}
@@ -310,8 +319,12 @@ class ContainerScreen(Screen):
             text.append(docker_message(docker), style="yellow")
         elif item is None or hmap is None:
             if hmap is not None and not hmap.containers and not self._details:
-                text = Text("No running containers." if not getattr(self.app, "show_all_containers", False)
-                            else "No containers.", style="dim")
+                text = Text(
+                    "No running containers."
+                    if not getattr(self.app, "show_all_containers", False)
+                    else "No containers.",
+                    style="dim",
+                )
                 if not getattr(self.app, "show_all_containers", False):
                     text.append("  a: show stopped and created ones too", style="dim")
             else:

@@ -15,7 +15,7 @@ screen must not open a second session) and the Docker engine the CLI options nam
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rich.text import Text
 from textual import on, work
@@ -125,8 +125,14 @@ class DoctorScreen(Screen):
             super().__init__()
             self.fp = fp
 
-    def __init__(self, runner: Runner | None = None, *, root: str | None = None, root_label: str | None = None,
-                 watch_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        runner: Runner | None = None,
+        *,
+        root: str | None = None,
+        root_label: str | None = None,
+        watch_s: float = 3.0,
+    ) -> None:
         super().__init__(id="doctor")
         self._runner = runner
         self._root = root

@@ -25,12 +25,27 @@ WIDE = 120  # columns from which the table shows the full forms and the model na
 
 # (key, label) in display order; the name column exists only when wide.
 NARROW_COLUMNS = [
-    ("idx", "#"), ("bus", "BUS"), ("dev", "DEV"), ("util", "GPU%"), ("mem%", "MEM%"),
-    ("mem", "MEMORY GiB"), ("temp", "TEMP"), ("power", "POWER W"), ("holder", "HOLDER"),
+    ("idx", "#"),
+    ("bus", "BUS"),
+    ("dev", "DEV"),
+    ("util", "GPU%"),
+    ("mem%", "MEM%"),
+    ("mem", "MEMORY GiB"),
+    ("temp", "TEMP"),
+    ("power", "POWER W"),
+    ("holder", "HOLDER"),
 ]
 WIDE_COLUMNS = [
-    ("idx", "#"), ("bus", "PCI BUS ID"), ("dev", "DEVICE"), ("name", "NAME"), ("util", "GPU%"),
-    ("mem%", "MEM%"), ("mem", "MEMORY MiB"), ("temp", "TEMP"), ("power", "POWER W"), ("holder", "HOLDER"),
+    ("idx", "#"),
+    ("bus", "PCI BUS ID"),
+    ("dev", "DEVICE"),
+    ("name", "NAME"),
+    ("util", "GPU%"),
+    ("mem%", "MEM%"),
+    ("mem", "MEMORY MiB"),
+    ("temp", "TEMP"),
+    ("power", "POWER W"),
+    ("holder", "HOLDER"),
 ]
 
 
@@ -79,9 +94,16 @@ def gpu_cells(g: Gpu, wide: bool, holder: str = "") -> dict[str, object]:
     if g.error:
         err = Text(g.error.split(":")[0], style="bold red")
         base = {
-            "idx": str(g.index), "bus": g.pci_bus_id or "N/A" if wide else _short_bus(g.pci_bus_id),
-            "dev": _na(g.device) if wide else _na(g.minor, "nvidia{}"), "name": _na(g.name),
-            "util": err, "mem%": "", "mem": "", "temp": "", "power": "", "holder": holder,
+            "idx": str(g.index),
+            "bus": g.pci_bus_id or "N/A" if wide else _short_bus(g.pci_bus_id),
+            "dev": _na(g.device) if wide else _na(g.minor, "nvidia{}"),
+            "name": _na(g.name),
+            "util": err,
+            "mem%": "",
+            "mem": "",
+            "temp": "",
+            "power": "",
+            "holder": holder,
         }
         return base
     if wide:
@@ -89,7 +111,8 @@ def gpu_cells(g: Gpu, wide: bool, holder: str = "") -> dict[str, object]:
     else:
         mem = (
             f"{g.memory_used_mib / 1024:.1f}/{g.memory_total_mib / 1024:.0f}"
-            if g.memory_used_mib is not None and g.memory_total_mib is not None else "N/A"
+            if g.memory_used_mib is not None and g.memory_total_mib is not None
+            else "N/A"
         )
     power = f"{_na(g.power_w, '{:.0f}')}/{_na(g.power_limit_w, '{:.0f}')}"
     return {
@@ -125,11 +148,17 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None) -> Text:
     row("UUID", _na(g.uuid))
     row("Bus / minor", f"{_na(g.pci_bus_id)}  minor {_na(g.minor)}  {_na(g.device)}")
     row("Serial", _na(g.serial))
-    row("Modes", f"persistence {_onoff(g.persistence_mode)}  compute {_na(g.compute_mode)}  "
-        f"MIG {_onoff(g.mig_mode_current)}" + (
-            f" (pending {_onoff(g.mig_mode_pending)})" if g.mig_mode_pending != g.mig_mode_current else ""))
-    row("Clocks", f"SM {_na(g.clock_sm_mhz)}/{_na(g.clock_sm_max_mhz)} MHz  "
-        f"mem {_na(g.clock_mem_mhz)}/{_na(g.clock_mem_max_mhz)} MHz")
+    row(
+        "Modes",
+        f"persistence {_onoff(g.persistence_mode)}  compute {_na(g.compute_mode)}  "
+        f"MIG {_onoff(g.mig_mode_current)}"
+        + (f" (pending {_onoff(g.mig_mode_pending)})" if g.mig_mode_pending != g.mig_mode_current else ""),
+    )
+    row(
+        "Clocks",
+        f"SM {_na(g.clock_sm_mhz)}/{_na(g.clock_sm_max_mhz)} MHz  "
+        f"mem {_na(g.clock_mem_mhz)}/{_na(g.clock_mem_max_mhz)} MHz",
+    )
     for m in g.mig_devices:
         row(f"  MIG {m.index}", f"{_na(m.profile):<8} {m.uuid}  {_na(m.memory_used_mib)}/{_na(m.memory_total_mib)} MiB")
     if docker is not None and not getattr(docker, "ok", True):
@@ -146,8 +175,10 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None) -> Text:
             where = f" on {p.mig_uuid[:12]}…" if p.mig_uuid else ""
             hp = held.get(p.pid)
             bad = hp is not None and (hp.claimed is False or hp.location in ("host", "foreign-container"))
-            t.append(f"{'!' if bad else ' '} {p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  ",
-                     style="bold red" if bad else "")
+            t.append(
+                f"{'!' if bad else ' '} {p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  ",
+                style="bold red" if bad else "",
+            )
             if hp is not None:
                 _process_place(t, hp)
             t.append(f"{_na(p.command)}{where}\n")
@@ -295,8 +326,12 @@ class GpuScreen(Screen):
         # The holder column fills the width the others leave (its labels are cut to it): a width
         # that grew with whatever label happened to pass would make the table jump between refreshes.
         holder_width = HOLDER_WIDTH_WIDE if wide else HOLDER_WIDTH_NARROW
-        table.set_columns([Column(key, label, holder_width, fill=True) if key == "holder" else Column(key, label)
-                           for key, label in (WIDE_COLUMNS if wide else NARROW_COLUMNS)])
+        table.set_columns(
+            [
+                Column(key, label, holder_width, fill=True) if key == "holder" else Column(key, label)
+                for key, label in (WIDE_COLUMNS if wide else NARROW_COLUMNS)
+            ]
+        )
         self._wide = wide
 
     def current_gpu_key(self) -> str | None:
@@ -356,8 +391,9 @@ class GpuScreen(Screen):
             self.notify("Mark GPUs with the space bar first", severity="warning")
             return
         factory = getattr(self.app, "docker_client_factory", None)
-        self.app.push_screen(LaunchScreen(self._snapshot, gpus, root=getattr(self.app, "root", "/"),
-                                          client_factory=factory))
+        self.app.push_screen(
+            LaunchScreen(self._snapshot, gpus, root=getattr(self.app, "root", "/"), client_factory=factory)
+        )
 
     def action_containers(self) -> None:
         from gpudock.ui.screens.containers import ContainerScreen

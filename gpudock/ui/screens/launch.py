@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from rich.text import Text
 from textual import on, work
@@ -62,9 +62,18 @@ def spec_from_form(snapshot: HostSnapshot, gpus: list[Gpu], v: FormValues, uvm_t
             raise LaunchError("MPS thread percentage must be a whole number 1-100")
         mps = int(v.mps)
     caps = v.capabilities if v.mode in ("runtime", "gpus") else None
-    return build_spec(snapshot, sel, v.mode, image=v.image.strip(), command=v.command or None,
-                      name=v.name.strip() or None, capabilities=caps, env=env, mps_thread_percentage=mps,
-                      uvm_tools=uvm_tools)
+    return build_spec(
+        snapshot,
+        sel,
+        v.mode,
+        image=v.image.strip(),
+        command=v.command or None,
+        name=v.name.strip() or None,
+        capabilities=caps,
+        env=env,
+        mps_thread_percentage=mps,
+        uvm_tools=uvm_tools,
+    )
 
 
 class LaunchScreen(ModalScreen[None]):
@@ -82,8 +91,13 @@ class LaunchScreen(ModalScreen[None]):
             super().__init__()
             self.title, self.warnings, self.logs, self.error = title, warnings, logs, error
 
-    def __init__(self, snapshot: HostSnapshot, gpus: list[Gpu], root: str = "/",
-                 client_factory: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: HostSnapshot,
+        gpus: list[Gpu],
+        root: str = "/",
+        client_factory: Callable[[], object] | None = None,
+    ) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.gpus = gpus
@@ -103,15 +117,19 @@ class LaunchScreen(ModalScreen[None]):
             yield Static("Asking Docker for local images and holders…", id="launch-warnings")
             with VerticalScroll(id="launch-fields"):
                 yield from _field("Image", Input(placeholder="repository[:tag] of a local image", id="f-image"))
-                yield from _field("Command", Input(placeholder="e.g. nvidia-smi -L (split like a shell, never run by one)",
-                                                   id="f-command"))
+                yield from _field(
+                    "Command",
+                    Input(placeholder="e.g. nvidia-smi -L (split like a shell, never run by one)", id="f-command"),
+                )
                 yield from _field("Name", Input(placeholder="optional", id="f-name"))
-                yield from _field("Mode", Select([(m, m) for m in MODES], value="runtime", allow_blank=False,
-                                                 id="f-mode"))
+                yield from _field(
+                    "Mode", Select([(m, m) for m in MODES], value="runtime", allow_blank=False, id="f-mode")
+                )
                 yield from _field("Capabilities", Input(value=",".join(DEFAULT_CAPABILITIES), id="f-caps"))
                 yield from _field("Environment", Input(placeholder="K=V K2='a b'", id="f-env"))
-                yield from _field("MPS threads %", Input(placeholder="optional, 1-100", restrict=r"\d{0,3}",
-                                                         id="f-mps"))
+                yield from _field(
+                    "MPS threads %", Input(placeholder="optional, 1-100", restrict=r"\d{0,3}", id="f-mps")
+                )
                 yield Checkbox("Launch even if the image needs a newer CUDA than the driver's", id="f-force")
             with Horizontal(id="launch-buttons"):
                 yield Button("Launch", variant="primary", id="launch-go")
@@ -217,14 +235,16 @@ class LaunchScreen(ModalScreen[None]):
     @on(Button.Pressed, "#launch-go")
     def _go(self) -> None:
         if self.spec is None:
-            self.query_one("#launch-result", Static).update(Text("Nothing to launch: fix the form first",
-                                                                 style="bold red"))
+            self.query_one("#launch-result", Static).update(
+                Text("Nothing to launch: fix the form first", style="bold red")
+            )
             return
         held = self._held_warnings()
         if held and not self._confirmed_held:
             self._confirmed_held = True
             self.query_one("#launch-result", Static).update(
-                Text("; ".join(held) + ". Press Launch again to launch anyway.", style="bold yellow"))
+                Text("; ".join(held) + ". Press Launch again to launch anyway.", style="bold yellow")
+            )
             return
         self.query_one("#launch-go", Button).disabled = True
         self.query_one("#launch-result", Static).update(Text("Launching…", style="dim"))

@@ -28,7 +28,8 @@ import json
 import os
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -155,8 +156,10 @@ def status_text(doc: dict | None, *, engine_pending: bool = False) -> Table | Te
         v.append("not reachable: ", style="yellow")
         v.append(str(e["error"]), style="dim")
     else:
-        v.append("knows nvidia" if e["knows_runtime"] else "does not know nvidia",
-                 style="green" if e["knows_runtime"] else "yellow")
+        v.append(
+            "knows nvidia" if e["knows_runtime"] else "does not know nvidia",
+            style="green" if e["knows_runtime"] else "yellow",
+        )
         v.append("  default ", style="dim")
         v.append(str(e["default_runtime"]))
         v.append("  runtimes ", style="dim")
@@ -214,8 +217,10 @@ def plan_body(plan: tkconfig.EditPlan) -> Text:
         t.append(f"{who} writes its debug log to {plan.log_path} from the next container start.\n")
     else:
         t.append(f"{who} stops writing its debug log from the next container start.\n")
-    t.append("Nothing else in the file changes; the previous version is kept as "
-             f"{os.path.basename(plan.path)}.gpudock-bak.", style="dim")
+    t.append(
+        f"Nothing else in the file changes; the previous version is kept as {os.path.basename(plan.path)}.gpudock-bak.",
+        style="dim",
+    )
     if plan.note:
         t.append(f"\nNote: {plan.note}.", style="yellow")
     return t
@@ -226,8 +231,10 @@ def register_body(plan: dj.RegisterPlan) -> Text:
     t.append(f"{plan.path}:\n", style="cyan")
     for change in plan.changes:
         t.append(f"  {change}\n", style="green")
-    t.append("\nEvery other key is kept; the previous version is kept as "
-             f"{os.path.basename(plan.path)}.gpudock-bak.\n", style="dim")
+    t.append(
+        f"\nEvery other key is kept; the previous version is kept as {os.path.basename(plan.path)}.gpudock-bak.\n",
+        style="dim",
+    )
     t.append("Then " + dj.RESTART_HINT + ".", style="bold yellow")
     return t
 
@@ -373,8 +380,9 @@ class ToolkitScreen(Screen):
         with VerticalScroll(id="toolkit-status-box"):
             yield Static(self.status_renderable, id="toolkit-status")
         yield Static("", id="toolkit-log-title")
-        yield RichLog(id="toolkit-log", max_lines=LOG_MAX_LINES, wrap=True, markup=False, highlight=False,
-                      auto_scroll=True)
+        yield RichLog(
+            id="toolkit-log", max_lines=LOG_MAX_LINES, wrap=True, markup=False, highlight=False, auto_scroll=True
+        )
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -644,8 +652,9 @@ class ToolkitScreen(Screen):
             enable = not cfg.debug_status(component).enabled
             plan = tkconfig.plan_debug(cfg, component, enable)
         except tkconfig.ConfigMissingError:
-            self.post_message(self.Done(f"{loc.path} does not exist: press w to write the toolkit's defaults "
-                                        "first", error=True))
+            self.post_message(
+                self.Done(f"{loc.path} does not exist: press w to write the toolkit's defaults first", error=True)
+            )
             return
         except (tkconfig.ConfigError, AtomicWriteError) as e:
             self.post_message(self.Done(str(e), error=True))
@@ -664,8 +673,9 @@ class ToolkitScreen(Screen):
             if default == "toggle":
                 make = doc.default_runtime != "nvidia"
                 plan = dj.plan_register(doc, default=make)
-                title = ("Make nvidia Docker's default runtime?" if make
-                         else "Stop nvidia being Docker's default runtime?")
+                title = (
+                    "Make nvidia Docker's default runtime?" if make else "Stop nvidia being Docker's default runtime?"
+                )
             else:
                 plan = dj.plan_register(doc)
                 title = "Register the nvidia runtime in daemon.json?"
@@ -673,7 +683,9 @@ class ToolkitScreen(Screen):
             self.post_message(self.Done(str(e), error=True))
             return
         if not plan.changed:
-            self.post_message(self.Done(f"{path}: the nvidia runtime is already registered as asked; nothing to change"))
+            self.post_message(
+                self.Done(f"{path}: the nvidia runtime is already registered as asked; nothing to change")
+            )
             return
         self.post_message(self.Planned("register", plan, title, register_body(plan)))
 
@@ -685,8 +697,10 @@ class ToolkitScreen(Screen):
             return
         body = Text()
         body.append(f"{loc.path} does not exist.\n\n")
-        body.append("Write the toolkit's default config.toml there (as `nvidia-ctk config default` renders it "
-                    "in 1.17): debug logging off, mode auto, log-level info.\n")
+        body.append(
+            "Write the toolkit's default config.toml there (as `nvidia-ctk config default` renders it "
+            "in 1.17): debug logging off, mode auto, log-level info.\n"
+        )
         body.append("The directory is created if needed.", style="dim")
         self.post_message(self.Planned("defaults", loc.path, "Write the toolkit's defaults?", body))
 

@@ -19,8 +19,8 @@ posted as :class:`LiveTable.RowHighlighted` and :class:`LiveTable.RowSelected`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Callable, Hashable
 
 from rich.style import Style
 from rich.text import Text
@@ -31,6 +31,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+
 class Fit:
     """A cell whose text is made for the width its column gets, e.g. "embedder +1" rather than a
     name cut mid-word. ``make(width)`` makes it; ``key`` is what it is made of: two Fit cells with
@@ -40,7 +41,7 @@ class Fit:
     __slots__ = ("make", "key")
     __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, make: Callable[[int], "str | Text"], key: Hashable) -> None:
+    def __init__(self, make: Callable[[int], str | Text], key: Hashable) -> None:
         self.make = make
         self.key = key
 
@@ -126,21 +127,22 @@ class LiveTable(ScrollView, can_focus=True):
     class RowHighlighted(Message):
         """The cursor moved to another row (or the row under it changed key)."""
 
-        def __init__(self, table: "LiveTable", row_key: str | None, cursor_row: int) -> None:
+        def __init__(self, table: LiveTable, row_key: str | None, cursor_row: int) -> None:
             super().__init__()
             self.table = table
             self.row_key = row_key
             self.cursor_row = cursor_row
 
         @property
-        def control(self) -> "LiveTable":
+        def control(self) -> LiveTable:
             return self.table
 
     class RowSelected(RowHighlighted):
         """The operator clicked the row under the cursor."""
 
-    def __init__(self, *, zebra_stripes: bool = True, name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self, *, zebra_stripes: bool = True, name: str | None = None, id: str | None = None, classes: str | None = None
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.zebra_stripes = zebra_stripes
         self._columns: list[Column] = []
@@ -395,8 +397,10 @@ class LiveTable(ScrollView, can_focus=True):
 
     def _style(self, name: str) -> Style:
         if self._styles is None:
-            self._styles = {n: self.get_component_rich_style(f"live-table--{n}")
-                            for n in ("header", "cursor", "even-row", "odd-row")}
+            self._styles = {
+                n: self.get_component_rich_style(f"live-table--{n}")
+                for n in ("header", "cursor", "even-row", "odd-row")
+            }
         return self._styles[name]
 
     def _line(self, cells: list[str | Text], style: Style, plain: bool) -> Strip:
