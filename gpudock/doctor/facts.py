@@ -13,6 +13,7 @@ name); it never raises out of :func:`gather`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import time
@@ -22,6 +23,8 @@ from typing import Any
 from gpudock.host import procfs
 from gpudock.host.root import HostRoot
 from gpudock.model import HostSnapshot
+
+log = logging.getLogger(__name__)
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"  # the default; see gpudock.toolkit.config.locate_config
@@ -144,6 +147,7 @@ def _try(facts: HostFacts, name: str, fn, *args, default=None):
     try:
         return fn(*args)
     except Exception as e:  # noqa: BLE001 - a probe bug must become a finding, not a crash
+        log.debug("probe %s failed", name, exc_info=True)
         facts.errors[name] = f"{type(e).__name__}: {e}"
         return default
 

@@ -20,13 +20,38 @@ import errno
 import fnmatch
 import os
 import stat as _stat
+from collections.abc import Mapping
 
-__all__ = ["HostRoot", "MAXSYMLINKS"]
+__all__ = ["HostRoot", "MAXSYMLINKS", "DeviceSpec"]
+
+# A character device a root presents: (major, minor, permission bits).
+DeviceSpec = tuple[int, int, int]
+# os.stat_result's fields beyond the ten positional ones (float and ns times, blocks)
+_STAT_EXTRA = (
+    "st_atime",
+    "st_mtime",
+    "st_ctime",
+    "st_atime_ns",
+    "st_mtime_ns",
+    "st_ctime_ns",
+    "st_blksize",
+    "st_blocks",
+)
 
 # Linux's MAXSYMLINKS (include/linux/namei.h): a path walk gives up with ELOOP after 40 links.
 MAXSYMLINKS = 40
 
 _MAGIC = frozenset("*?[")
+
+
+def _walk(p: str) -> list[str]:
+    """Components to walk for ``p``: like :func:`_split`, but "." (and a trailing "/", which
+    means the same) stays, as a mark that what comes before it must be a directory: the kernel
+    answers ENOTDIR for "file/." and "file/"."""
+    comps = [c for c in p.split("/") if c]
+    if p.endswith("/") and comps:
+        comps.append(".")
+    return comps
 
 
 def _split(p: str) -> list[str]:
@@ -43,9 +68,9 @@ class HostRoot:
     path, links followed inside the root); ``r.real(...)`` is that under ``/srv/rootfs``.
     """
 
-    __slots__ = ("_root", "_prefix")
+    __slots__ = ("_root", "_prefix", "_devices")
 
-    def __init__(self, path: str | os.PathLike[str] = "/") -> None:
+    def __init__(self, path: str | os.PathLike[str] = "/", *, devices: Mapping[str, DeviceSpec] | None = None) -> None:
         root = os.path.abspath(os.fspath(path))
         # The root itself may be reached through host symlinks (e.g. /tmp -> /private/tmp); those
         # are outside the chroot and are the caller's business, so resolve them once, here.
@@ -53,6 +78,11 @@ class HostRoot:
         self._root = root
         # "" for "/" so that path("/x") is just "/x" with no double slash and no copying.
         self._prefix = "" if root == "/" else root
+        # Character devices this root presents that its directory cannot hold: a simulated host
+        # is laid out by an unprivileged process, which cannot mknod. Host path -> (major, minor,
+        # mode); the path holds a placeholder file, so globbing and listing find it as they would
+        # the node. stat()/lstat() report the device: the one place where gpudock looks at /dev.
+        self._devices: dict[str, DeviceSpec] = dict(devices or {})
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -130,7 +160,7 @@ class HostRoot:
         S_ISDIR = _stat.S_ISDIR
 
         # Work list of components still to walk, reversed so pop() is O(1).
-        todo = _split(p)
+        todo = _walk(p)
         todo.reverse()
         # stack[i] is the resolved host path of the first i components (no links among them);
         # keeping every prefix makes ".." a pop and each step one string concatenation.
@@ -138,6 +168,8 @@ class HostRoot:
         hops = 0
         while todo:
             name = todo.pop()
+            if name == ".":
+                continue  # the component before it was checked to be a directory (strict)
             if name == "..":
                 if len(stack) > 1:  # ".." at the root stays at the root: no escaping
                     stack.pop()
@@ -167,7 +199,7 @@ class HostRoot:
             target = readlink(prefix + cur)
             if target.startswith("/"):
                 del stack[1:]  # absolute target: start again at the root, not at the real "/"
-            comps = _split(target)
+            comps = _walk(target)
             comps.reverse()
             todo.extend(comps)
         return stack[-1] or "/"
@@ -182,11 +214,28 @@ class HostRoot:
         if not tail:  # "/" itself
             return os.lstat(self._root)
         d = self.resolve(head or "/")
-        return os.lstat(self._prefix + (d if d != "/" else "") + "/" + tail)
+        host = (d if d != "/" else "") + "/" + tail
+        st = os.lstat(self._prefix + host)
+        return self._device_stat(host, st) if self._devices else st
 
     def stat(self, p: str | os.PathLike[str]) -> os.stat_result:
         """stat() of host path ``p`` with links followed inside the root."""
+        if self._devices:
+            host = self.resolve(p, strict=True)
+            return self._device_stat(host, os.stat(self._prefix + host))
         return os.stat(self.real(p, strict=True))
+
+    def _device_stat(self, host: str, st: os.stat_result) -> os.stat_result:
+        spec = self._devices.get(host)
+        if spec is None or not _stat.S_ISREG(st.st_mode):
+            return st
+        major, minor, mode = spec
+        fields = list(st)
+        fields[0] = _stat.S_IFCHR | (mode & 0o7777)
+        fields[6] = 0  # st_size
+        extra = {name: getattr(st, name) for name in _STAT_EXTRA}
+        extra["st_rdev"] = os.makedev(major, minor)
+        return os.stat_result(fields, extra)
 
     def exists(self, p: str | os.PathLike[str]) -> bool:
         """True when ``p`` names something, links followed inside the root (False for a dangling

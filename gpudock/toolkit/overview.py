@@ -7,6 +7,9 @@ broken file does not hide the rest. The caller fetches ``docker info`` (the UI h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from gpudock.host.root import HostRoot
 from gpudock.toolkit import config as tkconfig
 from gpudock.toolkit import daemon_json as dj
 from gpudock.toolkit.atomic import AtomicWriteError
@@ -15,13 +18,15 @@ from gpudock.toolkit.atomic import AtomicWriteError
 def overview(
     config: str | None = None,
     daemon_json: str | None = None,
-    root: str = "/",
+    root: str | HostRoot = "/",
     docker_info: dict | None = None,
     docker_error: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[dict, list[str]]:
-    """(document, errors). ``docker_info`` None: the engine is reported unreachable with ``docker_error``."""
+    """(document, errors). ``docker_info`` None: the engine is reported unreachable with
+    ``docker_error``. ``environ``: where the toolkit's config lookup reads its overrides."""
     errors: list[str] = []
-    loc = tkconfig.locate_config(config, root=root)
+    loc = tkconfig.locate_config(config, root=root, environ=environ)
     cfg_out: dict = {
         "path": loc.path,
         "source": loc.source,

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from gpudock.commands import toolkit as cmd
+from gpudock.cli import main
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "config-toml"
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gpudock")
-    parser.add_argument("--root", default="/")
-    sub = parser.add_subparsers(dest="command")
-    cmd.register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 @pytest.fixture

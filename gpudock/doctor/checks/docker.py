@@ -223,6 +223,27 @@ def hook_only_gpu_containers(f: HostFacts) -> list[tuple[dict, list[str]]]:
     return out
 
 
+def _device_paths(c: dict) -> list[str]:
+    return [
+        str(d.get("PathOnHost", "")) for d in (c.get("HostConfig") or {}).get("Devices") or [] if isinstance(d, dict)
+    ]
+
+
+def explicit_device_containers(f: HostFacts, unlinked: set[str]) -> list[tuple[dict, list[str]]]:
+    """Running, unprivileged containers given NVIDIA device nodes with --device whose
+    /dev/char/MAJ:MIN link is missing (``unlinked``: host paths): runc's systemd driver writes
+    device rules by those links and skips a node without one, so a reload drops even these."""
+    out = []
+    for c in f.containers:
+        hc = c.get("HostConfig") or {}
+        if hc.get("Privileged") is True:
+            continue
+        lost = [p for p in _device_paths(c) if p in unlinked]
+        if lost:
+            out.append((c, lost))
+    return out
+
+
 def cgroup_device_loss(f: HostFacts) -> Finding:
     fid = "cgroup-device-loss"
     unreachable = _unreachable(f)
@@ -263,11 +284,15 @@ def cgroup_device_loss(f: HostFacts) -> Finding:
     victims = hook_only_gpu_containers(f)
     # runc translates device rules to /dev/char/MAJ:MIN; missing links drop even explicit devices.
     missing_links = []
+    unlinked: set[str] = set()
     for p, n in sorted(f.nodes.items()):
         if n.exists and n.is_char and procfs.dev_char_link(f.root, n.major, n.minor) is None:
             missing_links.append(f"/dev/char/{n.major}:{n.minor} ({p})")
+            unlinked.add(p)
     if missing_links:
         ev.append(Evidence("/dev/char", "missing: " + ", ".join(missing_links[:6]), str(len(missing_links))))
+    explicit = explicit_device_containers(f, unlinked)
+    victims = victims + explicit
     fixes = (
         "Recreate the listed containers to get the GPUs back after a reload. Prevent it with one of: set "
         '\'"exec-opts": ["native.cgroupdriver=cgroupfs"]\' in daemon.json and restart dockerd; pass every '
@@ -301,14 +326,25 @@ def cgroup_device_loss(f: HostFacts) -> Finding:
                 f"docker inspect {name}",
                 f"Runtime={(c.get('HostConfig') or {}).get('Runtime')} "
                 f"DeviceRequests={len((c.get('HostConfig') or {}).get('DeviceRequests') or [])} "
-                f"Devices=[] {' '.join(env)}".strip(),
+                f"Devices=[{', '.join(_device_paths(c))}] {' '.join(env)}".strip(),
                 ",".join(sel),
             )
         )
+    hook_names = names[: len(names) - len(explicit)]
+    explicit_names = names[len(names) - len(explicit) :]
+    parts = []
+    if hook_names:
+        parts.append(
+            f"these running containers got their GPUs only through the toolkit's hook: {', '.join(hook_names)}"
+        )
+    if explicit_names:
+        parts.append(
+            f"{', '.join(explicit_names)} got NVIDIA nodes with --device, but {len(missing_links)} /dev/char "
+            "link(s) are missing and runc's systemd driver writes device rules through those links"
+        )
     summary = (
-        f"The engine uses the systemd cgroup driver and these running containers got their GPUs only "
-        f"through the toolkit's hook: {', '.join(names)}. The next 'systemctl daemon-reload' (package "
-        f"installs run one) makes systemd reapply the device policy without the NVIDIA devices, and "
+        f"The engine uses the systemd cgroup driver; {'; '.join(parts)}. The next 'systemctl daemon-reload' "
+        f"(package installs run one) makes systemd reapply the device policy without the NVIDIA devices, and "
         f"nvidia-smi inside them then says 'Failed to initialize NVML: Unknown Error'."
     )
     return Finding(
