@@ -1,0 +1,221 @@
+"""CDI on a real engine: Debian 13's Docker 26 with CDI on (the `cdi_engine` fixture), beside the
+20.10 engine, launching from an NVIDIA-style spec (tests/helpers/cdi.py) whose device nodes are the
+fake /dev/nvidia* char nodes and whose library mounts are real files of a driver host root.
+
+Every launch is checked inside the container: the card nodes the spec names (by minor, never by
+index), the control nodes, the spec's env and the read-only library mounts. Also `--gpus` on
+Docker 26 (the stand-in hook really runs as a prestart hook), and which engine may run cdi mode."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from gpudock.cli import main
+from gpudock.launch.engine import check_mode_supported
+from gpudock.launch.run import launch
+from gpudock.launch.selection import parse_selection
+from gpudock.launch.spec import LaunchError, build_spec
+from helpers.cdi import nvidia_spec, write_spec
+from helpers.driverhost import CURRENT, driver_host
+from helpers.gpus import UUIDS, shuffled_host
+from helpers.inside import dev_listing, exec_out, process_env
+from helpers.sim import frozen_demo, session
+
+SLEEP = ["sleep", "300"]
+LIB_DIR = "/usr/lib/x86_64-linux-gnu"
+SPEC_LIBS = ("libcuda", "libnvidia-ml")
+
+
+def cards(devs: dict) -> list[int]:
+    return sorted(int(n[6:]) for n in devs if re.fullmatch(r"nvidia\d+", n))
+
+
+@pytest.fixture(scope="module")
+def driver_root(tmp_path_factory):
+    """A host root with the 535.129.03 driver libraries (real ELF files)."""
+    return driver_host(tmp_path_factory.mktemp("cdi-driver"))
+
+
+def spec_libs(driver_root) -> dict[str, str]:
+    """container path -> host path of the libraries an NVIDIA spec mounts (the versioned files)."""
+    return {
+        f"{LIB_DIR}/{n}.so.{CURRENT}": str(driver_root / LIB_DIR.lstrip("/") / f"{n}.so.{CURRENT}") for n in SPEC_LIBS
+    }
+
+
+@pytest.fixture
+def cdi_host(cdi_engine, driver_root):
+    """The four-card host (index 0 is /dev/nvidia3) and its spec in the engine's cdi-spec-dir."""
+    snap = shuffled_host()
+    write_spec(cdi_engine.cdi_dir, nvidia_spec(snap.gpus, cdi_engine.dev_dir, libs=spec_libs(driver_root)))
+    return snap
+
+
+def demo_gpus():
+    s = session(frozen_demo())
+    try:
+        return s.snapshot().gpus
+    finally:
+        s.shutdown()
+
+
+def check_spec_edits(container) -> None:
+    """What the spec's top-level containerEdits give every CDI container."""
+    devs = dev_listing(container)
+    assert devs["nvidiactl"] == ("c", 195, 255)
+    assert devs["nvidia-uvm"] == ("c", 511, 0) and devs["nvidia-uvm-tools"] == ("c", 511, 1)
+    assert process_env(container)["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert exec_out(container, ["ls", LIB_DIR]).split() == [f"{n}.so.{CURRENT}" for n in SPEC_LIBS]
+    code, out = container.exec_run(["touch", f"{LIB_DIR}/libcuda.so.{CURRENT}"])
+    assert code != 0 and b"Read-only file system" in out
+
+
+def test_docker_26_with_cdi_runs_beside_the_20_10_engine(cdi_engine, engine):
+    assert cdi_engine.server_version.startswith("26."), cdi_engine.server_version
+    assert engine.client.info()["ServerVersion"].startswith("20.10.")
+    assert cdi_engine.client.info()["CDISpecDirs"] == [str(cdi_engine.cdi_dir)]
+    assert "CDISpecDirs" not in engine.client.info()  # 20.10 knows nothing of CDI
+    assert cdi_engine.socket != engine.socket and cdi_engine.dev_dir == engine.dev_dir
+    assert json.loads(cdi_engine.daemon_json.read_text()) == {
+        "features": {"cdi": True},
+        "cdi-spec-dirs": [str(cdi_engine.cdi_dir)],
+    }
+
+
+@pytest.mark.parametrize(
+    "gpus, ids, names, minors",
+    [
+        ("2,0", "index", ["nvidia.com/gpu=2", "nvidia.com/gpu=0"], [1, 3]),
+        ("1", "uuid", [f"nvidia.com/gpu={UUIDS[1]}"], [0]),
+        ("3,2", "uuid", [f"nvidia.com/gpu={UUIDS[3]}", f"nvidia.com/gpu={UUIDS[2]}"], [2, 1]),
+        ("all", "uuid", ["nvidia.com/gpu=all"], [3, 0, 1, 2]),
+    ],
+    ids=["by-index", "by-uuid", "two-by-uuid", "all"],
+)
+def test_cdi_launch_gives_the_cards_the_spec_names(cdi_engine, cdi_host, gpus, ids, names, minors):
+    spec = build_spec(cdi_host, parse_selection(gpus, cdi_host), "cdi", ids=ids, image=cdi_engine.image, command=SLEEP)
+    container, warnings = launch(cdi_engine.client, spec, cdi_host, holders={})
+    assert warnings == ()
+    container.reload()
+    assert container.status == "running", cdi_engine.log_tail()
+    (req,) = container.attrs["HostConfig"]["DeviceRequests"]
+    assert req["Driver"] == "cdi" and req["DeviceIDs"] == names
+    assert container.attrs["HostConfig"]["Devices"] in (None, [])  # CDI nodes come from the spec, not Devices
+    devs = dev_listing(container)
+    assert cards(devs) == sorted(minors)
+    for m in minors:
+        assert devs[f"nvidia{m}"] == ("c", 195, m)
+    check_spec_edits(container)
+    assert container.attrs["HostConfig"]["Privileged"] is False
+
+
+def test_a_card_the_spec_does_not_name_is_refused_by_the_engine(cdi_engine, driver_root):
+    snap = shuffled_host()
+    write_spec(cdi_engine.cdi_dir, nvidia_spec(snap.gpus, cdi_engine.dev_dir, names=("index",)))
+    spec = build_spec(snap, parse_selection("1", snap), "cdi", image=cdi_engine.image, command=SLEEP)  # by UUID
+    with pytest.raises(LaunchError, match=rf"unresolvable CDI devices nvidia\.com/gpu={UUIDS[1]}"):
+        launch(cdi_engine.client, spec, snap, holders={})
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo_cdi(cdi_engine, driver_root, monkeypatch):
+    """The demo host's eight cards in the CDI engine's spec; DOCKER_HOST names the CDI engine."""
+    gpus = demo_gpus()
+    write_spec(cdi_engine.cdi_dir, nvidia_spec(gpus, cdi_engine.dev_dir, libs=spec_libs(driver_root)))
+    monkeypatch.setenv("DOCKER_HOST", cdi_engine.base_url)
+    monkeypatch.delenv("NV_GPU", raising=False)
+    return {g.index: g for g in gpus}
+
+
+SHOW = "ls /dev | grep -E '^nvidia[0-9]+$'; echo NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES"
+
+
+@pytest.mark.parametrize(
+    "argv, picked",
+    [
+        (["--gpu", "2,0", "--ids", "index"], [2, 0]),
+        (["--gpu", "5"], [5]),
+        (["--gpu", "all"], list(range(8))),
+    ],
+    ids=["index", "uuid", "all"],
+)
+def test_gpudock_run_mode_cdi(cdi_engine, demo_cdi, capsys, argv, picked):
+    rc = main(["--demo", "run", "--mode", "cdi", *argv, "--json", "--wait", "10", cdi_engine.image, "sh", "-c", SHOW])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    result = json.loads(out)
+    want = sorted(f"nvidia{demo_cdi[i].minor}" for i in picked)
+    assert sorted(result["logs"][:-1]) == want
+    assert result["logs"][-1] == "NVIDIA_VISIBLE_DEVICES=void"  # the spec's env, in the container
+    attrs = cdi_engine.client.api.inspect_container(result["id"])
+    (req,) = attrs["HostConfig"]["DeviceRequests"]
+    if argv[1] == "all":
+        assert req["DeviceIDs"] == ["nvidia.com/gpu=all"]
+    elif "index" in argv:
+        assert req["DeviceIDs"] == [f"nvidia.com/gpu={i}" for i in picked]
+    else:
+        assert req["DeviceIDs"] == [f"nvidia.com/gpu={demo_cdi[i].uuid}" for i in picked]
+    assert "--device nvidia.com/gpu=" in result["docker_run"]
+
+
+# -- which engine may run cdi mode ---------------------------------------------------------------
+
+
+def test_mode_support_from_each_engines_docker_info(cdi_engine, engine):
+    assert check_mode_supported("cdi", cdi_engine.client.info()) is None
+    with pytest.raises(LaunchError, match=r"cdi mode needs Docker 25 or newer .*this engine is 20\.10"):
+        check_mode_supported("cdi", engine.client.info())
+
+
+def test_cdi_mode_refused_on_docker_26_with_cdi_off(cdi_engine, demo_cdi, capsys):
+    cdi_engine.daemon_json.write_text("{}\n")  # the fixture puts CDI back on afterwards
+    cdi_engine.restart()
+    assert cdi_engine.client.info()["CDISpecDirs"] == []  # Docker 25+ with CDI off
+    before = len(cdi_engine.client.api.containers(all=True))
+    rc = main(["--demo", "run", "--mode", "cdi", "--gpu", "0", cdi_engine.image, "true"])
+    _, err = capsys.readouterr()
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("gpudock: ")
+    assert "CDI is not enabled in this Docker engine (26." in err and '"features": {"cdi": true}' in err
+    assert len(cdi_engine.client.api.containers(all=True)) == before, "nothing may be created"
+    # --gpus needs no CDI: the same engine launches it
+    rc = main(["--demo", "run", "--mode", "gpus", "--gpu", "0", "--ids", "index", cdi_engine.image, "true"])
+    assert rc == 0, capsys.readouterr().err
+
+
+# -- --gpus on Docker 26 -----------------------------------------------------------------------------
+
+
+def _hook_debug_on(eng) -> None:
+    """Uncomment `debug` in [nvidia-container-cli] of the stand-in hook's config (the fixture restores it)."""
+    text = eng.hook_config.read_text()
+    head, sep, rest = text.partition("[nvidia-container-cli]\n")
+    assert sep
+    table, nxt, tail = rest.partition("\n[")
+    table = re.sub(r'(?m)^#?debug = ".*"$', f'debug = "{eng.hook_log}"', table)
+    eng.hook_config.write_text(head + sep + table + nxt + tail)
+
+
+@pytest.mark.parametrize("gpus, ids, visible", [("3,1", "index", "3,1"), ("all", "uuid", "all")])
+def test_gpus_launch_on_docker_26(cdi_engine, gpus, ids, visible):
+    _hook_debug_on(cdi_engine)
+    cdi_engine.hook_log.unlink(missing_ok=True)
+    snap = shuffled_host()
+    spec = build_spec(snap, parse_selection(gpus, snap), "gpus", ids=ids, image=cdi_engine.image, command=SLEEP)
+    container, _ = launch(cdi_engine.client, spec, snap, holders={})
+    container.reload()
+    assert container.status == "running", cdi_engine.log_tail()
+    (req,) = container.attrs["HostConfig"]["DeviceRequests"]
+    assert req["Driver"] == "" and req["Capabilities"] == [["gpu"]]
+    assert (req["DeviceIDs"] or [], req["Count"]) == (([], -1) if gpus == "all" else (["3", "1"], 0))
+    # Docker 26's NVIDIA device driver: the env in the OCI spec and the hook as a prestart hook
+    assert process_env(container)["NVIDIA_VISIBLE_DEVICES"] == visible
+    log = cdi_engine.hook_log.read_text()
+    assert f"stand-in hook: container {container.id} prestart" in log
+    assert f"requesting NVIDIA_VISIBLE_DEVICES={visible}" in log
