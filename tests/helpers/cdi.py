@@ -31,6 +31,26 @@ KIND = "nvidia.com/gpu"
 CDI_VERSION = "0.5.0"
 CONTROL_NODES = ("nvidia-modeset", "nvidia-uvm", "nvidia-uvm-tools", "nvidiactl")
 MOUNT_OPTIONS = ["ro", "nosuid", "nodev", "bind"]
+LIB_DIR = "/usr/lib/x86_64-linux-gnu"
+SPEC_LIBS = ("libcuda", "libnvidia-ml")
+
+
+def spec_libs(driver_root: str | os.PathLike, version: str) -> dict[str, str]:
+    """container path -> host path of the libraries an NVIDIA spec mounts (the versioned files, as
+    `nvidia-ctk cdi generate` lists them) from a driver host root (helpers.driverhost)."""
+    root = Path(driver_root)
+    return {f"{LIB_DIR}/{n}.so.{version}": str(root / LIB_DIR.lstrip("/") / f"{n}.so.{version}") for n in SPEC_LIBS}
+
+
+def demo_gpus() -> tuple[Gpu, ...]:
+    """The GPUs of the built-in demo host (what `gpudock --demo ...` sees)."""
+    from helpers.sim import frozen_demo, session
+
+    s = session(frozen_demo())
+    try:
+        return s.snapshot().gpus
+    finally:
+        s.shutdown()
 
 
 def _card_node(gpu: Gpu, dev_dir: str) -> dict:

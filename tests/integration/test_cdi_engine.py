@@ -8,25 +8,26 @@ Docker 26 (the stand-in hook really runs as a prestart hook), and which engine m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
+import docker
 import pytest
 
 from gpudock.cli import main
+from gpudock.host.docker import DockerWatcher
 from gpudock.launch.engine import check_mode_supported
 from gpudock.launch.run import launch
 from gpudock.launch.selection import parse_selection
 from gpudock.launch.spec import LaunchError, build_spec
-from helpers.cdi import nvidia_spec, write_spec
+from gpudock.model import HostSnapshot
+from helpers.cdi import LIB_DIR, SPEC_LIBS, demo_gpus, nvidia_spec, spec_libs, write_spec
 from helpers.driverhost import CURRENT, driver_host
 from helpers.gpus import UUIDS, shuffled_host
 from helpers.inside import dev_listing, exec_out, process_env
-from helpers.sim import frozen_demo, session
 
 SLEEP = ["sleep", "300"]
-LIB_DIR = "/usr/lib/x86_64-linux-gnu"
-SPEC_LIBS = ("libcuda", "libnvidia-ml")
 
 
 def cards(devs: dict) -> list[int]:
@@ -39,27 +40,12 @@ def driver_root(tmp_path_factory):
     return driver_host(tmp_path_factory.mktemp("cdi-driver"))
 
 
-def spec_libs(driver_root) -> dict[str, str]:
-    """container path -> host path of the libraries an NVIDIA spec mounts (the versioned files)."""
-    return {
-        f"{LIB_DIR}/{n}.so.{CURRENT}": str(driver_root / LIB_DIR.lstrip("/") / f"{n}.so.{CURRENT}") for n in SPEC_LIBS
-    }
-
-
 @pytest.fixture
 def cdi_host(cdi_engine, driver_root):
     """The four-card host (index 0 is /dev/nvidia3) and its spec in the engine's cdi-spec-dir."""
     snap = shuffled_host()
-    write_spec(cdi_engine.cdi_dir, nvidia_spec(snap.gpus, cdi_engine.dev_dir, libs=spec_libs(driver_root)))
+    write_spec(cdi_engine.cdi_dir, nvidia_spec(snap.gpus, cdi_engine.dev_dir, libs=spec_libs(driver_root, CURRENT)))
     return snap
-
-
-def demo_gpus():
-    s = session(frozen_demo())
-    try:
-        return s.snapshot().gpus
-    finally:
-        s.shutdown()
 
 
 def check_spec_edits(container) -> None:
@@ -127,7 +113,7 @@ def test_a_card_the_spec_does_not_name_is_refused_by_the_engine(cdi_engine, driv
 def demo_cdi(cdi_engine, driver_root, monkeypatch):
     """The demo host's eight cards in the CDI engine's spec; DOCKER_HOST names the CDI engine."""
     gpus = demo_gpus()
-    write_spec(cdi_engine.cdi_dir, nvidia_spec(gpus, cdi_engine.dev_dir, libs=spec_libs(driver_root)))
+    write_spec(cdi_engine.cdi_dir, nvidia_spec(gpus, cdi_engine.dev_dir, libs=spec_libs(driver_root, CURRENT)))
     monkeypatch.setenv("DOCKER_HOST", cdi_engine.base_url)
     monkeypatch.delenv("NV_GPU", raising=False)
     return {g.index: g for g in gpus}
@@ -219,3 +205,72 @@ def test_gpus_launch_on_docker_26(cdi_engine, gpus, ids, visible):
     log = cdi_engine.hook_log.read_text()
     assert f"stand-in hook: container {container.id} prestart" in log
     assert f"requesting NVIDIA_VISIBLE_DEVICES={visible}" in log
+
+
+# -- holders of CDI containers ---------------------------------------------------------------------
+
+
+def test_holders_of_cdi_containers_on_docker_26(cdi_engine, demo_cdi, capsys):
+    gpus = tuple(demo_cdi.values())
+    snap = HostSnapshot("535.129.03", "12.2", None, gpus)
+    U = {i: g.uuid for i, g in demo_cdi.items()}
+
+    def cdi_launch(name, selection, ids="uuid"):
+        spec = build_spec(
+            snap, parse_selection(selection, snap), "cdi", ids=ids, image=cdi_engine.image, command=SLEEP, name=name
+        )
+        return launch(cdi_engine.client, spec, snap, holders={})[0]
+
+    cdi_launch("cdi-idx", "2,0", ids="index")
+    cdi_launch("cdi-uuid", "5")
+    cdi_launch("cdi-all", "all")
+    gpus_spec = build_spec(snap, parse_selection("6", snap), "gpus", ids="index", image=cdi_engine.image, command=SLEEP)
+    launch(cdi_engine.client, dataclasses.replace(gpus_spec, name="gpus-26"), snap, holders={})
+    # A CUDA image (NVIDIA_VISIBLE_DEVICES=all in its env) on the NVIDIA runtime, given one card by CDI:
+    # the spec's NVIDIA_VISIBLE_DEVICES=void replaces the image's value in the OCI spec, so the runtime
+    # hands out nothing more; it holds GPU 3 only.
+    cuda = cdi_engine.make_image("gpudock-test/cuda-cdi:12.2", env={"NVIDIA_VISIBLE_DEVICES": "all"})
+    on_runtime = cdi_engine.client.containers.run(
+        cuda,
+        SLEEP,
+        name="cdi-on-runtime",
+        detach=True,
+        runtime="nvidia",
+        device_requests=[docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=3"])],
+    )
+    assert process_env(on_runtime)["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert cards(dev_listing(on_runtime)) == [demo_cdi[3].minor]
+
+    watcher = DockerWatcher(cdi_engine.base_url)
+    try:
+        st = watcher.connect()
+        assert st.ok and st.engine_version.startswith("26."), st.message
+        cs = {c.name: c for c in watcher.snapshot(gpus)}
+    finally:
+        watcher.stop()
+
+    def claims(name):
+        return [(cl.mechanism, cl.selector, cl.gpu_uuid, cl.error) for cl in cs[name].claims]
+
+    assert claims("cdi-idx") == [
+        ("cdi", "nvidia.com/gpu=2", U[2], None),
+        ("cdi", "nvidia.com/gpu=0", U[0], None),
+    ]
+    assert claims("cdi-uuid") == [("cdi", f"nvidia.com/gpu={U[5]}", U[5], None)]
+    assert claims("cdi-all") == [("cdi", "nvidia.com/gpu=all", U[i], None) for i in range(8)]
+    assert claims("gpus-26") == [("device-request", "6", U[6], None)]
+    assert claims("cdi-on-runtime") == [("cdi", "nvidia.com/gpu=3", U[3], None)]
+
+    rc = main(["--demo", "holders", "--json", "--docker-host", cdi_engine.base_url])
+    out, err = capsys.readouterr()
+    assert rc == 1, err  # conflicts: cdi-all holds every card
+    doc = json.loads(out)
+    assert doc["docker"]["engine_version"].startswith("26.")
+    held = {g["index"]: {h["name"]: (h["mechanisms"], h["selectors"]) for h in g["holders"]} for g in doc["gpus"]}
+    assert held[2] == {"cdi-idx": (["cdi"], ["nvidia.com/gpu=2"]), "cdi-all": (["cdi"], ["nvidia.com/gpu=all"])}
+    assert held[3] == {"cdi-on-runtime": (["cdi"], ["nvidia.com/gpu=3"]), "cdi-all": (["cdi"], ["nvidia.com/gpu=all"])}
+    assert held[5]["cdi-uuid"] == (["cdi"], [f"nvidia.com/gpu={U[5]}"])
+    assert held[6]["gpus-26"] == (["device-request"], ["6"])
+    assert set(held[7]) == {"cdi-all"}
+    holds_all = [c for c in doc["conflicts"] if c["kind"] == "holds-all"]
+    assert [c["container_ids"] for c in holds_all] == [[cs["cdi-all"].id]]
