@@ -13,15 +13,18 @@ import json
 import re
 
 import docker
+import docker.errors
 import pytest
 
 from gpudock.cli import main
+from gpudock.doctor import gather, run_checks
 from gpudock.host.docker import DockerWatcher
+from gpudock.host.root import HostRoot
 from gpudock.launch.engine import check_mode_supported
 from gpudock.launch.run import launch
 from gpudock.launch.selection import parse_selection
 from gpudock.launch.spec import LaunchError, build_spec
-from gpudock.model import HostSnapshot
+from gpudock.model import Gpu, HostSnapshot
 from helpers.cdi import LIB_DIR, SPEC_LIBS, demo_gpus, nvidia_spec, spec_libs, write_spec
 from helpers.driverhost import CURRENT, driver_host
 from helpers.gpus import UUIDS, shuffled_host
@@ -274,3 +277,108 @@ def test_holders_of_cdi_containers_on_docker_26(cdi_engine, demo_cdi, capsys):
     assert set(held[7]) == {"cdi-all"}
     holds_all = [c for c in doc["conflicts"] if c["kind"] == "holds-all"]
     assert [c["container_ids"] for c in holds_all] == [[cs["cdi-all"].id]]
+
+
+# -- the doctor on the CDI engine ---------------------------------------------------------------------
+
+
+def doctor(eng):
+    facts = gather(HostRoot("/"), None, eng.client)
+    return facts, {f.id: f for f in run_checks(facts)}
+
+
+def test_doctor_reads_the_spec_dirs_docker_info_names(cdi_engine, cdi_host, engine):
+    facts, found = doctor(cdi_engine)
+    assert facts.engine_cdi_dirs == (str(cdi_engine.cdi_dir),)
+    named = {d.path: d.named_by for d in facts.cdi_spec_dirs}
+    assert named[str(cdi_engine.cdi_dir)] == ("docker info CDISpecDirs", f"{cdi_engine.daemon_json} cdi-spec-dirs")
+    assert named["/etc/cdi"] == named["/var/run/cdi"] == ("CDI default",)
+    f = found["cdi-spec-stale"]
+    spec = str(cdi_engine.cdi_dir / "nvidia.yaml")
+    assert f.severity == "ok", f.summary
+    assert f.data["specs"] == [spec]
+    assert [e.value for e in f.evidence if e.source == spec] == ["current"]
+    assert [e.line for e in f.evidence if e.source == "docker info"] == [f"CDISpecDirs: {cdi_engine.cdi_dir}"]
+    rt = found["container-runtime"]
+    assert rt.data["cdi"] is True and rt.data["cdi_spec_dirs"] == [str(cdi_engine.cdi_dir)]
+    assert f"'--device nvidia.com/gpu=...' (CDI) reads specs from {cdi_engine.cdi_dir}." in rt.summary
+    # the 20.10 engine has no CDI: nothing said about it, and only the default dirs are read
+    old_facts, old = doctor(engine)
+    assert old_facts.engine_cdi_dirs is None and old["container-runtime"].data["cdi"] is None
+    assert "CDI" not in old["container-runtime"].summary
+    assert [d.path for d in old_facts.cdi_spec_dirs] == ["/etc/cdi", "/var/run/cdi"]
+
+
+def test_doctor_on_docker_26_with_cdi_off(cdi_engine):
+    cdi_engine.daemon_json.write_text('{"cdi-spec-dirs": ["/srv/cdi"]}\n')  # CDI not turned on
+    cdi_engine.restart()
+    facts, found = doctor(cdi_engine)
+    assert facts.engine_cdi_dirs == ()
+    rt = found["container-runtime"]
+    assert rt.data["cdi"] is False
+    assert "CDI is off in this engine" in rt.summary and '"features": {"cdi": true}' in rt.summary
+    assert ("docker info", "CDISpecDirs: [] (CDI off)", "off") in [(e.source, e.line, e.value) for e in rt.evidence]
+    # daemon.json's dirs are still read: the engine reads them once CDI is on
+    assert {d.path: d.named_by for d in facts.cdi_spec_dirs}["/srv/cdi"] == (f"{cdi_engine.daemon_json} cdi-spec-dirs",)
+
+
+def test_driver_upgrade_leaves_the_spec_mounting_libraries_that_are_gone(cdi_engine, tmp_path):
+    root = driver_host(tmp_path)
+    snap = shuffled_host()
+    write_spec(cdi_engine.cdi_dir, nvidia_spec(snap.gpus, cdi_engine.dev_dir, libs=spec_libs(root, CURRENT)))
+    spec = build_spec(snap, parse_selection("0", snap), "cdi", image=cdi_engine.image, command=SLEEP, name="train")
+    running, _ = launch(cdi_engine.client, spec, snap, holders={})
+    _, found = doctor(cdi_engine)
+    assert found["cdi-spec-stale"].severity == "ok"
+
+    # The driver is upgraded: its versioned libraries are replaced, the spec is not regenerated.
+    gone = root / LIB_DIR.lstrip("/") / f"libcuda.so.{CURRENT}"
+    gone.rename(gone.with_name("libcuda.so.550.54.15"))
+    _, found = doctor(cdi_engine)
+    f = found["cdi-spec-stale"]
+    spec_path = str(cdi_engine.cdi_dir / "nvidia.yaml")
+    assert f.severity == "error", f.summary  # a running container uses CDI: it cannot start again
+    assert f"{spec_path} mounts 1 host path(s) that no longer exist (e.g. {gone})" in f.summary
+    assert "(train)" in f.summary and f.data["containers"] == ["train"]
+    assert (spec_path, f"hostPath: {gone}", "missing") in [(e.source, e.line, e.value) for e in f.evidence]
+    assert "nvidia-ctk cdi generate" in f.fix
+    # what the finding says, the engine does: a new CDI container does not start, nor does the old one
+    again = dataclasses.replace(spec, name="train-2")
+    with pytest.raises(LaunchError, match=rf"{re.escape(str(gone))}: no such file or directory"):
+        launch(cdi_engine.client, again, snap, holders={})
+    running.stop()
+    with pytest.raises(docker.errors.APIError, match="no such file or directory"):
+        running.start()
+
+
+def test_spec_from_an_earlier_boot_gives_stale_device_nodes(cdi_engine, driver_root):
+    snap = shuffled_host()
+    # uvm had major 507 at the last boot (it is 511 now), and a fifth card (minor 9) was removed since
+    removed = Gpu(index=4, uuid="GPU-00000000-dead-4000-8000-000000000009", minor=9)
+    stale = nvidia_spec((*snap.gpus, removed), cdi_engine.dev_dir, libs=spec_libs(driver_root, CURRENT), uvm_major=507)
+    write_spec(cdi_engine.cdi_dir, stale)
+    _, found = doctor(cdi_engine)
+    f = found["cdi-spec-stale"]
+    spec_path = str(cdi_engine.cdi_dir / "nvidia.yaml")
+    uvm = f"{cdi_engine.dev_dir}/nvidia-uvm"
+    assert f.severity == "warning", f.summary  # no container uses CDI yet
+    assert f"{spec_path} gives {uvm} as 507:0, the node is 511:0" in f.summary
+    assert f"{spec_path} lists device {cdi_engine.dev_dir}/nvidia9, which does not exist" in f.summary
+    lines = {(e.line, e.value) for e in f.evidence if e.source == spec_path}
+    assert (f"deviceNodes: {uvm} 507:0", "511:0") in lines
+    assert (f"deviceNodes: {cdi_engine.dev_dir}/nvidia9", "missing") in lines
+
+    # The engine injects the spec's numbers: the container's nvidia-uvm is the old major (CUDA error 999)
+    spec = build_spec(snap, parse_selection("0", snap), "cdi", image=cdi_engine.image, command=SLEEP, name="old-uvm")
+    c, _ = launch(cdi_engine.client, spec, snap, holders={})
+    assert dev_listing(c)["nvidia-uvm"] == ("c", 507, 0)
+    _, found = doctor(cdi_engine)
+    assert found["cdi-spec-stale"].severity == "error" and found["cdi-spec-stale"].data["containers"] == ["old-uvm"]
+    # and the removed card's node cannot be injected at all
+    with pytest.raises(docker.errors.APIError, match=r"nvidia9"):
+        cdi_engine.client.containers.run(
+            cdi_engine.image,
+            SLEEP,
+            detach=True,
+            device_requests=[docker.types.DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=4"])],
+        )
