@@ -172,6 +172,7 @@ def test_cdi_mode_refused_on_docker_26_with_cdi_off(cdi_engine, demo_cdi, capsys
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("gpudock: ")
     assert "CDI is not enabled in this Docker engine (26." in err and '"features": {"cdi": true}' in err
+    assert err.rstrip().endswith("or use --mode gpus")
     assert len(cdi_engine.client.api.containers(all=True)) == before, "nothing may be created"
     # --gpus needs no CDI: the same engine launches it
     rc = main(["--demo", "run", "--mode", "gpus", "--gpu", "0", "--ids", "index", cdi_engine.image, "true"])
