@@ -21,7 +21,8 @@ Fixtures
   nvidia-modeset (195:254), nvidia0..nvidia7 (195:N), nvidia-uvm (511:0), nvidia-uvm-tools (511:1);
   it is also `docker_engine.dev_dir`.
 
-Tests using `docker_engine`, `engine` or the CDI ones get the `docker` marker (`-m "not docker"` to leave them out).
+Tests using `docker_engine`, `engine`, `cdi_docker_engine` or `cdi_engine` get the `docker` marker
+(`-m "not docker"` to leave them out).
 
 A test that runs over GPUDOCK_TEST_TIMEOUT seconds (default 300, 0: off) fails instead of hanging
 the run.

@@ -32,10 +32,10 @@ busybox test image). `--device nvidia.com/gpu=...` (a DeviceRequest with Driver 
 injects what the specs in `eng.cdi_dir` say (tests/helpers/cdi.py writes NVIDIA-style specs).
 
 Environment knobs: GPUDOCK_TEST_DOCKERD (the dockerd binary), GPUDOCK_TEST_DOCKERD26 (the CDI
-engine's dockerd, 25 or newer; default .test-run/docker26/usr/sbin/dockerd), GPUDOCK_TEST_STORAGE_DRIVER (force
-overlay2/vfs/...), GPUDOCK_TEST_RUN_DIR
-(parent of temporary work dirs; scripts/test sets it so it can clean up after a crash),
-GPUDOCK_TEST_ENGINE_TIMEOUT (seconds to wait for the socket, default 30).
+engine's dockerd, 25 or newer; default .test-run/docker26/usr/sbin/dockerd),
+GPUDOCK_TEST_STORAGE_DRIVER (force overlay2/vfs/...), GPUDOCK_TEST_RUN_DIR (parent of temporary
+work dirs; scripts/test sets it so it can clean up after a crash), GPUDOCK_TEST_ENGINE_TIMEOUT
+(seconds to wait for the socket, default 30).
 """
 
 from __future__ import annotations
