@@ -4,7 +4,9 @@ fake /dev/nvidia* char nodes and whose library mounts are real files of a driver
 
 Every launch is checked inside the container: the card nodes the spec names (by minor, never by
 index), the control nodes, the spec's env and the read-only library mounts. Also `--gpus` on
-Docker 26 (the stand-in hook really runs as a prestart hook), and which engine may run cdi mode."""
+Docker 26 (the stand-in hook really runs as a prestart hook), which engine may run cdi mode, the
+holders of CDI containers, and the doctor's CDI findings checked against what the engine then does
+with a stale spec."""
 
 from __future__ import annotations
 
