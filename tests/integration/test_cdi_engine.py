@@ -116,7 +116,8 @@ def test_a_card_the_spec_does_not_name_is_refused_by_the_engine(cdi_engine, driv
 
 @pytest.fixture
 def demo_cdi(cdi_engine, driver_root, monkeypatch):
-    """The demo host's eight cards in the CDI engine's spec; DOCKER_HOST names the CDI engine."""
+    """The demo host's eight cards in the CDI engine's spec; the commands name the CDI engine with
+    --docker-host (the demo's own engine is simulated; DOCKER_HOST does not reach into it)."""
     gpus = demo_gpus()
     write_spec(cdi_engine.cdi_dir, nvidia_spec(gpus, cdi_engine.dev_dir, libs=spec_libs(driver_root, CURRENT)))
     monkeypatch.setenv("DOCKER_HOST", cdi_engine.base_url)
@@ -137,7 +138,10 @@ SHOW = "ls /dev | grep -E '^nvidia[0-9]+$'; echo NVIDIA_VISIBLE_DEVICES=$NVIDIA_
     ids=["index", "uuid", "all"],
 )
 def test_gpudock_run_mode_cdi(cdi_engine, demo_cdi, capsys, argv, picked):
-    rc = main(["--demo", "run", "--mode", "cdi", *argv, "--json", "--wait", "10", cdi_engine.image, "sh", "-c", SHOW])
+    rc = main(
+        ["--demo", "--docker-host", cdi_engine.base_url, "run", "--mode", "cdi", *argv, "--json", "--wait", "10"]
+        + [cdi_engine.image, "sh", "-c", SHOW]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     result = json.loads(out)
@@ -169,7 +173,9 @@ def test_cdi_mode_refused_on_docker_26_with_cdi_off(cdi_engine, demo_cdi, capsys
     cdi_engine.restart()
     assert cdi_engine.client.info()["CDISpecDirs"] == []  # Docker 25+ with CDI off
     before = len(cdi_engine.client.api.containers(all=True))
-    rc = main(["--demo", "run", "--mode", "cdi", "--gpu", "0", cdi_engine.image, "true"])
+    rc = main(
+        ["--demo", "--docker-host", cdi_engine.base_url, "run", "--mode", "cdi", "--gpu", "0", cdi_engine.image, "true"]
+    )
     _, err = capsys.readouterr()
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("gpudock: ")
@@ -177,7 +183,10 @@ def test_cdi_mode_refused_on_docker_26_with_cdi_off(cdi_engine, demo_cdi, capsys
     assert err.rstrip().endswith("or use --mode gpus")
     assert len(cdi_engine.client.api.containers(all=True)) == before, "nothing may be created"
     # --gpus needs no CDI: the same engine launches it
-    rc = main(["--demo", "run", "--mode", "gpus", "--gpu", "0", "--ids", "index", cdi_engine.image, "true"])
+    rc = main(
+        ["--demo", "--docker-host", cdi_engine.base_url, "run", "--mode", "gpus", "--gpu", "0", "--ids", "index"]
+        + [cdi_engine.image, "true"]
+    )
     assert rc == 0, capsys.readouterr().err
 
 
