@@ -13,7 +13,7 @@ import sys
 
 from gpudock.toolkit import config as tkconfig
 from gpudock.toolkit import daemon_json as dj
-from gpudock.toolkit.atomic import AtomicWriteError
+from gpudock.toolkit.atomic import AtomicWriteError, edit_lock
 from gpudock.toolkit.overview import overview
 
 EXIT_OK, EXIT_ERROR = 0, 2
@@ -28,8 +28,8 @@ def _root(args) -> str:
     return getattr(args, "root", None) or "/"
 
 
-def _daemon_json_path(args) -> str:
-    return args.daemon_json or tkconfig.host_file(_root(args), dj.DEFAULT_PATH)
+def _daemon_json_file(args):
+    return dj.daemon_json_file(args.daemon_json, root=_root(args))
 
 
 def docker_info(timeout: float = 3.0) -> tuple[dict | None, str | None]:
@@ -135,23 +135,51 @@ def _confirm(question: str) -> bool:
 
 def cmd_debug(args) -> int:
     component = "runtime" if args.runtime else "hook"
+    if args.path is not None and not args.path:
+        return _err("--path must name the log file, not be empty")
+    if args.path is not None and _not_utf8(args.path):
+        return _err(f"--path {_raw(args.path)!r} is not valid UTF-8; the toolkit reads config.toml as UTF-8")
     loc = tkconfig.locate_config(args.config, root=_root(args))
+    if loc.error:
+        return _err(loc.error)
+    if args.yes:
+        # Nobody confirms in between: hold the file's lock from the read to the rename, so that
+        # gpudock writers running at the same time take turns and none of their changes is lost.
+        try:
+            with edit_lock(loc.file):
+                cfg = tkconfig.load_config(loc)
+                plan = tkconfig.plan_debug(cfg, component, args.state == "on", args.path)
+                _describe(plan)
+                res = tkconfig.apply_plan(plan)
+        except (tkconfig.ConfigError, AtomicWriteError) as e:
+            return _err(str(e))
+        return _debug_done(plan, res)
     try:
-        cfg = tkconfig.load_config(loc.path)
+        cfg = tkconfig.load_config(loc)
         plan = tkconfig.plan_debug(cfg, component, args.state == "on", args.path)
     except (tkconfig.ConfigError, AtomicWriteError) as e:
         return _err(str(e))
+    _describe(plan)
+    if not plan.changed:
+        return EXIT_OK
+    if not _confirm("Write this change?"):
+        return _err(f"not written: confirm on a terminal or pass --yes to change {plan.path}")
+    try:
+        res = tkconfig.apply_plan(plan)  # refused if the file changed while we asked
+    except AtomicWriteError as e:
+        return _err(str(e))
+    return _debug_done(plan, res)
+
+
+def _describe(plan) -> None:
     print(plan.describe())
     if plan.note:
         print(f"note: {plan.note}")
+
+
+def _debug_done(plan, res) -> int:
     if not plan.changed:
         return EXIT_OK
-    if not args.yes and not _confirm("Write this change?"):
-        return _err(f"not written: confirm on a terminal or pass --yes to change {plan.path}")
-    try:
-        res = tkconfig.apply_plan(plan)
-    except AtomicWriteError as e:
-        return _err(str(e))
     if res is not None and res.backup:
         print(f"written; the previous version is kept in {res.backup}")
     if plan.enable:
@@ -159,29 +187,46 @@ def cmd_debug(args) -> int:
     return EXIT_OK
 
 
+def _not_utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _raw(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
 # --------------------------------------------------------------------------- runtime register
 
 
 def cmd_runtime_register(args) -> int:
-    path = _daemon_json_path(args)
+    f = _daemon_json_file(args)
     try:
-        plan = dj.plan_register(
-            dj.load_daemon_json(path),
-            args.path,
-            args.name,
-            True if args.default else (False if args.no_default else None),
-        )
-        res = dj.apply_register(plan)
+        # One read-merge-write under the file's lock: parallel registrations take turns and each
+        # merges into what the one before wrote.
+        with edit_lock(f, make_parents=True):
+            plan = dj.plan_register(
+                dj.load_daemon_json(f),
+                args.path,
+                args.name,
+                True if args.default else (False if args.no_default else None),
+            )
+            res = dj.apply_register(plan)
     except (dj.DaemonJsonError, AtomicWriteError) as e:
         return _err(str(e))
     if getattr(args, "json", False):
         print(json.dumps(plan.to_json() | {"backup": res.backup if res else None}, indent=2))
         return EXIT_OK
+    if plan.kept:
+        print(f"{plan.path}: {plan.kept}")
     if not plan.changed:
-        print(f'{path}: runtime "{args.name}" is already registered as asked; nothing to change')
+        print(f'{plan.path}: runtime "{args.name}" is already registered as asked; nothing to change')
         return EXIT_OK
     for c in plan.changes:
-        print(f"{path}: {c}")
+        print(f"{plan.path}: {c}")
     if res is not None and res.backup:
         print(f"the previous version is kept in {res.backup}")
     print(dj.RESTART_HINT)
@@ -193,13 +238,15 @@ def cmd_runtime_register(args) -> int:
 
 def cmd_defaults(args) -> int:
     loc = tkconfig.locate_config(args.config, root=_root(args))
+    if loc.error:
+        return _err(loc.error)
     if loc.exists:
         return _err(f"{loc.path} already exists; gpudock writes the defaults only where there is no file")
     try:
-        tkconfig.write_defaults(loc.path, root=_root(args))
+        res = tkconfig.write_defaults(loc, root=_root(args))
     except (tkconfig.ConfigError, AtomicWriteError) as e:
         return _err(str(e))
-    print(f"wrote the toolkit's default configuration to {loc.path}")
+    print(f"wrote the toolkit's default configuration to {res.path}")
     return EXIT_OK
 
 
@@ -258,8 +305,9 @@ def register(subparsers) -> None:
     rr.add_argument(
         "--path",
         metavar="RUNTIME",
-        default=dj.RUNTIME_BINARY,
-        help="the runtime binary (default: nvidia-container-runtime, found in dockerd's PATH)",
+        default=None,
+        help="the runtime binary (default: keep the path of a runtime already registered under --name, "
+        "else nvidia-container-runtime, found in dockerd's PATH)",
     )
     rr.add_argument("--name", default="nvidia", help="runtime name (default nvidia)")
     rr.add_argument("--json", action="store_true", help="machine-readable output")
