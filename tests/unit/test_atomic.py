@@ -393,3 +393,46 @@ def test_sigkill_during_writes_never_leaves_a_broken_file(tmp_path):
 def test_control_the_kill_harness_catches_a_non_atomic_writer(tmp_path):
     _, broken = _kill_loop(tmp_path / "config.toml", 100, naive=True)
     assert broken, "the harness did not notice a writer that truncates in place"
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+def test_a_writer_waits_for_the_lock_and_says_who_holds_it(tmp_path, monkeypatch):
+    import fcntl
+
+    p = tmp_path / "daemon.json"
+    p.write_bytes(b"{}\n")
+    snap = read_snapshot(str(p))
+    lock = tmp_path / f".daemon.json{atomic.LOCK_SUFFIX}"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another gpudock in the middle of its write
+        monkeypatch.setattr(atomic, "LOCK_TIMEOUT_S", 0.3)
+        with pytest.raises(atomic.FileAccessError, match="another gpudock has been writing it") as ei:
+            atomic_write(str(p), b'{"a": 1}\n', snap)
+        assert str(lock.name) in str(ei.value)
+        assert p.read_bytes() == b"{}\n"
+    finally:
+        os.close(fd)
+    atomic_write(str(p), b'{"a": 1}\n', snap)  # released: it goes through
+    assert p.read_bytes() == b'{"a": 1}\n'
+
+
+def test_edit_lock_is_reentrant_in_one_thread(tmp_path):
+    p = tmp_path / "config.toml"
+    p.write_bytes(b"a = 1\n")
+    with atomic.edit_lock(str(p)):
+        atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))  # would wait for ever otherwise
+    assert p.read_bytes() == b"a = 2\n"
+
+
+def test_a_planted_lock_link_is_refused_and_its_target_untouched(tmp_path):
+    p = tmp_path / "config.toml"
+    p.write_bytes(b"a = 1\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    (tmp_path / f".config.toml{atomic.LOCK_SUFFIX}").symlink_to(victim)
+    with pytest.raises(atomic.FileAccessError, match="not gpudock's lock file"):
+        atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))
+    assert victim.read_bytes() == b"precious\n" and p.read_bytes() == b"a = 1\n"
