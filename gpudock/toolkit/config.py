@@ -560,10 +560,64 @@ def key_line(text: str, keypath: tuple[str, ...]) -> tuple[int, str, SettingStat
 _POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
+def _deepest(text: str) -> tuple[int, int, int]:
+    """(depth, line, column) of the most deeply nested ``[`` or ``{`` of a value, outside strings
+    and comments: where to point when tomllib gives up on the nesting (RecursionError)."""
+    depth = best = 0
+    best_at = 0
+    i, n = 0, len(text)
+    header = True  # at the start of a line a "[" opens a table header, not an array
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            header = depth == 0
+        elif c in " \t\r":
+            pass
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c in "\"'":
+            q = text[i : i + 3] if text.startswith(c * 3, i) else c
+            j = i + len(q)
+            while j < n and not text.startswith(q, j):
+                j += 2 if (c == '"' and text[j] == "\\") else 1
+                if len(q) == 1 and j < n and text[j] == "\n":
+                    break
+            i = j + len(q)
+            header = False
+            continue
+        elif c in "[{" and not (header and c == "["):
+            depth += 1
+            if depth > best:
+                best, best_at = depth, i
+        elif c in "]}" and depth:
+            depth -= 1
+        else:
+            header = False
+        if c == "[" and header:
+            j = text.find("\n", i)  # a table header: the rest of its line
+            i = n if j < 0 else j
+            continue
+        i += 1
+    line = text.count("\n", 0, best_at) + 1
+    return best, line, best_at - text.rfind("\n", 0, best_at)
+
+
 def parse_toml(text: str, path: str) -> dict:
     """tomllib.loads, with failures as ConfigParseError carrying the parser's line and column."""
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        depth, line, col = _deepest(text)
+        raise ConfigParseError(
+            f"{path} is not usable TOML at line {line}, column {col}: arrays or inline tables nested {depth} levels "
+            "deep, more than any config.toml needs (or a parser can follow); fix the file by hand (gpudock left it "
+            "untouched)",
+            path,
+            line,
+            col,
+        ) from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = _POS.search(msg)

@@ -241,3 +241,12 @@ def test_read_only_filesystem_message_does_not_say_run_as_root(tmp_path):
     assert "as root" not in p.stderr and "sudo" not in p.stderr
     p = gpudock("toolkit", "defaults", "--config", f"{mnt}/sub/config.toml", prefix=private_mount(setup))
     assert p.returncode == 2 and "read-only" in p.stderr and "as root" not in p.stderr
+
+
+def test_config_option_fifo_never_blocks(tmp_path):
+    f = _fifo(tmp_path / "config.toml")
+    status = ["toolkit", "status", "--no-engine", "--daemon-json", str(tmp_path / "none.json")]
+    for argv in (status, ["toolkit", "debug", "on", "--yes"], ["toolkit", "defaults"]):
+        p = gpudock(*argv, "--config", str(f), timeout=QUICK)
+        assert p.returncode == 2 and "FIFO" in p.stderr and str(f) in p.stderr, (argv, p.stderr)
+    assert stat.S_ISFIFO(os.stat(f).st_mode)

@@ -658,3 +658,25 @@ def test_plan_notes_the_upgrade_trap_for_default_paths(tmp_path):
     assert tc.plan_debug(cfg, "hook", True, "/var/log/gpudock-hook-debug.log").note is None
     assert tc.plan_debug(cfg, "hook", False).note is None
     assert tc.plan_debug(cfg, "hook", True).to_json()["note"]
+
+
+@pytest.mark.parametrize(
+    "text,line,col,depth",
+    [
+        ("a = " + "[" * 5000 + "]" * 5000 + "\n", 1, 5004, 5000),
+        (
+            '[nvidia-container-cli]\n# [[[ not this\nx = "[[[["\ny = ' + "{a = " * 3000 + "1" + "}" * 3000 + "\n",
+            4,
+            5 + 5 * 2999,
+            3000,
+        ),
+    ],
+    ids=["arrays", "inline-tables"],
+)
+def test_nesting_too_deep_for_the_parser_is_refused_with_the_place(tmp_path, text, line, col, depth):
+    path = _copy(tmp_path, text.encode())
+    with pytest.raises(tc.ConfigParseError) as ei:
+        tc.load_config(str(path))
+    e = ei.value
+    assert (e.line, e.column) == (line, col)
+    assert f"{path} is not usable TOML at line {line}, column {col}: arrays or inline tables nested {depth}" in str(e)
