@@ -94,6 +94,15 @@ def _split(p: str) -> list[str]:
     return [c for c in p.split("/") if c and c != "."]
 
 
+def _split_walk(p: str) -> list[str]:
+    """Components for a walk: as _split, but a trailing "/" or "/." stays as a last "." that
+    demands a directory, as the kernel does ("file/" and "file/." are ENOTDIR, not the file)."""
+    comps = _split(p)
+    if comps and (p.endswith("/") or p.endswith("/.")):
+        comps.append(".")
+    return comps
+
+
 class HostRoot:
     """The host's filesystem as seen under ``path`` (``"/"``: this machine itself).
 
@@ -190,7 +199,7 @@ class HostRoot:
         S_ISDIR = _stat.S_ISDIR
 
         # Work list of components still to walk, reversed so pop() is O(1).
-        todo = _split(p)
+        todo = _split_walk(p)
         todo.reverse()
         # stack[i] is the resolved host path of the first i components (no links among them);
         # keeping every prefix makes ".." a pop and each step one string concatenation.
@@ -198,6 +207,8 @@ class HostRoot:
         hops = 0
         while todo:
             name = todo.pop()
+            if name == ".":  # a trailing "/": what came before was checked to be a directory
+                continue
             if name == "..":
                 if len(stack) > 1:  # ".." at the root stays at the root: no escaping
                     stack.pop()
@@ -227,7 +238,7 @@ class HostRoot:
             target = readlink(prefix + cur)
             if target.startswith("/"):
                 del stack[1:]  # absolute target: start again at the root, not at the real "/"
-            comps = _split(target)
+            comps = _split_walk(target)
             comps.reverse()
             todo.extend(comps)
         return stack[-1] or "/"
@@ -261,7 +272,7 @@ class HostRoot:
 
     def _walk(self, p: str, follow: bool, create: bool) -> tuple[int, str, str]:
         where = f"resolving {p} under {self._root}"
-        todo = _split(p)
+        todo = _split_walk(p)
         todo.reverse()
         stack = [os.open(self._root, _DIR_FLAGS & ~os.O_NOFOLLOW)]  # the root itself: a path on this machine
         paths = [""]
@@ -270,6 +281,8 @@ class HostRoot:
         try:
             while todo:
                 name = todo.pop()
+                if name == ".":  # a trailing "/": what came before was opened as a directory
+                    continue
                 if name == "..":
                     if len(stack) > 1:  # ".." at the root stays at the root: no escaping
                         os.close(stack.pop())
@@ -308,7 +321,7 @@ class HostRoot:
                         while len(stack) > 1:
                             os.close(stack.pop())
                         del paths[1:]
-                    comps = _split(target)
+                    comps = _split_walk(target)
                     comps.reverse()
                     todo.extend(comps)
                     continue

@@ -436,3 +436,31 @@ def test_a_planted_lock_link_is_refused_and_its_target_untouched(tmp_path):
     with pytest.raises(atomic.FileAccessError, match="not gpudock's lock file"):
         atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))
     assert victim.read_bytes() == b"precious\n" and p.read_bytes() == b"a = 1\n"
+
+
+def test_setgid_and_sticky_bits_kept_with_owner(tmp_path):
+    p = tmp_path / "daemon.json"
+    p.write_bytes(b"{}\n")
+    os.chown(p, 1234, 2345)
+    os.chmod(p, 0o2640 | 0o1000)
+    atomic_write(str(p), b'{"a": 1}\n', read_snapshot(str(p)))
+    st = os.stat(p)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 2345, 0o3640)
+
+
+def test_links_planted_at_the_backup_and_temp_names_are_replaced_not_followed(tmp_path, monkeypatch):
+    p = tmp_path / "config.toml"
+    p.write_bytes(b"a = 1\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    (tmp_path / ("config.toml" + BACKUP_SUFFIX)).symlink_to(victim)
+    # every temp name the writer will pick already exists as a link to the victim
+    names = iter(["aaaaaaaa", "aaaaaaaa", "bbbbbbbb", "bbbbbbbb", "cccccccc", "dddddddd"])
+    monkeypatch.setattr(atomic, "_temp_name", lambda name: f".{name}.{next(names)}{atomic.TEMP_SUFFIX}")
+    (tmp_path / f".config.toml.aaaaaaaa{atomic.TEMP_SUFFIX}").symlink_to(victim)
+    (tmp_path / f".config.toml{BACKUP_SUFFIX}.bbbbbbbb{atomic.TEMP_SUFFIX}").symlink_to(victim)
+    atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))
+    assert victim.read_bytes() == b"precious\n"
+    assert p.read_bytes() == b"a = 2\n"
+    bak = tmp_path / ("config.toml" + BACKUP_SUFFIX)
+    assert not bak.is_symlink() and bak.read_bytes() == b"a = 1\n"
