@@ -9,7 +9,14 @@ and more than 40 links in one lookup is an error (ELOOP), never a hang.
 Every probe that reads host files goes through a :class:`HostRoot`, so that ``--root`` works
 everywhere and tests can build a fake host in a temporary directory. Paths handed to and returned
 by the public methods are always *host* paths (what the host would print); :meth:`HostRoot.path`
-and :meth:`HostRoot.real` give the real paths on this machine for doing I/O.
+and :meth:`HostRoot.real` give the real paths on this machine, to show.
+
+Reading and writing go through :meth:`HostRoot.walk`: the same resolution done with directory
+descriptors, one component at a time, so that what is opened is inside the root even if a link
+on the way is swapped meanwhile; ``gpudock.toolkit.atomic`` writes relative to those descriptors.
+:meth:`HostRoot.read_bytes` reads only regular files (procfs and sysfs files are regular files):
+a FIFO, a device or a socket is refused before it is opened (:class:`NotRegularFileError`), and
+what is read is capped.
 
 No Textual import here, ever: the CLI and the doctor use this without a UI.
 """
