@@ -13,7 +13,7 @@ import sys
 from gpudock.exitcode import ExitCode
 from gpudock.toolkit import config as tkconfig
 from gpudock.toolkit import daemon_json as dj
-from gpudock.toolkit.atomic import AtomicWriteError
+from gpudock.toolkit.atomic import AtomicWriteError, edit_lock
 from gpudock.toolkit.overview import overview
 
 
@@ -22,8 +22,8 @@ def _err(msg: str) -> int:
     return ExitCode.FAILED
 
 
-def _daemon_json_path(args, host) -> str:
-    return args.daemon_json or tkconfig.host_file(host.root, dj.DEFAULT_PATH)
+def _daemon_json_file(args, host):
+    return dj.daemon_json_file(args.daemon_json, root=host.root)
 
 
 def _locate(args, host):
@@ -124,23 +124,51 @@ def _confirm(question: str) -> bool:
 
 def cmd_debug(args, host) -> int:
     component = "runtime" if args.runtime else "hook"
+    if args.path is not None and not args.path:
+        return _err("--path must name the log file, not be empty")
+    if args.path is not None and _not_utf8(args.path):
+        return _err(f"--path {_raw(args.path)!r} is not valid UTF-8; the toolkit reads config.toml as UTF-8")
     loc = _locate(args, host)
+    if loc.error:
+        return _err(loc.error)
+    if args.yes:
+        # Nobody confirms in between: hold the file's lock from the read to the rename, so that
+        # gpudock writers running at the same time take turns and none of their changes is lost.
+        try:
+            with edit_lock(loc.file):
+                cfg = tkconfig.load_config(loc)
+                plan = tkconfig.plan_debug(cfg, component, args.state == "on", args.path)
+                _describe(plan)
+                res = tkconfig.apply_plan(plan)
+        except (tkconfig.ConfigError, AtomicWriteError) as e:
+            return _err(str(e))
+        return _debug_done(plan, res)
     try:
-        cfg = tkconfig.load_config(loc.path)
+        cfg = tkconfig.load_config(loc)
         plan = tkconfig.plan_debug(cfg, component, args.state == "on", args.path)
     except (tkconfig.ConfigError, AtomicWriteError) as e:
         return _err(str(e))
+    _describe(plan)
+    if not plan.changed:
+        return ExitCode.OK
+    if not _confirm("Write this change?"):
+        return _err(f"not written: confirm on a terminal or pass --yes to change {plan.path}")
+    try:
+        res = tkconfig.apply_plan(plan)  # refused if the file changed while we asked
+    except AtomicWriteError as e:
+        return _err(str(e))
+    return _debug_done(plan, res)
+
+
+def _describe(plan) -> None:
     print(plan.describe())
     if plan.note:
         print(f"note: {plan.note}")
+
+
+def _debug_done(plan, res) -> int:
     if not plan.changed:
         return ExitCode.OK
-    if not args.yes and not _confirm("Write this change?"):
-        return _err(f"not written: confirm on a terminal or pass --yes to change {plan.path}")
-    try:
-        res = tkconfig.apply_plan(plan)
-    except AtomicWriteError as e:
-        return _err(str(e))
     if res is not None and res.backup:
         print(f"written; the previous version is kept in {res.backup}")
     if plan.enable:
@@ -148,29 +176,46 @@ def cmd_debug(args, host) -> int:
     return ExitCode.OK
 
 
+def _not_utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _raw(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
 # --------------------------------------------------------------------------- runtime register
 
 
 def cmd_runtime_register(args, host) -> int:
-    path = _daemon_json_path(args, host)
+    f = _daemon_json_file(args, host)
     try:
-        plan = dj.plan_register(
-            dj.load_daemon_json(path),
-            args.path,
-            args.name,
-            True if args.default else (False if args.no_default else None),
-        )
-        res = dj.apply_register(plan)
+        # One read-merge-write under the file's lock: parallel registrations take turns and each
+        # merges into what the one before wrote.
+        with edit_lock(f, make_parents=True):
+            plan = dj.plan_register(
+                dj.load_daemon_json(f),
+                args.path,
+                args.name,
+                True if args.default else (False if args.no_default else None),
+            )
+            res = dj.apply_register(plan)
     except (dj.DaemonJsonError, AtomicWriteError) as e:
         return _err(str(e))
     if getattr(args, "json", False):
         print(json.dumps(plan.to_json() | {"backup": res.backup if res else None}, indent=2))
         return ExitCode.OK
+    if plan.kept:
+        print(f"{plan.path}: {plan.kept}")
     if not plan.changed:
-        print(f'{path}: runtime "{args.name}" is already registered as asked; nothing to change')
+        print(f'{plan.path}: runtime "{args.name}" is already registered as asked; nothing to change')
         return ExitCode.OK
     for c in plan.changes:
-        print(f"{path}: {c}")
+        print(f"{plan.path}: {c}")
     if res is not None and res.backup:
         print(f"the previous version is kept in {res.backup}")
     print(dj.RESTART_HINT)
@@ -182,13 +227,15 @@ def cmd_runtime_register(args, host) -> int:
 
 def cmd_defaults(args, host) -> int:
     loc = _locate(args, host)
+    if loc.error:
+        return _err(loc.error)
     if loc.exists:
         return _err(f"{loc.path} already exists; gpudock writes the defaults only where there is no file")
     try:
-        tkconfig.write_defaults(loc.path, root=host.root)
+        res = tkconfig.write_defaults(loc, root=host.root)
     except (tkconfig.ConfigError, AtomicWriteError) as e:
         return _err(str(e))
-    print(f"wrote the toolkit's default configuration to {loc.path}")
+    print(f"wrote the toolkit's default configuration to {res.path}")
     return ExitCode.OK
 
 
@@ -236,8 +283,9 @@ def register(subparsers) -> None:
     rr.add_argument(
         "--path",
         metavar="RUNTIME",
-        default=dj.RUNTIME_BINARY,
-        help="the runtime binary (default: nvidia-container-runtime, found in dockerd's PATH)",
+        default=None,
+        help="the runtime binary (default: keep the path of a runtime already registered under --name, "
+        "else nvidia-container-runtime, found in dockerd's PATH)",
     )
     rr.add_argument("--name", default="nvidia", help="runtime name (default nvidia)")
     rr.add_argument("--json", action="store_true", help="machine-readable output")

@@ -581,12 +581,36 @@ def _rfc3339(value, where: str) -> str:
     raise ScenarioError(f'{where}: expected an RFC 3339 time ("2026-11-20T08:14:03Z"), got {value!r}')
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
+# A scenario describes a host in a few KiB; more is not a scenario (and --sim /dev/zero never ends).
+MAX_SCENARIO_BYTES = 4 << 20
+
+
+def _read_scenario_file(p: Path) -> bytes:
+    """The file's bytes: only a regular file (a FIFO would block, a device never end), at most
+    MAX_SCENARIO_BYTES."""
+    from gpudock.host.root import HostRoot, NotRegularFileError
+
     try:
-        raw = p.read_bytes()
+        raw = HostRoot("/").read_bytes(os.path.abspath(p), limit=MAX_SCENARIO_BYTES + 1)
+    except NotRegularFileError as e:
+        raise ScenarioError(f"{p}: cannot read the scenario file: it is {e.kind}, not a regular file") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{p}: cannot read the scenario file: it is a directory; name the .toml file") from None
     except OSError as e:
         raise ScenarioError(f"{p}: cannot read the scenario file: {e.strerror or e}") from None
+    if raw is None:
+        raise ScenarioError(f"{p}: cannot read the scenario file: it does not exist")
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(
+            f"{p}: cannot read the scenario file: it is larger than {MAX_SCENARIO_BYTES >> 20} MiB, "
+            "far more than any scenario; is it the right file?"
+        )
+    return raw
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    raw = _read_scenario_file(p)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:

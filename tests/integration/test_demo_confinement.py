@@ -31,42 +31,87 @@ CHILD = textwrap.dedent(
     }
 
     recording = [True]
+    import threading
+    local = threading.local()
+
+    def where(path, dir_fd):
+        # the path an operation names: relative to a directory descriptor when it has one
+        if isinstance(path, bytes):
+            path = path.decode(errors="replace")
+        if not isinstance(path, (str, os.PathLike)):
+            return None
+        path = os.fspath(path)
+        if isinstance(dir_fd, int) and dir_fd >= 0 and not path.startswith("/"):
+            try:
+                return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+            except OSError:
+                return f"<fd {dir_fd}>/{path}"
+        return path
+
+    # (paths, their directory descriptors) by event: the arguments Python passes to the audit hook
+    WHERE = {
+        "os.mkdir": lambda a: [(a[0], a[2])],
+        "os.rename": lambda a: [(a[0], a[2]), (a[1], a[3])],
+        "os.replace": lambda a: [(a[0], a[2]), (a[1], a[3])],
+        "os.remove": lambda a: [(a[0], a[1])],
+        "os.rmdir": lambda a: [(a[0], a[1])],
+        "os.symlink": lambda a: [(a[1], a[2])],
+        "os.link": lambda a: [(a[1], a[3])],
+        "os.chmod": lambda a: [(a[0], a[2])],
+        "os.chown": lambda a: [(a[0], a[3])],
+        "os.utime": lambda a: [(a[0], a[3])],
+        "os.listdir": lambda a: [(a[0], None)],
+        "os.scandir": lambda a: [(a[0], None)],
+        "shutil.rmtree": lambda a: [(a[0], a[1])],
+    }
 
     def hook(event, args):
         if not recording:
             return
-        if event in FILE_EVENTS:
-            if event not in ("open", "os.chdir") and len(args) > 1 and isinstance(args[-1], int) and args[-1] >= 0:
-                return  # relative to a directory fd (shutil.rmtree's walk): its own event names the tree
-            mode = args[1] if event == "open" and len(args) > 1 else None
-            flags = args[2] if event == "open" and len(args) > 2 else 0
-            # symlink/link name the new path second; rename/replace change both
-            paths = {"os.symlink": args[1:2], "os.link": args[1:2], "os.rename": args[:2], "os.replace": args[:2]}
-            for path in paths.get(event, args[:1]):
-                if isinstance(path, bytes):
-                    path = path.decode(errors="replace")
-                if isinstance(path, (str, os.PathLike)):
-                    events.append([event, os.fspath(path), mode if isinstance(mode, str) else None, flags or 0])
+        if event == "open":
+            if getattr(local, "dir_fd", None) is not None:
+                return  # os.open with dir_fd: recorded by the wrapper below, which knows the directory
+            path = where(args[0], None)
+            mode = args[1] if len(args) > 1 and isinstance(args[1], str) else None
+            if path is not None:
+                events.append([event, path, mode, (args[2] if len(args) > 2 else 0) or 0])
+        elif event in FILE_EVENTS:
+            pairs = WHERE.get(event, lambda a: [(a[0], None)])(args) if args else []
+            for path, dir_fd in pairs:
+                path = where(path, dir_fd)
+                if path is not None:
+                    events.append([event, path, None, 0])
         elif event == "socket.connect":
             addr = args[1] if len(args) > 1 else None
             if isinstance(addr, (str, bytes)):
                 events.append(["connect", addr.decode() if isinstance(addr, bytes) else addr, None, 0])
 
-    real_stat, real_lstat = os.stat, os.lstat
+    real_stat, real_lstat, real_open = os.stat, os.lstat, os.open
 
     def stat(path, *a, **kw):
-        if recording and isinstance(path, (str, bytes, os.PathLike)) and kw.get("dir_fd") is None:
-            events.append(["os.stat", os.fsdecode(path), None, 0])
+        if recording and isinstance(path, (str, bytes, os.PathLike)):
+            events.append(["os.stat", where(path, kw.get("dir_fd")), None, 0])
         return real_stat(path, *a, **kw)
 
     def lstat(path, *a, **kw):
-        if recording and isinstance(path, (str, bytes, os.PathLike)) and kw.get("dir_fd") is None:
-            events.append(["os.lstat", os.fsdecode(path), None, 0])
+        if recording and isinstance(path, (str, bytes, os.PathLike)):
+            events.append(["os.lstat", where(path, kw.get("dir_fd")), None, 0])
         return real_lstat(path, *a, **kw)
+
+    def os_open(path, flags, mode=0o777, *, dir_fd=None):
+        if dir_fd is None:
+            return real_open(path, flags, mode)
+        if recording:
+            events.append(["open", where(path, dir_fd), None, flags])
+        local.dir_fd = dir_fd
+        try:
+            return real_open(path, flags, mode, dir_fd=dir_fd)
+        finally:
+            local.dir_fd = None
 
     import gpudock.cli, gpudock.ui.app, textual.app, docker, pynvml, yaml  # imports read site-packages only
     sys.addaudithook(hook)
-    os.stat, os.lstat = stat, lstat
+    os.stat, os.lstat, os.open = stat, lstat, os_open
 
     from gpudock.cli import main
     plan = json.loads(sys.argv[2])

@@ -281,7 +281,7 @@ async def test_no_permission_is_said_in_words(tmp_path, monkeypatch):
     real = atomic.read_snapshot
 
     def denied(path):
-        if path == str(cfg):
+        if str(path) == str(cfg):
             raise atomic.PermissionDeniedError(atomic.permission_message(path, "read"), path)
         return real(path)
 

@@ -418,13 +418,13 @@ class ToolkitScreen(Screen):
         self.post_message(self.Loaded(gen, doc, errors))
 
     def _paths(self) -> tuple[str, str]:
-        return self._locate().path, self._daemon_json()
+        return self._locate().path, self._daemon_json().shown
 
     def _locate(self) -> tkconfig.ConfigLocation:
         return tkconfig.locate_config(self.config_path, root=self.root, environ=self.environ)
 
-    def _daemon_json(self) -> str:
-        return self.daemon_json_path or tkconfig.host_file(self.root, dj.DEFAULT_PATH)
+    def _daemon_json(self):
+        return dj.daemon_json_file(self.daemon_json_path, root=self.root)
 
     @staticmethod
     def _fingerprint(paths: tuple[str, ...]) -> tuple:
@@ -499,7 +499,10 @@ class ToolkitScreen(Screen):
         for comp in ("hook", "runtime"):
             d = debug.get(comp)
             if d and d["enabled"] and d["log_path"]:
-                path = tkconfig.host_file(self.root, d["log_path"])
+                try:
+                    path = tkconfig.host_file(self.root, d["log_path"])
+                except (OSError, ValueError):  # a link loop, a relative path: nothing to follow
+                    continue
                 if path not in [p for _, p in out]:
                     out.append((comp, path))
         return tuple(out)
@@ -652,7 +655,7 @@ class ToolkitScreen(Screen):
     def _plan_debug(self, component: str) -> None:
         loc = self._locate()
         try:
-            cfg = tkconfig.load_config(loc.path)
+            cfg = tkconfig.load_config(loc)
             enable = not cfg.debug_status(component).enabled
             plan = tkconfig.plan_debug(cfg, component, enable)
         except tkconfig.ConfigMissingError:
@@ -671,9 +674,10 @@ class ToolkitScreen(Screen):
 
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
     def _plan_register(self, default: str | None) -> None:
-        path = self._daemon_json()
+        dfile = self._daemon_json()
+        path = dfile.shown
         try:
-            doc = dj.load_daemon_json(path)
+            doc = dj.load_daemon_json(dfile)
             if default == "toggle":
                 make = doc.default_runtime != "nvidia"
                 plan = dj.plan_register(doc, default=make)
@@ -696,7 +700,10 @@ class ToolkitScreen(Screen):
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
     def _plan_defaults(self) -> None:
         loc = self._locate()
-        if os.path.exists(loc.path):
+        if loc.error:
+            self.post_message(self.Done(loc.error, error=True))
+            return
+        if loc.exists:
             self.post_message(self.Done(f"{loc.path} exists; gpudock writes the defaults only where there is no file"))
             return
         body = Text()
@@ -706,7 +713,7 @@ class ToolkitScreen(Screen):
             "in 1.17): debug logging off, mode auto, log-level info.\n"
         )
         body.append("The directory is created if needed.", style="dim")
-        self.post_message(self.Planned("defaults", loc.path, "Write the toolkit's defaults?", body))
+        self.post_message(self.Planned("defaults", loc, "Write the toolkit's defaults?", body))
 
     @on(Planned)
     def _on_planned(self, message: Planned) -> None:
@@ -731,7 +738,7 @@ class ToolkitScreen(Screen):
                 msg = f"{plan.path}: {'; '.join(plan.changes)}. {dj.RESTART_HINT[0].upper()}{dj.RESTART_HINT[1:]}"
             else:
                 tkconfig.write_defaults(plan, root=self.root)
-                msg = f"wrote the toolkit's defaults to {plan}"
+                msg = f"wrote the toolkit's defaults to {plan.path}"
         except (tkconfig.ConfigError, dj.DaemonJsonError, AtomicWriteError) as e:
             self.post_message(self.Done(str(e), error=True))
             return
