@@ -469,6 +469,16 @@ class NvmlSession:
             counts = EccErrors(
                 q(fn, handle, corr, vol), q(fn, handle, unc, vol), q(fn, handle, corr, agg), q(fn, handle, unc, agg)
             )
+            if all(
+                v is None
+                for v in (
+                    counts.volatile_corrected,
+                    counts.volatile_uncorrected,
+                    counts.aggregate_corrected,
+                    counts.aggregate_uncorrected,
+                )
+            ):
+                counts = None
         retired = None
         sbe = self._opt(
             pynvml.nvmlDeviceGetRetiredPages, handle, pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS
