@@ -466,19 +466,8 @@ class NvmlSession:
             fn = pynvml.nvmlDeviceGetTotalEccErrors
             corr, unc = pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
             vol, agg = pynvml.NVML_VOLATILE_ECC, pynvml.NVML_AGGREGATE_ECC
-            counts = EccErrors(
-                q(fn, handle, corr, vol), q(fn, handle, unc, vol), q(fn, handle, corr, agg), q(fn, handle, unc, agg)
-            )
-            if all(
-                v is None
-                for v in (
-                    counts.volatile_corrected,
-                    counts.volatile_uncorrected,
-                    counts.aggregate_corrected,
-                    counts.aggregate_uncorrected,
-                )
-            ):
-                counts = None
+            values = [q(fn, handle, kind, counter) for counter in (vol, agg) for kind in (corr, unc)]
+            counts = EccErrors(*values) if any(v is not None for v in values) else None
         retired = None
         sbe = self._opt(
             pynvml.nvmlDeviceGetRetiredPages, handle, pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS
