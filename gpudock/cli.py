@@ -142,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules():
-    from gpudock.commands import doctor, holders, launch, libs, toolkit
+    from gpudock.commands import doctor, holders, launch, libs, toolkit, topo
 
-    return (holders, doctor, libs, toolkit, launch)
+    return (holders, doctor, libs, toolkit, launch, topo)
 
 
 def main(argv: list[str] | None = None) -> int:

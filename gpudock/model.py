@@ -435,6 +435,19 @@ class Topology:
         n = len(self.gpus)
         return [[self.link(i, j) for j in range(n)] for i in range(n)]
 
+    def table_lines(self) -> list[str]:
+        """The matrix as ``nvidia-smi topo -m`` lays it out: GPU rows and columns, then each GPU's
+        CPU and NUMA affinity."""
+        heads = [f"GPU{g.index}" for g in self.gpus]
+        w = max([4, *(len(h) for h in heads), *(len(c) for row in self.matrix() for c in row)]) + 2
+        cpu_w = max([12, *(len(g.cpu_affinity or "N/A") for g in self.gpus)]) + 2
+        lines = [" " * w + "".join(f"{h:<{w}}" for h in heads) + f"{'CPU Affinity':<{cpu_w}}NUMA Affinity"]
+        for g, row in zip(self.gpus, self.matrix()):
+            cells = "".join(f"{c:<{w}}" for c in row)
+            numa = "N/A" if g.numa_node is None else str(g.numa_node)
+            lines.append(f"{'GPU' + str(g.index):<{w}}{cells}{g.cpu_affinity or 'N/A':<{cpu_w}}{numa}")
+        return [ln.rstrip() for ln in lines]
+
     def to_json(self) -> dict:
         return {
             "gpus": [
