@@ -435,13 +435,13 @@ class Topology:
         n = len(self.gpus)
         return [[self.link(i, j) for j in range(n)] for i in range(n)]
 
-    def table_lines(self) -> list[str]:
+    def table_lines(self, pad: int = 2, numa_head: str = "NUMA Affinity") -> list[str]:
         """The matrix as ``nvidia-smi topo -m`` lays it out: GPU rows and columns, then each GPU's
-        CPU and NUMA affinity."""
+        CPU and NUMA affinity (``pad`` spaces between columns)."""
         heads = [f"GPU{g.index}" for g in self.gpus]
-        w = max([4, *(len(h) for h in heads), *(len(c) for row in self.matrix() for c in row)]) + 2
-        cpu_w = max([12, *(len(g.cpu_affinity or "N/A") for g in self.gpus)]) + 2
-        lines = [" " * w + "".join(f"{h:<{w}}" for h in heads) + f"{'CPU Affinity':<{cpu_w}}NUMA Affinity"]
+        w = max([4, *(len(h) for h in heads), *(len(c) for row in self.matrix() for c in row)]) + pad
+        cpu_w = max([12, *(len(g.cpu_affinity or "N/A") for g in self.gpus)]) + pad
+        lines = [" " * w + "".join(f"{h:<{w}}" for h in heads) + f"{'CPU Affinity':<{cpu_w}}{numa_head}"]
         for g, row in zip(self.gpus, self.matrix()):
             cells = "".join(f"{c:<{w}}" for c in row)
             numa = "N/A" if g.numa_node is None else str(g.numa_node)
