@@ -142,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules():
-    from gpudock.commands import doctor, holders, launch, libs, toolkit, topo
+    from gpudock.commands import doctor, holders, launch, libs, sim_exec, toolkit, topo
 
-    return (holders, doctor, libs, toolkit, launch, topo)
+    return (holders, doctor, libs, toolkit, launch, topo, sim_exec)
 
 
 def main(argv: list[str] | None = None) -> int:

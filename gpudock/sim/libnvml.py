@@ -401,10 +401,15 @@ class SimNvmlLibrary:
 
         def processes(kind: str, struct):
             def impl(handle, count_ptr, array):
-                g, rc = s._device_call(handle, "processes")
-                if g is None:
-                    return rc
-                procs = [p for p in g.processes if p.kind == kind]
+                mig = s._mig_by_handle.get(handle)
+                if mig:  # a MIG device lists the processes in its instance
+                    g, mi = mig
+                    procs = [p for p in g.processes if p.kind == kind and p.mig_index == mi]
+                else:
+                    g, rc = s._device_call(handle, "processes")
+                    if g is None:
+                        return rc
+                    procs = [p for p in g.processes if p.kind == kind]
                 have = cast(count_ptr, POINTER(c_uint))[0]
                 if not procs:
                     _put_uint(count_ptr, 0)
