@@ -15,10 +15,11 @@ Three cadences keep a refresh cheap:
 * static, once per session: name, UUID, bus id, minor, serial, limits, max clocks, BAR1 size, the
   PCIe link's maximum generation and width, compute capability, NUMA node and CPU affinity, the
   NVLinks the card has, and the GPU-to-GPU topology (:meth:`NvmlSession.topology`);
-* slow, every ``slow_interval`` seconds (default 5): ECC mode and error counts, retired pages,
-  remapped rows, NVLinks up, the PCIe link's current generation and width, and PCIe throughput
-  (the driver samples each counter over 20 ms, so reading it every second would stretch every
-  refresh by 40 ms per GPU on a real host);
+* slow, every ``slow_interval`` seconds (default 5): ECC error counts, the PCIe link's current
+  generation and width, and PCIe throughput (the driver samples each counter over 20 ms, so
+  reading it every second would stretch every refresh by 40 ms per GPU on a real host);
+* health, every ``health_interval`` seconds (default 30): ECC mode, retired pages, remapped rows
+  and NVLinks up, which change only when a card fails (18 calls per card for the links alone);
 * fast, every refresh: memory, utilization, encoder/decoder, temperature, fan, power, P-state,
   clocks and why they are held down, BAR1 in use, MIG, processes and their SM share.
 """
@@ -136,6 +137,7 @@ class _Slow:
     """Per-GPU readings refreshed every ``slow_interval`` seconds (see the module docstring)."""
 
     taken_at: float
+    health_at: float  # when the health fields (ECC mode, retired pages, remapped rows, NVLinks) were read
     ecc_mode_current: bool | None
     ecc_mode_pending: bool | None
     ecc_errors: EccErrors | None
@@ -192,10 +194,17 @@ class NvmlSession:
 
     _active_lock = threading.RLock()
 
-    def __init__(self, loader: LibraryLoader | None = None, source: str = "nvml", slow_interval: float = 5.0):
+    def __init__(
+        self,
+        loader: LibraryLoader | None = None,
+        source: str = "nvml",
+        slow_interval: float = 5.0,
+        health_interval: float = 30.0,
+    ):
         self._loader = loader or system_loader()
         self.source = source
         self.slow_interval = slow_interval
+        self.health_interval = health_interval
         self._lock = self._active_lock
         self._started = False
         self.failure: NvmlFailure | None = None
@@ -299,7 +308,7 @@ class NvmlSession:
             now = time.monotonic()
             slow = self._slow.get(index)
             if slow is None or now - slow.taken_at >= self.slow_interval:
-                slow = self._slow[index] = self._read_slow(handle, st, now)
+                slow = self._slow[index] = self._read_slow(handle, st, now, slow)
             mem = _call(pynvml.nvmlDeviceGetMemoryInfo, handle)
             util = _call(pynvml.nvmlDeviceGetUtilizationRates, handle)
             power = _call(pynvml.nvmlDeviceGetPowerUsage, handle)
@@ -458,16 +467,39 @@ class NvmlSession:
             n += 1
         return n or None
 
-    def _read_slow(self, handle, st: _Static, now: float) -> _Slow:
-        ecc = self._opt(pynvml.nvmlDeviceGetEccMode, handle)
+    def _read_slow(self, handle, st: _Static, now: float, prev: _Slow | None) -> _Slow:
+        if prev is not None and now - prev.health_at < self.health_interval:
+            health_at, ecc = prev.health_at, (prev.ecc_mode_current, prev.ecc_mode_pending)
+            retired, rows, up = prev.retired_pages, prev.remapped_rows, prev.nvlinks_up
+        else:
+            health_at, (ecc, retired, rows, up) = now, self._read_health(handle, st)
         counts = None
-        if ecc and ecc[0]:
+        if ecc[0]:
             q = self._opt
             fn = pynvml.nvmlDeviceGetTotalEccErrors
             corr, unc = pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED
             vol, agg = pynvml.NVML_VOLATILE_ECC, pynvml.NVML_AGGREGATE_ECC
             values = [q(fn, handle, kind, counter) for counter in (vol, agg) for kind in (corr, unc)]
             counts = EccErrors(*values) if any(v is not None for v in values) else None
+        return _Slow(
+            taken_at=now,
+            health_at=health_at,
+            ecc_mode_current=ecc[0],
+            ecc_mode_pending=ecc[1],
+            ecc_errors=counts,
+            retired_pages=retired,
+            remapped_rows=rows,
+            pcie_gen=self._opt(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, handle),
+            pcie_width=self._opt(pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle),
+            pcie_rx_kib_s=self._opt(pynvml.nvmlDeviceGetPcieThroughput, handle, pynvml.NVML_PCIE_UTIL_RX_BYTES),
+            pcie_tx_kib_s=self._opt(pynvml.nvmlDeviceGetPcieThroughput, handle, pynvml.NVML_PCIE_UTIL_TX_BYTES),
+            nvlinks_up=up,
+        )
+
+    def _read_health(self, handle, st: _Static):
+        """ECC mode, retired pages, remapped rows, NVLinks up: what changes only when a card fails."""
+        mode = self._opt(pynvml.nvmlDeviceGetEccMode, handle)
+        ecc = (_bool(mode[0]), _bool(mode[1])) if mode else (None, None)
         retired = None
         sbe = self._opt(
             pynvml.nvmlDeviceGetRetiredPages, handle, pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS
@@ -478,24 +510,13 @@ class NvmlSession:
             )
             pending = self._opt(pynvml.nvmlDeviceGetRetiredPagesPendingStatus, handle)
             retired = RetiredPages(len(sbe), len(dbe) if dbe is not None else None, _bool(pending))
-        rows = self._opt(pynvml.nvmlDeviceGetRemappedRows, handle)
+        r = self._opt(pynvml.nvmlDeviceGetRemappedRows, handle)
+        rows = RemappedRows(r[0], r[1], bool(r[2]), bool(r[3])) if r else None
         up = None
         if st.nvlinks:
             states = [self._opt(pynvml.nvmlDeviceGetNvLinkState, handle, link) for link in range(st.nvlinks)]
             up = sum(1 for v in states if v)
-        return _Slow(
-            taken_at=now,
-            ecc_mode_current=_bool(ecc[0]) if ecc else None,
-            ecc_mode_pending=_bool(ecc[1]) if ecc else None,
-            ecc_errors=counts,
-            retired_pages=retired,
-            remapped_rows=RemappedRows(rows[0], rows[1], bool(rows[2]), bool(rows[3])) if rows else None,
-            pcie_gen=self._opt(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, handle),
-            pcie_width=self._opt(pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle),
-            pcie_rx_kib_s=self._opt(pynvml.nvmlDeviceGetPcieThroughput, handle, pynvml.NVML_PCIE_UTIL_RX_BYTES),
-            pcie_tx_kib_s=self._opt(pynvml.nvmlDeviceGetPcieThroughput, handle, pynvml.NVML_PCIE_UTIL_TX_BYTES),
-            nvlinks_up=up,
-        )
+        return ecc, retired, rows, up
 
     def _read_topology(self, gpus: tuple[Gpu, ...]) -> Topology:
         """The PCIe common ancestor of every pair, and the NVLinks between them: direct links are

@@ -325,3 +325,15 @@ def test_the_json_has_every_reading():
     assert j["compute_capability"] == "9.0"
     assert [p["sm_util"] for p in j["processes"]] == [28, 6]
     assert 0 < j["decoder_utilization"] <= 100  # a moving value: the triton card decodes video
+
+
+def test_health_readings_are_read_once_per_health_interval(monkeypatch):
+    rows, ecc = [], []
+    real_rows, real_ecc = pynvml.nvmlDeviceGetRemappedRows, pynvml.nvmlDeviceGetTotalEccErrors
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetRemappedRows", lambda *a: rows.append(a) or real_rows(*a))
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetTotalEccErrors", lambda *a: ecc.append(a) or real_ecc(*a))
+    with session(scenario([gpu(0)]), slow_interval=0.0, health_interval=3600.0) as s:
+        for _ in range(3):
+            g = s.snapshot().gpus[0]
+    assert len(rows) == 1 and len(ecc) == 12  # remapped rows once; ECC counts on every slow read
+    assert g.remapped_rows is not None and g.ecc_mode_current is True
