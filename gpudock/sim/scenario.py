@@ -5,6 +5,40 @@ to play, GPUs (index order is file order) with bus id, minor, memory, utilizatio
 temperature, power, MIG instances and processes. The format is documented in README.md
 ("Scenario files"); ``gpudock/sim/scenarios/demo.toml`` is the built-in 8-GPU server.
 
+The readings nvitop, gpustat and ``nvidia-smi -q`` show come from these optional ``[[gpu]]`` keys
+(defaults in brackets); a number may also be a moving value ``{base, amplitude, period, phase}``::
+
+    fan_speed = 35                        # % [30]; fans = 0 for a passively cooled card [1]
+    performance_state = 0                 # P-state 0..15 [0]
+    clock_event_reasons = ["sw_power_cap"] # why clocks are held: gpu_idle, applications_clocks_setting,
+                                          # sw_power_cap, hw_slowdown, sync_boost, sw_thermal_slowdown,
+                                          # hw_thermal_slowdown, hw_power_brake_slowdown,
+                                          # display_clock_setting [gpu_idle when utilization is 0, else none]
+    ecc_mode = true                       # [true]; ecc_mode_pending [= ecc_mode]; off: no error counts
+    ecc_errors = { volatile_corrected = 0, volatile_uncorrected = 0,
+                   aggregate_corrected = 0, aggregate_uncorrected = 0 }      # [all 0]
+    retired_pages = { single_bit = 0, double_bit = 0, pending = false }     # [0, 0, false]
+    remapped_rows = { correctable = 0, uncorrectable = 0, pending = false, failed = false }
+    pcie = { gen = 5, gen_max = 5, width = 16, width_max = 16,              # [4, gen, 16, width]
+             rx_kib_s = 0, tx_kib_s = 0,                                    # NVML's KB/s [0]
+             path = ["pci0000:00", "plx0"] }  # host bridge, then the PCIe switches down to the card
+                                          # [its own root port]: gives PIX/PXB/PHB/NODE/SYS
+    bar1_total_mib = 131072               # [256]; bar1_used_mib [2]
+    encoder_utilization = 0               # % [0]; decoder_utilization [0]
+    display_active = false                # [false]
+    compute_capability = "9.0"            # ["9.0"]
+    nvlink = { links = 18, down = [7], peers = [] }  # links the card has [0: no NVLink]; links not up;
+                                          # per link the bus id of the GPU at its end [NVSwitches]
+    numa_node = 0                         # [0]; -1: none
+    cpu_affinity = "0-55,112-167"         # [the 16 CPUs 16N..16N+15 of NUMA node N]
+
+``[[gpu.process]]`` takes ``sm_util``, ``mem_util`` (% of the GPU in its utilization sample;
+default: the GPU's utilization shared evenly among its compute processes), ``enc_util`` and
+``dec_util`` [0]; ``[[gpu.mig]]`` takes ``bar1_total_mib`` [the parent's BAR1 by memory share]
+and ``bar1_used_mib`` [0]. ``unsupported = ["nvmlDeviceGetFanSpeed", ...]`` makes a card answer
+NOT_SUPPORTED for those functions; ``[driver] missing_functions`` removes them from the library
+as an older driver would (FUNCTION_NOT_FOUND).
+
 The Docker side of the same host (optional; a file without it is a GPU-only host): ``[docker]``
 (engine version, default runtime, registered runtimes), ``[[image]]`` (local images: name, env,
 labels) and ``[[container]]`` tables, served by :mod:`gpudock.sim.dockerd` at the Engine API
