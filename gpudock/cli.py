@@ -94,9 +94,9 @@ def _leaves(sub: argparse._SubParsersAction):
 
 
 def _command_modules():
-    from gpudock.commands import doctor, gpus, holders, launch, libs, scenarios, toolkit
+    from gpudock.commands import doctor, gpus, holders, launch, libs, scenarios, sim_exec, toolkit, topo
 
-    return (gpus, holders, doctor, libs, toolkit, launch, scenarios)
+    return (gpus, holders, doctor, libs, toolkit, launch, topo, sim_exec, scenarios)
 
 
 def main(argv: list[str] | None = None) -> int:

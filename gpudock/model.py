@@ -32,6 +32,58 @@ def nvml_bus_id(bus_id: str) -> str:
     return f"{int(dom, 16):08X}:{bus.upper()}:{rest.upper()}"
 
 
+# NVML's clocks event (throttle) reasons: (bit, scenario key, the words nvidia-smi -q uses).
+CLOCK_EVENT_REASONS: tuple[tuple[int, str, str], ...] = (
+    (0x1, "gpu_idle", "Idle"),
+    (0x2, "applications_clocks_setting", "Applications Clocks Setting"),
+    (0x4, "sw_power_cap", "SW Power Cap"),
+    (0x8, "hw_slowdown", "HW Slowdown"),
+    (0x10, "sync_boost", "Sync Boost"),
+    (0x20, "sw_thermal_slowdown", "SW Thermal Slowdown"),
+    (0x40, "hw_thermal_slowdown", "HW Thermal Slowdown"),
+    (0x80, "hw_power_brake_slowdown", "HW Power Brake Slowdown"),
+    (0x100, "display_clock_setting", "Display Clock Setting"),
+)
+
+
+def clock_event_words(mask: int) -> tuple[str, ...]:
+    """The reasons in a clocks event mask, in words ("SW Power Cap"); () when the clocks run free."""
+    known = tuple(words for bit, _key, words in CLOCK_EVENT_REASONS if mask & bit)
+    unknown = mask & ~sum(bit for bit, _k, _w in CLOCK_EVENT_REASONS)
+    return known + ((f"other (0x{unknown:x})",) if unknown else ())
+
+
+def cpu_list(cpus) -> str:
+    """CPU numbers as the kernel and nvidia-smi print them: "0-55,112-167"."""
+    out: list[str] = []
+    run: list[int] = []
+    for c in sorted(set(cpus)):
+        if run and c == run[-1] + 1:
+            run.append(c)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [c]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """The inverse of :func:`cpu_list`; raises ValueError on anything else."""
+    cpus: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        first, last = int(lo), int(hi) if sep else int(lo)
+        if last < first or first < 0:
+            raise ValueError(part)
+        cpus.extend(range(first, last + 1))
+    return tuple(cpus)
+
+
 @dataclass(frozen=True, slots=True)
 class GpuProcess:
     """A process NVML reports on a GPU (host PID), enriched from /proc and the container map."""
@@ -43,6 +95,11 @@ class GpuProcess:
     container_id: str | None = None
     container_pid: int | None = None  # NSpid: the PID as seen inside the container
     mig_uuid: str | None = None  # MIG device the process runs on, when MIG is on
+    # Its share of the GPU in %, from NVML's latest utilization sample (None: not supported here)
+    sm_util: int | None = None
+    mem_util: int | None = None
+    enc_util: int | None = None
+    dec_util: int | None = None
 
     def to_json(self) -> dict:
         return {
@@ -53,6 +110,10 @@ class GpuProcess:
             "container_id": self.container_id,
             "container_pid": self.container_pid,
             "mig_uuid": self.mig_uuid,
+            "sm_util": self.sm_util,
+            "mem_util": self.mem_util,
+            "enc_util": self.enc_util,
+            "dec_util": self.dec_util,
         }
 
 
@@ -75,6 +136,52 @@ class MigDevice:
             "memory_used_mib": self.memory_used_mib,
             "gpu_instance_id": self.gpu_instance_id,
             "compute_instance_id": self.compute_instance_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EccErrors:
+    """ECC error counts: volatile since the driver loaded, aggregate over the card's life."""
+
+    volatile_corrected: int | None = None
+    volatile_uncorrected: int | None = None
+    aggregate_corrected: int | None = None
+    aggregate_uncorrected: int | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "volatile": {"corrected": self.volatile_corrected, "uncorrected": self.volatile_uncorrected},
+            "aggregate": {"corrected": self.aggregate_corrected, "uncorrected": self.aggregate_uncorrected},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredPages:
+    """Pages retired for ECC errors (cards before Ampere)."""
+
+    single_bit: int | None  # for multiple single-bit errors
+    double_bit: int | None  # for a double-bit error
+    pending: bool | None  # a retirement waits for the next driver load (reboot or GPU reset)
+
+    def to_json(self) -> dict:
+        return {"single_bit": self.single_bit, "double_bit": self.double_bit, "pending": self.pending}
+
+
+@dataclass(frozen=True, slots=True)
+class RemappedRows:
+    """Memory rows remapped for ECC errors (Ampere and later)."""
+
+    correctable: int
+    uncorrectable: int
+    pending: bool  # a remap waits for the next GPU reset
+    failed: bool  # a remap failed: the card should be replaced
+
+    def to_json(self) -> dict:
+        return {
+            "correctable": self.correctable,
+            "uncorrectable": self.uncorrectable,
+            "pending": self.pending,
+            "failed": self.failed,
         }
 
 
@@ -106,6 +213,29 @@ class Gpu:
     clock_mem_max_mhz: int | None = None
     processes: tuple[GpuProcess, ...] = ()
     error: str | None = None  # this GPU failed on its own ("GPU is lost"); the others still update
+    fan_speed_pct: int | None = None
+    performance_state: int | None = None  # 0 for P0 (the most performance) to 15
+    clock_event_reasons: tuple[str, ...] | None = None  # why the clocks are held down, in words; () none
+    ecc_mode_current: bool | None = None
+    ecc_mode_pending: bool | None = None
+    ecc_errors: EccErrors | None = None
+    retired_pages: RetiredPages | None = None
+    remapped_rows: RemappedRows | None = None
+    pcie_gen: int | None = None
+    pcie_gen_max: int | None = None
+    pcie_width: int | None = None
+    pcie_width_max: int | None = None
+    pcie_rx_kib_s: int | None = None  # NVML's KB/s, sampled over 20 ms
+    pcie_tx_kib_s: int | None = None
+    bar1_total_mib: int | None = None
+    bar1_used_mib: int | None = None
+    encoder_utilization: int | None = None
+    decoder_utilization: int | None = None
+    nvlinks: int | None = None  # the links the card has
+    nvlinks_up: int | None = None
+    numa_node: int | None = None
+    cpu_affinity: str | None = None  # "0-55,112-167": the CPUs close to the card
+    compute_capability: str | None = None  # "9.0"
 
     @property
     def device(self) -> str | None:
@@ -147,6 +277,31 @@ class Gpu:
                     "mem_max_mhz": self.clock_mem_max_mhz,
                 },
                 processes=[p.to_json() for p in self.processes],
+                fan_speed_pct=self.fan_speed_pct,
+                performance_state=self.performance_state,
+                clock_event_reasons=list(self.clock_event_reasons) if self.clock_event_reasons is not None else None,
+                ecc={
+                    "mode_current": self.ecc_mode_current,
+                    "mode_pending": self.ecc_mode_pending,
+                    **(self.ecc_errors or EccErrors()).to_json(),
+                },
+                retired_pages=self.retired_pages.to_json() if self.retired_pages else None,
+                remapped_rows=self.remapped_rows.to_json() if self.remapped_rows else None,
+                pcie={
+                    "gen": self.pcie_gen,
+                    "gen_max": self.pcie_gen_max,
+                    "width": self.pcie_width,
+                    "width_max": self.pcie_width_max,
+                    "rx_kib_s": self.pcie_rx_kib_s,
+                    "tx_kib_s": self.pcie_tx_kib_s,
+                },
+                bar1={"total_mib": self.bar1_total_mib, "used_mib": self.bar1_used_mib},
+                encoder_utilization=self.encoder_utilization,
+                decoder_utilization=self.decoder_utilization,
+                nvlink={"links": self.nvlinks, "up": self.nvlinks_up},
+                numa_node=self.numa_node,
+                cpu_affinity=self.cpu_affinity,
+                compute_capability=self.compute_capability,
             )
         return out
 
@@ -243,6 +398,75 @@ class NvmlFailure:
         return {"code": self.code, "nvml_error": self.nvml_text, "message": self.message}
 
 
+# nvmlGpuTopologyLevel_t -> what `nvidia-smi topo -m` prints for a PCIe path between two GPUs.
+TOPOLOGY_WORDS = {0: "PIX", 10: "PIX", 20: "PXB", 30: "PHB", 40: "NODE", 50: "SYS"}
+TOPOLOGY_LEGEND = (
+    ("X", "Self"),
+    ("SYS", "Connection traversing PCIe as well as the SMP interconnect between NUMA nodes (e.g., QPI/UPI)"),
+    ("NODE", "Connection traversing PCIe as well as the interconnect between PCIe Host Bridges within a NUMA node"),
+    ("PHB", "Connection traversing PCIe as well as a PCIe Host Bridge (typically the CPU)"),
+    ("PXB", "Connection traversing multiple PCIe bridges (without traversing the PCIe Host Bridge)"),
+    ("PIX", "Connection traversing at most a single PCIe bridge"),
+    ("NV#", "Connection traversing a bonded set of # NVLinks"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """How the GPUs reach each other, as ``nvidia-smi topo -m`` shows it; read once per session.
+
+    ``pcie[i][j]`` is NVML's common-ancestor level between GPU i and j (None: unknown, or i == j);
+    ``nvlinks[i][j]`` the NVLinks joining them (direct, or both through the NVSwitch fabric).
+    """
+
+    gpus: tuple[Gpu, ...]  # index, uuid, bus id, numa_node, cpu_affinity come from here
+    pcie: tuple[tuple[int | None, ...], ...]
+    nvlinks: tuple[tuple[int, ...], ...]
+
+    def link(self, i: int, j: int) -> str:
+        if i == j:
+            return "X"
+        if self.nvlinks[i][j]:
+            return f"NV{self.nvlinks[i][j]}"
+        level = self.pcie[i][j]
+        return TOPOLOGY_WORDS.get(level, "N/A") if level is not None else "N/A"
+
+    def matrix(self) -> list[list[str]]:
+        n = len(self.gpus)
+        return [[self.link(i, j) for j in range(n)] for i in range(n)]
+
+    def table_lines(self, pad: int = 2, numa_head: str = "NUMA Affinity") -> list[str]:
+        """The matrix as ``nvidia-smi topo -m`` lays it out: GPU rows and columns, then each GPU's
+        CPU and NUMA affinity (``pad`` spaces between columns)."""
+        heads = [f"GPU{g.index}" for g in self.gpus]
+        w = max([4, *(len(h) for h in heads), *(len(c) for row in self.matrix() for c in row)]) + pad
+        cpu_w = max([12, *(len(g.cpu_affinity or "N/A") for g in self.gpus)]) + pad
+        lines = [" " * w + "".join(f"{h:<{w}}" for h in heads) + f"{'CPU Affinity':<{cpu_w}}{numa_head}"]
+        for g, row in zip(self.gpus, self.matrix()):
+            cells = "".join(f"{c:<{w}}" for c in row)
+            numa = "N/A" if g.numa_node is None else str(g.numa_node)
+            lines.append(f"{'GPU' + str(g.index):<{w}}{cells}{g.cpu_affinity or 'N/A':<{cpu_w}}{numa}")
+        return [ln.rstrip() for ln in lines]
+
+    def to_json(self) -> dict:
+        return {
+            "gpus": [
+                {
+                    "index": g.index,
+                    "uuid": g.uuid,
+                    "pci_bus_id": g.pci_bus_id,
+                    "cpu_affinity": g.cpu_affinity,
+                    "numa_node": g.numa_node,
+                }
+                for g in self.gpus
+            ],
+            "matrix": self.matrix(),
+            "pcie_levels": [list(r) for r in self.pcie],
+            "nvlinks": [list(r) for r in self.nvlinks],
+            "legend": dict(TOPOLOGY_LEGEND),
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class HostSnapshot:
     """Everything one refresh learned about the GPUs. Immutable; a new one per refresh."""
@@ -254,6 +478,7 @@ class HostSnapshot:
     nvml_failure: NvmlFailure | None = None
     source: str = "nvml"  # "nvml" on a real host, "sim:<scenario>" on a simulated one
     taken_at: float = field(default=0.0, compare=False)
+    topology: Topology | None = field(default=None, compare=False)  # static: read once per session
 
     def gpu_by_uuid(self, uuid: str) -> Gpu | None:
         for g in self.gpus:

@@ -263,6 +263,18 @@ class HostSession:
     def docker_status(self) -> DockerStatus | None:
         return self._watcher.status if self._watcher is not None else None
 
+    def run_nvml_program(self, argv: list[str]) -> int:
+        """``sim-exec``: run a Python program that uses nvidia-ml-py (nvitop, gpustat, a script) in
+        this process, with this simulated host's NVML library bound under pynvml; its exit status."""
+        if not self.simulated:
+            raise SessionError("only a simulated host's library can be bound for another program (--demo, --sim)")
+        from gpudock.sim import exec as sim_exec
+
+        try:
+            return sim_exec.run(self.scenario, argv)
+        except sim_exec.ProgramError as e:
+            raise SessionError(str(e)) from None
+
     # -- the doctor ------------------------------------------------------------------------------
 
     def diagnose(self):

@@ -8,9 +8,13 @@ address). Every answer is built from the current :class:`~gpudock.model.HostSnap
 ``docker run $(curl -s localhost:3476/v1.0/docker/cli?dev=0+2&vol=nvidia_driver) image`` keeps
 working. One deliberate difference: the GPUs come out in the order asked (the plugin lost it).
 
-Values NVML or CUDA gave the plugin that the snapshot lacks (BAR1, PCIe bandwidth, topology, CUDA
-architecture, core counts, ECC counters, encoder use) are JSON ``null`` and ``N/A`` in text, as the
-plugin printed them when unavailable.
+BAR1, PCIe bandwidth and throughput, the P2P topology, ECC mode and counters, encoder/decoder use
+and the CUDA architecture come from the snapshot as the plugin filled them from NVML. What only
+CUDA gave the plugin (family, core counts, shared/constant memory, L2 size, memory bandwidth), and
+any value NVML does not support on a card, are JSON ``null`` and ``N/A`` in text, as the plugin
+printed them when unavailable. Two differences, because there is no CUDA here: ``Topology`` lists
+every other GPU whose PCIe path NVML knows (the plugin listed the peers CUDA could reach), and the
+ECC counters give the volatile uncorrected count as ``Global`` with the caches' own counts null.
 
 Plain Python (http.server); no Textual.
 """
@@ -123,32 +127,68 @@ def _int(v) -> int | None:
 
 def _numa_node(g: Gpu, root: HostRoot) -> int:
     # The plugin read sysfs with the NVML id lowercased, missed it on 8-digit domains, and said 0;
-    # we normalise the id first, and still say 0 when sysfs has nothing (or -1, no NUMA).
-    if not g.sysfs_bus_id:
-        return 0
-    try:
-        text = root.read_text(f"/sys/bus/pci/devices/{g.sysfs_bus_id}/numa_node")
-        node = int(text.strip()) if text else 0
-    except (OSError, ValueError):
-        return 0
-    return max(node, 0)
+    # we normalise the id first, then take NVML's NUMA node, and still say 0 when neither has one
+    # (or -1, no NUMA).
+    node = None
+    if g.sysfs_bus_id:
+        try:
+            text = root.read_text(f"/sys/bus/pci/devices/{g.sysfs_bus_id}/numa_node")
+            node = int(text.strip()) if text else None
+        except (OSError, ValueError):
+            node = None
+    if node is None:
+        node = g.numa_node
+    return max(node or 0, 0)
 
 
-def _device_info(g: Gpu, root: HostRoot) -> dict:
+# MB/s per lane by PCIe generation: the plugin's table (gen 1-4), and gens 5 and 6 at the same rule.
+PCIE_LANE_MB_S = {1: 250, 2: 500, 3: 985, 4: 1969, 5: 3938, 6: 7877}
+
+# NVML's common-ancestor level -> the plugin's P2PLinkType code, and its words in /gpu/info.
+P2P_LINK = {50: 1, 40: 2, 30: 3, 20: 4, 10: 5, 0: 6}
+P2P_WORDS = {
+    0: "N/A",
+    1: "Cross CPU socket",
+    2: "Same CPU socket",
+    3: "Host PCI bridge",
+    4: "Multiple PCI switches",
+    5: "Single PCI switch",
+    6: "Same board",
+}
+
+
+def _bandwidth(g: Gpu) -> int | None:
+    lane = PCIE_LANE_MB_S.get(g.pcie_gen_max)
+    return lane * g.pcie_width_max if lane and g.pcie_width_max else None
+
+
+def _topology(snap: HostSnapshot, g: Gpu) -> list[dict] | None:
+    topo = snap.topology
+    if topo is None or g.index >= len(topo.gpus):
+        return None
+    peers = [
+        {"BusID": peer.pci_bus_id, "Link": P2P_LINK.get(topo.pcie[g.index][j], 0)}
+        for j, peer in enumerate(topo.gpus)
+        if j != g.index and topo.pcie[g.index][j] is not None
+    ]
+    return peers or None
+
+
+def _device_info(snap: HostSnapshot, g: Gpu, root: HostRoot) -> dict:
     return {
         "UUID": g.uuid,
         "Path": g.device,
         "Model": g.name,
         "Power": _int(g.power_limit_w),
         "CPUAffinity": _numa_node(g, root),
-        "PCI": {"BusID": g.pci_bus_id, "BAR1": None, "Bandwidth": None},
+        "PCI": {"BusID": g.pci_bus_id, "BAR1": g.bar1_total_mib, "Bandwidth": _bandwidth(g)},
         "Clocks": {"Cores": g.clock_sm_max_mhz, "Memory": g.clock_mem_max_mhz},
-        "Topology": None,
+        "Topology": _topology(snap, g),
         "Family": None,
-        "Arch": None,
+        "Arch": g.compute_capability,
         "Cores": None,
         "Memory": {
-            "ECC": None,
+            "ECC": g.ecc_mode_current,
             "Global": g.memory_total_mib,
             "Shared": None,
             "Constant": None,
@@ -161,7 +201,7 @@ def _device_info(g: Gpu, root: HostRoot) -> dict:
 def gpu_info_json(snap: HostSnapshot, root: HostRoot) -> dict:
     return {
         "Version": {"Driver": snap.driver_version or "", "CUDA": snap.cuda_driver_version or ""},
-        "Devices": [_device_info(g, root) for g in snap.gpus],
+        "Devices": [_device_info(snap, g, root) for g in snap.gpus],
     }
 
 
@@ -171,15 +211,28 @@ def _status(g: Gpu) -> dict:
         for p in g.processes
         if p.kind == "compute"
     ]
+    ecc = g.ecc_errors.volatile_uncorrected if g.ecc_errors else None
     return {
         "Power": _int(g.power_w),
         "Temperature": g.temperature_c,
-        "Utilization": {"GPU": g.utilization_gpu, "Memory": g.utilization_memory, "Encoder": None, "Decoder": None},
-        "Memory": {"GlobalUsed": g.memory_used_mib, "ECCErrors": {"L1Cache": None, "L2Cache": None, "Global": None}},
+        "Utilization": {
+            "GPU": g.utilization_gpu,
+            "Memory": g.utilization_memory,
+            "Encoder": g.encoder_utilization,
+            "Decoder": g.decoder_utilization,
+        },
+        "Memory": {"GlobalUsed": g.memory_used_mib, "ECCErrors": {"L1Cache": None, "L2Cache": None, "Global": ecc}},
         "Clocks": {"Cores": g.clock_sm_mhz, "Memory": g.clock_mem_mhz},
-        "PCI": {"BAR1Used": None, "Throughput": {"RX": None, "TX": None}},
+        "PCI": {
+            "BAR1Used": g.bar1_used_mib,
+            "Throughput": {"RX": _mb_s(g.pcie_rx_kib_s), "TX": _mb_s(g.pcie_tx_kib_s)},
+        },
         "Processes": procs or None,
     }
+
+
+def _mb_s(kb_s: int | None) -> int | None:
+    return None if kb_s is None else kb_s // 1000  # the plugin's MB/s: NVML's KB/s / 1000
 
 
 def gpu_status_json(snap: HostSnapshot) -> dict:
@@ -225,8 +278,13 @@ def gpu_info_text(snap: HostSnapshot, root: HostRoot) -> str:
             "\t  Clocks\n",
             f"\t    Cores:  \t{_na(clk['Cores'], ' MHz')}\n",
             f"\t    Memory:  \t{_na(clk['Memory'], ' MHz')}\n",
-            "\t  P2P Available:  \tNone\n\t",  # topology is not in the snapshot
         ]
+        if not d["Topology"]:
+            t.append("\t  P2P Available:  \tNone\n\t")
+        else:
+            t.append("\t  P2P Available\n")
+            t += [f"\t    {p['BusID']} - {P2P_WORDS.get(p['Link'], 'N/A')}\n" for p in d["Topology"]]
+            t.append("\t")
     t.append("\n\t")
     return tabwrite("".join(t))
 
@@ -243,6 +301,12 @@ def gpu_status_text(snap: HostSnapshot) -> str:
             if m["GlobalUsed"] is not None and g.memory_total_mib is not None
             else "N/A"
         )
+        pci, ecc = s["PCI"], m["ECCErrors"]
+        bar1 = (
+            f"{pci['BAR1Used']} / {g.bar1_total_mib} MiB"
+            if pci["BAR1Used"] is not None and g.bar1_total_mib is not None
+            else "N/A"
+        )
         t += [
             f"\n\tDevice #{i}\n",
             f"\t  Power:  \t{power}\n",
@@ -255,14 +319,14 @@ def gpu_status_text(snap: HostSnapshot) -> str:
             "\t  Memory\n",
             f"\t    Global:  \t{glob}\n",
             "\t    ECC Errors\n",
-            "\t      L1 Cache:  \tN/A\n",
-            "\t      L2 Cache:  \tN/A\n",
-            "\t      Global:  \tN/A\n",
+            f"\t      L1 Cache:  \t{_na(ecc['L1Cache'])}\n",
+            f"\t      L2 Cache:  \t{_na(ecc['L2Cache'])}\n",
+            f"\t      Global:  \t{_na(ecc['Global'])}\n",
             "\t  PCI\n",
-            "\t    BAR1:  \tN/A\n",
+            f"\t    BAR1:  \t{bar1}\n",
             "\t    Throughput\n",
-            "\t      RX:  \tN/A\n",
-            "\t      TX:  \tN/A\n",
+            f"\t      RX:  \t{_na(pci['Throughput']['RX'], ' MB/s')}\n",
+            f"\t      TX:  \t{_na(pci['Throughput']['TX'], ' MB/s')}\n",
             "\t  Clocks\n",
             f"\t    Cores:  \t{_na(clk['Cores'], ' MHz')}\n",
             f"\t    Memory:  \t{_na(clk['Memory'], ' MHz')}\n",

@@ -19,6 +19,7 @@ from ctypes import (
     POINTER,
     c_int,
     c_uint,
+    c_ulonglong,
     c_void_p,
     cast,
     create_string_buffer,
@@ -36,6 +37,10 @@ ERROR_NOT_SUPPORTED = 3
 ERROR_NOT_FOUND = 6
 ERROR_INSUFFICIENT_SIZE = 7
 ERROR_GPU_IS_LOST = 15
+
+# nvmlGpuTopologyLevel_t
+TOPOLOGY_SINGLE, TOPOLOGY_MULTIPLE, TOPOLOGY_HOSTBRIDGE, TOPOLOGY_NODE, TOPOLOGY_SYSTEM = 10, 20, 30, 40, 50
+NVLINK_DEVICE_GPU, NVLINK_DEVICE_SWITCH = 0, 2
 
 # What libnvidia-ml's nvmlErrorString answers (nvidia-smi prints these after "Failed to initialize NVML: ").
 ERROR_STRINGS = {
@@ -64,24 +69,31 @@ ERROR_STRINGS = {
 _GPU_BASE = 0x5100_0000
 _MIG_BASE = 0x5200_0000
 
-# C signatures: u = unsigned int by value, p = pointer (incl. handles and buffers), i = int.
-_CTYPES = {"u": c_uint, "p": c_void_p, "i": c_int}
+# C signatures: u = unsigned int by value, p = pointer (incl. handles and buffers), i = int,
+# Q = unsigned long long by value.
+_CTYPES = {"u": c_uint, "p": c_void_p, "i": c_int, "Q": c_ulonglong}
 
 
 def _proto(sig: str, restype=c_int):
     return CFUNCTYPE(restype, *(_CTYPES[ch] for ch in sig))
 
 
+# from_address is the cheapest way to store through a pointer from Python (cast() builds a pointer
+# object per call); the simulated library's own cost is what both sides of the benchmarks share.
 def _put_uint(addr: int, value: int) -> None:
-    cast(addr, POINTER(c_uint))[0] = int(value)
+    c_uint.from_address(addr).value = int(value)
+
+
+def _put_ull(addr: int, value: int) -> None:
+    c_ulonglong.from_address(addr).value = int(value)
 
 
 def _put_int(addr: int, value: int) -> None:
-    cast(addr, POINTER(c_int))[0] = int(value)
+    c_int.from_address(addr).value = int(value)
 
 
 def _put_ptr(addr: int, value: int) -> None:
-    cast(addr, POINTER(c_void_p))[0] = value
+    c_void_p.from_address(addr).value = value
 
 
 def _put_str(buf: int, length: int, text: str) -> int:
@@ -391,10 +403,15 @@ class SimNvmlLibrary:
 
         def processes(kind: str, struct):
             def impl(handle, count_ptr, array):
-                g, rc = s._device_call(handle, "processes")
-                if g is None:
-                    return rc
-                procs = [p for p in g.processes if p.kind == kind]
+                mig = s._mig_by_handle.get(handle)
+                if mig:  # a MIG device lists the processes in its instance
+                    g, mi = mig
+                    procs = [p for p in g.processes if p.kind == kind and p.mig_index == mi]
+                else:
+                    g, rc = s._device_call(handle, "processes")
+                    if g is None:
+                        return rc
+                    procs = [p for p in g.processes if p.kind == kind]
                 have = cast(count_ptr, POINTER(c_uint))[0]
                 if not procs:
                     _put_uint(count_ptr, 0)
@@ -416,6 +433,283 @@ class SimNvmlLibrary:
                 return SUCCESS
 
             return impl
+
+        # -- the readings nvitop, gpustat and nvidia-smi -q show ------------------------------------
+
+        def uint_reading(fn_name: str, value):
+            """A per-device call that writes one unsigned int: ``value(g)`` (None: NOT_SUPPORTED)."""
+
+            def impl(handle, out):
+                g, rc = s._device_call(handle, fn_name)
+                if g is None:
+                    return rc
+                v = value(g)
+                if v is None:
+                    return ERROR_NOT_SUPPORTED
+                _put_uint(out, v)
+                return SUCCESS
+
+            return impl
+
+        def wave_pct(g: SimGpu, wave: Wave, salt: int) -> int:
+            return int(min(100, max(0, round(s._value(wave, salt)))))
+
+        def fan_v2(handle, fan, out):
+            g, rc = s._device_call(handle, "nvmlDeviceGetFanSpeed")
+            if g is None:
+                return rc
+            if not g.fans:
+                return ERROR_NOT_SUPPORTED
+            if fan >= g.fans:
+                return ERROR_INVALID_ARGUMENT
+            _put_uint(out, wave_pct(g, g.fan_speed, 6 + fan))
+            return SUCCESS
+
+        def event_reasons(fn_name: str):
+            def impl(handle, out):
+                g, rc = s._device_call(handle, fn_name)
+                if g is None:
+                    return rc
+                mask = g.clock_event_reasons
+                if mask is None:  # an idle card says so; a busy one runs free
+                    mask = 0x1 if wave_pct(g, g.utilization_gpu, 1) == 0 else 0
+                _put_ull(out, mask)
+                return SUCCESS
+
+            return impl
+
+        def ecc_mode(handle, cur, pend):
+            g, rc = s._device_call(handle, "nvmlDeviceGetEccMode")
+            if g is None:
+                return rc
+            _put_uint(cur, int(g.ecc_mode))
+            _put_uint(pend, int(g.ecc_mode_pending))
+            return SUCCESS
+
+        def ecc_count(g: SimGpu, error_type: int, counter: int) -> int | None:
+            e = g.ecc_errors
+            return {
+                (0, 0): e.volatile_corrected,
+                (1, 0): e.volatile_uncorrected,
+                (0, 1): e.aggregate_corrected,
+                (1, 1): e.aggregate_uncorrected,
+            }.get((error_type, counter))
+
+        def total_ecc(handle, error_type, counter, out):
+            g, rc = s._device_call(handle, "nvmlDeviceGetTotalEccErrors")
+            if g is None:
+                return rc
+            if not g.ecc_mode:
+                return ERROR_NOT_SUPPORTED
+            v = ecc_count(g, error_type, counter)
+            if v is None:
+                return ERROR_INVALID_ARGUMENT
+            _put_ull(out, v)
+            return SUCCESS
+
+        def memory_error_counter(handle, error_type, counter, location, out):
+            g, rc = s._device_call(handle, "nvmlDeviceGetMemoryErrorCounter")
+            if g is None:
+                return rc
+            if not g.ecc_mode:
+                return ERROR_NOT_SUPPORTED
+            v = ecc_count(g, error_type, counter)
+            if v is None or location > 7:
+                return ERROR_INVALID_ARGUMENT
+            # Every counted error is in device memory (location 2, DRAM); the caches count none.
+            _put_ull(out, v if location == 2 else 0)
+            return SUCCESS
+
+        def retired_pages(handle, cause, count_ptr, addresses):
+            g, rc = s._device_call(handle, "nvmlDeviceGetRetiredPages")
+            if g is None:
+                return rc
+            if cause not in (0, 1):
+                return ERROR_INVALID_ARGUMENT
+            n = g.retired_pages.single_bit if cause == 0 else g.retired_pages.double_bit
+            have = cast(count_ptr, POINTER(c_uint))[0]
+            _put_uint(count_ptr, n)
+            if n == 0:
+                return SUCCESS
+            if not addresses or have < n:
+                return ERROR_INSUFFICIENT_SIZE
+            arr = cast(addresses, POINTER(c_ulonglong))
+            for i in range(n):
+                arr[i] = 0x7F000000 + (cause << 20) + i * 0x1000
+            return SUCCESS
+
+        def remapped_rows(handle, corr, unc, pending, failed):
+            g, rc = s._device_call(handle, "nvmlDeviceGetRemappedRows")
+            if g is None:
+                return rc
+            r = g.remapped_rows
+            for addr, v in ((corr, r.correctable), (unc, r.uncorrectable), (pending, r.pending), (failed, r.failed)):
+                _put_uint(addr, int(v))
+            return SUCCESS
+
+        def pcie_throughput(handle, counter, out):
+            g, rc = s._device_call(handle, "nvmlDeviceGetPcieThroughput")
+            if g is None:
+                return rc
+            if counter not in (0, 1):  # NVML_PCIE_UTIL_TX_BYTES, NVML_PCIE_UTIL_RX_BYTES
+                return ERROR_INVALID_ARGUMENT
+            wave = g.pcie_tx_kib_s if counter == 0 else g.pcie_rx_kib_s
+            _put_uint(out, max(0, round(s._value(wave, 7 + counter))))
+            return SUCCESS
+
+        def bar1(handle, out):
+            mig = s._mig_by_handle.get(handle)
+            if mig:
+                g, mi = mig
+                if "nvmlDeviceGetBAR1MemoryInfo" in g.unsupported:
+                    return ERROR_NOT_SUPPORTED
+                m = g.mig[mi]
+                total = m.bar1_total_mib
+                if total is None:
+                    total = g.bar1_total_mib * m.memory_total_mib // max(1, g.memory_total_mib)
+                used = min(total, m.bar1_used_mib)
+            else:
+                g, rc = s._device_call(handle, "nvmlDeviceGetBAR1MemoryInfo")
+                if g is None:
+                    return rc
+                total = g.bar1_total_mib
+                used = min(total, max(0, round(s._value(g.bar1_used_mib, 8))))
+            info = cast(out, POINTER(pynvml.c_nvmlBAR1Memory_t)).contents
+            info.bar1Total, info.bar1Used, info.bar1Free = total << 20, used << 20, (total - used) << 20
+            return SUCCESS
+
+        def codec(fn_name: str, attr: str, salt: int):
+            def impl(handle, util, period):
+                g, rc = s._device_call(handle, fn_name)
+                if g is None:
+                    return rc
+                _put_uint(util, wave_pct(g, getattr(g, attr), salt))
+                _put_uint(period, 167000)  # microseconds, as the driver samples
+                return SUCCESS
+
+            return impl
+
+        def process_utilization(handle, samples, count_ptr, last_seen):
+            g, rc = s._device_call(handle, "nvmlDeviceGetProcessUtilization")
+            if g is None:
+                return rc
+            if g.mig_current:
+                return ERROR_NOT_SUPPORTED  # per-process samples are not kept with MIG on
+            procs = list({p.pid: p for p in g.processes}.values())
+            # Samples carry the CPU's wall clock in microseconds, as the driver's do, even when the
+            # scenario's values are frozen: callers ask for "samples after <now - 1 s>".
+            stamp = time.time_ns() // 1000
+            if not procs or last_seen >= stamp:
+                return ERROR_NOT_FOUND
+            have = cast(count_ptr, POINTER(c_uint))[0]
+            _put_uint(count_ptr, len(procs))
+            if not samples or have < len(procs):
+                return ERROR_INSUFFICIENT_SIZE
+            n_compute = max(1, sum(1 for p in procs if p.kind == "compute"))
+            sm_share = wave_pct(g, g.utilization_gpu, 1) // n_compute
+            mem_share = wave_pct(g, g.utilization_memory, 2) // n_compute
+            arr = cast(samples, POINTER(pynvml.c_nvmlProcessUtilizationSample_t))
+            for i, p in enumerate(procs):
+                arr[i].pid = p.pid
+                arr[i].timeStamp = stamp
+                arr[i].smUtil = p.sm_util if p.sm_util is not None else (sm_share if p.kind == "compute" else 0)
+                arr[i].memUtil = p.mem_util if p.mem_util is not None else (mem_share if p.kind == "compute" else 0)
+                arr[i].encUtil = p.enc_util
+                arr[i].decUtil = p.dec_util
+            return SUCCESS
+
+        def driver_model(handle, cur, pend):
+            g, rc = s._device_call(handle, "nvmlDeviceGetDriverModel")
+            return rc if g is None else ERROR_NOT_SUPPORTED  # a Windows-only notion
+
+        def compute_capability(handle, major, minor):
+            g, rc = s._device_call(handle, "nvmlDeviceGetCudaComputeCapability")
+            if g is None:
+                return rc
+            _put_int(major, g.compute_capability[0])
+            _put_int(minor, g.compute_capability[1])
+            return SUCCESS
+
+        def memory_v2(handle, out):
+            mem = cast(out, POINTER(pynvml.c_nvmlMemory_v2_t)).contents
+            if mem.version != pynvml.nvmlMemory_v2:
+                return 25  # NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+            v1 = pynvml.c_nvmlMemory_t()
+            rc = memory(handle, ctypes.addressof(v1))
+            if rc != SUCCESS:
+                return rc
+            mem.total, mem.reserved, mem.free, mem.used = v1.total, 0, v1.free, v1.used
+            return SUCCESS
+
+        # -- NVLink and topology (static: the board's wiring) ---------------------------------------
+
+        def nvlink_link(handle, link, fn_name):
+            g, rc = s._device_call(handle, fn_name)
+            if g is None:
+                return None, rc
+            if not g.nvlink_links:
+                return None, ERROR_NOT_SUPPORTED
+            if link >= g.nvlink_links:
+                return None, ERROR_INVALID_ARGUMENT
+            return g, SUCCESS
+
+        def nvlink_state(handle, link, out):
+            g, rc = nvlink_link(handle, link, "nvmlDeviceGetNvLinkState")
+            if g is None:
+                return rc
+            _put_uint(out, 0 if link in g.nvlink_down else 1)
+            return SUCCESS
+
+        def nvlink_remote_pci(handle, link, out):
+            g, rc = nvlink_link(handle, link, "nvmlDeviceGetNvLinkRemotePciInfo_v2")
+            if g is None:
+                return rc
+            bus = g.nvlink_peers[link] if g.nvlink_peers else nvswitch_bus(link)
+            info = cast(out, POINTER(pynvml.nvmlPciInfo_t)).contents
+            dom, b, rest = bus.split(":")
+            info.domain, info.bus, info.device = int(dom, 16), int(b, 16), int(rest.split(".")[0], 16)
+            info.busId = bus.encode()
+            info.busIdLegacy = f"{int(dom, 16):04X}:{b}:{rest}".encode()
+            return SUCCESS
+
+        def nvlink_remote_type(handle, link, out):
+            g, rc = nvlink_link(handle, link, "nvmlDeviceGetNvLinkRemoteDeviceType")
+            if g is None:
+                return rc
+            _put_uint(out, NVLINK_DEVICE_GPU if g.nvlink_peers else NVLINK_DEVICE_SWITCH)
+            return SUCCESS
+
+        def common_ancestor(h1, h2, out):
+            a, rc = s._device_call(h1, "nvmlDeviceGetTopologyCommonAncestor")
+            if a is None:
+                return rc
+            b, rc = s._device_call(h2, "nvmlDeviceGetTopologyCommonAncestor")
+            if b is None:
+                return rc
+            if a is b:
+                return ERROR_INVALID_ARGUMENT
+            _put_uint(out, topology_level(a, b))
+            return SUCCESS
+
+        def cpu_affinity(handle, words, out):
+            g, rc = s._device_call(handle, "nvmlDeviceGetCpuAffinity")
+            if g is None:
+                return rc
+            arr = cast(out, POINTER(c_ulonglong))
+            for w in range(words):
+                arr[w] = sum(1 << (c - 64 * w) for c in g.cpu_affinity if 64 * w <= c < 64 * (w + 1))
+            return SUCCESS
+
+        def memory_affinity(handle, words, out, scope):
+            g, rc = s._device_call(handle, "nvmlDeviceGetMemoryAffinity")
+            if g is None:
+                return rc
+            if g.numa_node is None:
+                return ERROR_NOT_SUPPORTED
+            arr = cast(out, POINTER(c_ulonglong))
+            for w in range(words):
+                arr[w] = (1 << (g.numa_node - 64 * w)) if 64 * w <= g.numa_node < 64 * (w + 1) else 0
+            return SUCCESS
 
         procs_v2 = pynvml.c_nvmlProcessInfo_v2_t
         procs_v1 = getattr(pynvml, "c_nvmlProcessInfo_v1_t", procs_v2)
@@ -459,7 +753,96 @@ class SimNvmlLibrary:
             "nvmlDeviceGetGraphicsRunningProcesses_v2": ("ppp", processes("graphics", procs_v2)),
             "nvmlDeviceGetComputeRunningProcesses": ("ppp", processes("compute", procs_v1)),
             "nvmlDeviceGetGraphicsRunningProcesses": ("ppp", processes("graphics", procs_v1)),
+            "nvmlDeviceGetMemoryInfo_v2": ("pp", memory_v2),
+            "nvmlDeviceGetFanSpeed": ("pp", lambda h, out: fan_v2(h, 0, out)),
+            "nvmlDeviceGetFanSpeed_v2": ("pup", fan_v2),
+            "nvmlDeviceGetNumFans": ("pp", uint_reading("nvmlDeviceGetNumFans", lambda g: g.fans)),
+            "nvmlDeviceGetPerformanceState": (
+                "pp",
+                uint_reading("nvmlDeviceGetPerformanceState", lambda g: g.performance_state),
+            ),
+            "nvmlDeviceGetCurrentClocksEventReasons": ("pp", event_reasons("nvmlDeviceGetCurrentClocksEventReasons")),
+            "nvmlDeviceGetCurrentClocksThrottleReasons": (
+                "pp",
+                event_reasons("nvmlDeviceGetCurrentClocksThrottleReasons"),
+            ),
+            "nvmlDeviceGetEccMode": ("ppp", ecc_mode),
+            "nvmlDeviceGetTotalEccErrors": ("puup", total_ecc),
+            "nvmlDeviceGetMemoryErrorCounter": ("puuup", memory_error_counter),
+            "nvmlDeviceGetRetiredPages": ("pupp", retired_pages),
+            "nvmlDeviceGetRetiredPagesPendingStatus": (
+                "pp",
+                uint_reading("nvmlDeviceGetRetiredPagesPendingStatus", lambda g: int(g.retired_pages.pending)),
+            ),
+            "nvmlDeviceGetRemappedRows": ("ppppp", remapped_rows),
+            "nvmlDeviceGetCurrPcieLinkGeneration": (
+                "pp",
+                uint_reading("nvmlDeviceGetCurrPcieLinkGeneration", lambda g: g.pcie_gen),
+            ),
+            "nvmlDeviceGetMaxPcieLinkGeneration": (
+                "pp",
+                uint_reading("nvmlDeviceGetMaxPcieLinkGeneration", lambda g: g.pcie_gen_max),
+            ),
+            "nvmlDeviceGetCurrPcieLinkWidth": (
+                "pp",
+                uint_reading("nvmlDeviceGetCurrPcieLinkWidth", lambda g: g.pcie_width),
+            ),
+            "nvmlDeviceGetMaxPcieLinkWidth": (
+                "pp",
+                uint_reading("nvmlDeviceGetMaxPcieLinkWidth", lambda g: g.pcie_width_max),
+            ),
+            "nvmlDeviceGetPcieThroughput": ("pup", pcie_throughput),
+            "nvmlDeviceGetBAR1MemoryInfo": ("pp", bar1),
+            "nvmlDeviceGetEncoderUtilization": (
+                "ppp",
+                codec("nvmlDeviceGetEncoderUtilization", "encoder_utilization", 9),
+            ),
+            "nvmlDeviceGetDecoderUtilization": (
+                "ppp",
+                codec("nvmlDeviceGetDecoderUtilization", "decoder_utilization", 10),
+            ),
+            "nvmlDeviceGetProcessUtilization": ("pppQ", process_utilization),
+            "nvmlDeviceGetDisplayActive": (
+                "pp",
+                uint_reading("nvmlDeviceGetDisplayActive", lambda g: int(g.display_active)),
+            ),
+            "nvmlDeviceGetDisplayMode": (
+                "pp",
+                uint_reading("nvmlDeviceGetDisplayMode", lambda g: int(g.display_active)),
+            ),
+            "nvmlDeviceGetDriverModel": ("ppp", driver_model),
+            "nvmlDeviceGetCudaComputeCapability": ("ppp", compute_capability),
+            "nvmlDeviceGetNvLinkState": ("pup", nvlink_state),
+            "nvmlDeviceGetNvLinkRemotePciInfo_v2": ("pup", nvlink_remote_pci),
+            "nvmlDeviceGetNvLinkRemoteDeviceType": ("pup", nvlink_remote_type),
+            "nvmlDeviceGetTopologyCommonAncestor": ("ppp", common_ancestor),
+            "nvmlDeviceGetCpuAffinity": ("pup", cpu_affinity),
+            "nvmlDeviceGetMemoryAffinity": ("pupu", memory_affinity),
         }
+
+
+def nvswitch_bus(link: int) -> str:
+    """The NVML bus id of the NVSwitch at the other end of ``link`` on a board without direct
+    GPU-to-GPU links (HGX: four switches, a GPU's links spread over them)."""
+    return f"00000000:{0xC0 + link % 4:02X}:00.0"
+
+
+def topology_level(a: SimGpu, b: SimGpu) -> int:
+    """nvmlDeviceGetTopologyCommonAncestor from the scenario's ``pcie.path`` (host bridge first,
+    then the PCIe switches down to the card) and ``numa_node``."""
+    common = 0
+    for x, y in zip(a.pcie_path, b.pcie_path):
+        if x != y:
+            break
+        common += 1
+    if common == 0:
+        same_node = a.numa_node is not None and a.numa_node == b.numa_node
+        return TOPOLOGY_NODE if same_node else TOPOLOGY_SYSTEM
+    if common == 1:
+        return TOPOLOGY_HOSTBRIDGE
+    if common == len(a.pcie_path) == len(b.pcie_path):
+        return TOPOLOGY_SINGLE  # both hang off the same switch
+    return TOPOLOGY_MULTIPLE
 
 
 def sim_library_loader(scenario: Scenario):

@@ -5,6 +5,40 @@ to play, GPUs (index order is file order) with bus id, minor, memory, utilizatio
 temperature, power, MIG instances and processes. The format is documented in README.md
 ("Scenario files"); ``gpudock/sim/scenarios/demo.toml`` is the built-in 8-GPU server.
 
+The readings nvitop, gpustat and ``nvidia-smi -q`` show come from these optional ``[[gpu]]`` keys
+(defaults in brackets); a number may also be a moving value ``{base, amplitude, period, phase}``::
+
+    fan_speed = 35                        # % [30]; fans = 0 for a passively cooled card [1]
+    performance_state = 0                 # P-state 0..15 [0]
+    clock_event_reasons = ["sw_power_cap"] # why clocks are held: gpu_idle, applications_clocks_setting,
+                                          # sw_power_cap, hw_slowdown, sync_boost, sw_thermal_slowdown,
+                                          # hw_thermal_slowdown, hw_power_brake_slowdown,
+                                          # display_clock_setting [gpu_idle when utilization is 0, else none]
+    ecc_mode = true                       # [true]; ecc_mode_pending [= ecc_mode]; off: no error counts
+    ecc_errors = { volatile_corrected = 0, volatile_uncorrected = 0,
+                   aggregate_corrected = 0, aggregate_uncorrected = 0 }      # [all 0]
+    retired_pages = { single_bit = 0, double_bit = 0, pending = false }     # [0, 0, false]
+    remapped_rows = { correctable = 0, uncorrectable = 0, pending = false, failed = false }
+    pcie = { gen = 5, gen_max = 5, width = 16, width_max = 16,              # [4, gen, 16, width]
+             rx_kib_s = 0, tx_kib_s = 0,                                    # NVML's KB/s [0]
+             path = ["pci0000:00", "plx0"] }  # host bridge, then the PCIe switches down to the card
+                                          # [its own root port]: gives PIX/PXB/PHB/NODE/SYS
+    bar1_total_mib = 131072               # [256]; bar1_used_mib [2]
+    encoder_utilization = 0               # % [0]; decoder_utilization [0]
+    display_active = false                # [false]
+    compute_capability = "9.0"            # ["9.0"]
+    nvlink = { links = 18, down = [7], peers = [] }  # links the card has [0: no NVLink]; links not up;
+                                          # per link the bus id of the GPU at its end [NVSwitches]
+    numa_node = 0                         # [0]; -1: none
+    cpu_affinity = "0-55,112-167"         # [the 16 CPUs 16N..16N+15 of NUMA node N]
+
+``[[gpu.process]]`` takes ``sm_util``, ``mem_util`` (% of the GPU in its utilization sample;
+default: the GPU's utilization shared evenly among its compute processes), ``enc_util`` and
+``dec_util`` [0]; ``[[gpu.mig]]`` takes ``bar1_total_mib`` [the parent's BAR1 by memory share]
+and ``bar1_used_mib`` [0]. ``unsupported = ["nvmlDeviceGetFanSpeed", ...]`` makes a card answer
+NOT_SUPPORTED for those functions; ``[driver] missing_functions`` removes them from the library
+as an older driver would (FUNCTION_NOT_FOUND).
+
 The Docker side of the same host (optional; a file without it is a GPU-only host): ``[docker]``
 (engine version, default runtime, registered runtimes), ``[[image]]`` (local images: name, env,
 labels) and ``[[container]]`` tables, served by :mod:`gpudock.sim.dockerd` at the Engine API
@@ -41,7 +75,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from gpudock.model import nvml_bus_id
+from gpudock.model import CLOCK_EVENT_REASONS, nvml_bus_id, parse_cpu_list
 from gpudock.sim.host_spec import HostSpec, HostSpecError, parse_host
 
 # NVML return codes an init failure can play, by the names operators see in nvidia-smi's output.
@@ -82,6 +116,11 @@ class SimProcess:
     command: str
     kind: str = "compute"  # compute | graphics
     mig_index: int | None = None  # which MIG device it runs on (when MIG is on)
+    # nvmlDeviceGetProcessUtilization's sample; None: the GPU's utilization shared among its processes
+    sm_util: int | None = None
+    mem_util: int | None = None
+    enc_util: int = 0
+    dec_util: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,6 +131,33 @@ class SimMig:
     memory_used_mib: int
     gpu_instance_id: int
     compute_instance_id: int = 0
+    bar1_total_mib: int | None = None  # None: the parent's BAR1 shared by memory size
+    bar1_used_mib: int = 0
+
+
+@dataclass(frozen=True)
+class SimEcc:
+    """ECC error counts (nvmlDeviceGetTotalEccErrors); the volatile ones since the last driver load."""
+
+    volatile_corrected: int = 0
+    volatile_uncorrected: int = 0
+    aggregate_corrected: int = 0
+    aggregate_uncorrected: int = 0
+
+
+@dataclass(frozen=True)
+class SimRetiredPages:
+    single_bit: int = 0  # pages retired for multiple single-bit ECC errors
+    double_bit: int = 0  # pages retired for a double-bit ECC error
+    pending: bool = False  # a retirement waits for the next driver load
+
+
+@dataclass(frozen=True)
+class SimRemappedRows:
+    correctable: int = 0
+    uncorrectable: int = 0
+    pending: bool = False
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +186,33 @@ class SimGpu:
     clock_mem_max_mhz: int
     lost: bool = False
     unsupported: frozenset[str] = frozenset()  # NVML functions that answer NOT_SUPPORTED here
+    fan_speed: Wave = Wave(30.0)
+    fans: int = 1
+    performance_state: int = 0
+    clock_event_reasons: int | None = None  # bit mask; None: "gpu_idle" when the card is idle, else none
+    ecc_mode: bool = True
+    ecc_mode_pending: bool = True
+    ecc_errors: SimEcc = field(default_factory=lambda: SimEcc())
+    retired_pages: SimRetiredPages = field(default_factory=lambda: SimRetiredPages())
+    remapped_rows: SimRemappedRows = field(default_factory=lambda: SimRemappedRows())
+    pcie_gen: int = 4
+    pcie_gen_max: int = 4
+    pcie_width: int = 16
+    pcie_width_max: int = 16
+    pcie_rx_kib_s: Wave = Wave(0.0)
+    pcie_tx_kib_s: Wave = Wave(0.0)
+    bar1_total_mib: int = 256
+    bar1_used_mib: Wave = Wave(2.0)
+    encoder_utilization: Wave = Wave(0.0)
+    decoder_utilization: Wave = Wave(0.0)
+    display_active: bool = False
+    compute_capability: tuple[int, int] = (9, 0)
+    nvlink_links: int = 0  # links the card has (0: no NVLink: the link calls answer NOT_SUPPORTED)
+    nvlink_down: frozenset[int] = frozenset()  # links that are not up
+    nvlink_peers: tuple[str, ...] = ()  # per link, the NVML bus id of the GPU at its other end; () = NVSwitch
+    numa_node: int | None = 0
+    cpu_affinity: tuple[int, ...] = ()  # CPU numbers; () = the numa node's CPUs
+    pcie_path: tuple[str, ...] = ()  # bridges from the root complex down to the card; () = its own root port
 
 
 @dataclass(frozen=True)
@@ -285,6 +378,10 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
                     command=p.get("command", ""),
                     kind=kind,
                     mig_index=p.get("mig_index"),
+                    sm_util=_opt_int(p, "sm_util", pw, 0, 100),
+                    mem_util=_opt_int(p, "mem_util", pw, 0, 100),
+                    enc_util=_opt_int(p, "enc_util", pw, 0, 100) or 0,
+                    dec_util=_opt_int(p, "dec_util", pw, 0, 100) or 0,
                 )
             )
         migs = []
@@ -298,6 +395,8 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
                     memory_used_mib=m.get("memory_used_mib", 0),
                     gpu_instance_id=m.get("gpu_instance_id", j + 1),
                     compute_instance_id=m.get("compute_instance_id", 0),
+                    bar1_total_mib=_opt_int(m, "bar1_total_mib", mw, 0),
+                    bar1_used_mib=_opt_int(m, "bar1_used_mib", mw, 0) or 0,
                 )
             )
         mig_mode = g.get("mig_mode")  # absent: not MIG capable
@@ -339,6 +438,7 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
                 clock_mem_max_mhz=int(g.get("clock_mem_max_mhz", 2619)),
                 lost=bool(g.get("lost", False)),
                 unsupported=frozenset(g.get("unsupported", [])),
+                **_gpu_readings(g, where, i),
             )
         )
     uuids = [g.uuid for g in gpus]
@@ -369,6 +469,130 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
         containers=containers,
         host=host,
     )
+
+
+def _opt_int(table: dict, key: str, where: str, lo: int | None = None, hi: int | None = None) -> int | None:
+    if key not in table:
+        return None
+    v = table[key]
+    if not isinstance(v, int) or isinstance(v, bool) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        bounds = f" from {lo}" if lo is not None else ""
+        bounds += f" to {hi}" if hi is not None else ""
+        raise ScenarioError(f"{where}.{key}: expected an integer{bounds}, got {v!r}")
+    return v
+
+
+def _opt_bool(table: dict, key: str, where: str, default: bool) -> bool:
+    v = table.get(key, default)
+    if not isinstance(v, bool):
+        raise ScenarioError(f"{where}.{key}: expected true or false, got {v!r}")
+    return v
+
+
+def _sub_table(g: dict, key: str, where: str, keys: set[str]) -> dict:
+    t = g.get(key, {})
+    if not isinstance(t, dict):
+        raise ScenarioError(f"{where}.{key}: expected a table {{{', '.join(f'{k} = …' for k in sorted(keys))}}}")
+    unknown = set(t) - keys
+    if unknown:
+        raise ScenarioError(
+            f"{where}.{key}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(keys))})"
+        )
+    return t
+
+
+_REASON_BITS = {key: bit for bit, key, _words in CLOCK_EVENT_REASONS}
+_CPUS_PER_NODE = 16  # the default affinity: NUMA node N has CPUs 16N..16N+15
+
+
+def _gpu_readings(g: dict, where: str, index: int) -> dict:
+    """The [[gpu]] keys behind nvitop's and nvidia-smi's readings (fan, P-state, ECC, PCIe, BAR1,
+    encoder/decoder, NVLink, topology); every one optional (see the module docstring)."""
+    out: dict = {}
+    if "fan_speed" in g:
+        out["fan_speed"] = _wave(g["fan_speed"], f"{where}.fan_speed")
+    out["fans"] = _opt_int(g, "fans", where, 0, 32) if "fans" in g else 1
+    if "performance_state" in g:
+        out["performance_state"] = _opt_int(g, "performance_state", where, 0, 15)
+    if "clock_event_reasons" in g:
+        names = _str_list(g["clock_event_reasons"], f"{where}.clock_event_reasons")
+        bad = [n for n in names if n not in _REASON_BITS]
+        if bad:
+            raise ScenarioError(f"{where}.clock_event_reasons: {bad[0]!r} is not one of: {', '.join(_REASON_BITS)}")
+        out["clock_event_reasons"] = sum(_REASON_BITS[n] for n in set(names))
+    out["ecc_mode"] = _opt_bool(g, "ecc_mode", where, True)
+    out["ecc_mode_pending"] = _opt_bool(g, "ecc_mode_pending", where, out["ecc_mode"])
+    ecc_keys = {"volatile_corrected", "volatile_uncorrected", "aggregate_corrected", "aggregate_uncorrected"}
+    ecc = _sub_table(g, "ecc_errors", where, ecc_keys)
+    out["ecc_errors"] = SimEcc(**{k: _opt_int(ecc, k, f"{where}.ecc_errors", 0) or 0 for k in ecc_keys})
+    rp = _sub_table(g, "retired_pages", where, {"single_bit", "double_bit", "pending"})
+    out["retired_pages"] = SimRetiredPages(
+        single_bit=_opt_int(rp, "single_bit", f"{where}.retired_pages", 0) or 0,
+        double_bit=_opt_int(rp, "double_bit", f"{where}.retired_pages", 0) or 0,
+        pending=_opt_bool(rp, "pending", f"{where}.retired_pages", False),
+    )
+    rr = _sub_table(g, "remapped_rows", where, {"correctable", "uncorrectable", "pending", "failed"})
+    out["remapped_rows"] = SimRemappedRows(
+        correctable=_opt_int(rr, "correctable", f"{where}.remapped_rows", 0) or 0,
+        uncorrectable=_opt_int(rr, "uncorrectable", f"{where}.remapped_rows", 0) or 0,
+        pending=_opt_bool(rr, "pending", f"{where}.remapped_rows", False),
+        failed=_opt_bool(rr, "failed", f"{where}.remapped_rows", False),
+    )
+    pcie = _sub_table(g, "pcie", where, {"gen", "gen_max", "width", "width_max", "rx_kib_s", "tx_kib_s", "path"})
+    pw = f"{where}.pcie"
+    gen_max = _opt_int(pcie, "gen_max", pw, 1, 7) or _opt_int(pcie, "gen", pw, 1, 7) or 4
+    width_max = _opt_int(pcie, "width_max", pw, 1, 32) or _opt_int(pcie, "width", pw, 1, 32) or 16
+    out.update(
+        pcie_gen=_opt_int(pcie, "gen", pw, 1, 7) or gen_max,
+        pcie_gen_max=gen_max,
+        pcie_width=_opt_int(pcie, "width", pw, 1, 32) or width_max,
+        pcie_width_max=width_max,
+        pcie_rx_kib_s=_wave(pcie.get("rx_kib_s", 0), f"{pw}.rx_kib_s"),
+        pcie_tx_kib_s=_wave(pcie.get("tx_kib_s", 0), f"{pw}.tx_kib_s"),
+        pcie_path=_str_list(pcie.get("path", []), f"{pw}.path"),
+    )
+    if "bar1_total_mib" in g:
+        out["bar1_total_mib"] = _opt_int(g, "bar1_total_mib", where, 1)
+    if "bar1_used_mib" in g:
+        out["bar1_used_mib"] = _wave(g["bar1_used_mib"], f"{where}.bar1_used_mib")
+    for key in ("encoder_utilization", "decoder_utilization"):
+        if key in g:
+            out[key] = _wave(g[key], f"{where}.{key}")
+    out["display_active"] = _opt_bool(g, "display_active", where, False)
+    cc = g.get("compute_capability", "9.0")
+    try:
+        major, minor = (int(x) for x in str(cc).split("."))
+    except ValueError:
+        raise ScenarioError(f'{where}.compute_capability: expected "major.minor" like "9.0", got {cc!r}') from None
+    out["compute_capability"] = (major, minor)
+    nv = _sub_table(g, "nvlink", where, {"links", "down", "peers"})
+    nw = f"{where}.nvlink"
+    links = _opt_int(nv, "links", nw, 0, 36) or 0
+    down = nv.get("down", [])
+    if not isinstance(down, list) or not all(isinstance(x, int) and 0 <= x < max(links, 1) for x in down):
+        raise ScenarioError(f"{nw}.down: expected a list of link numbers from 0 to {max(links - 1, 0)}, got {down!r}")
+    peers = _str_list(nv.get("peers", []), f"{nw}.peers")
+    if peers and len(peers) != links:
+        raise ScenarioError(f"{nw}.peers: one bus id per link: {links} link(s), {len(peers)} bus id(s)")
+    try:
+        peers = tuple(nvml_bus_id(b) for b in peers)
+    except ValueError:
+        raise ScenarioError(f"{nw}.peers: expected PCI bus ids like 0000:0a:00.0, got {list(peers)!r}") from None
+    out.update(nvlink_links=links, nvlink_down=frozenset(down), nvlink_peers=peers)
+    numa = g.get("numa_node", 0)
+    if numa is not None and (not isinstance(numa, int) or isinstance(numa, bool) or numa < -1):
+        raise ScenarioError(f"{where}.numa_node: expected a NUMA node number (or -1: none), got {numa!r}")
+    out["numa_node"] = None if numa in (None, -1) else numa
+    aff = g.get("cpu_affinity")
+    if aff is None:
+        node = out["numa_node"] or 0
+        out["cpu_affinity"] = tuple(range(node * _CPUS_PER_NODE, (node + 1) * _CPUS_PER_NODE))
+    else:
+        try:
+            out["cpu_affinity"] = parse_cpu_list(str(aff))
+        except ValueError:
+            raise ScenarioError(f'{where}.cpu_affinity: expected a CPU list like "0-55,112-167", got {aff!r}') from None
+    return out
 
 
 def _str_list(value, where: str) -> tuple[str, ...]:

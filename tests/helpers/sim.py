@@ -34,8 +34,8 @@ def scenario(gpus: list[dict] | None = None, frozen: bool = True, **driver) -> S
     )
 
 
-def session(sc: Scenario) -> NvmlSession:
-    return NvmlSession(sim_library_loader(sc), source=f"sim:{sc.name}")
+def session(sc: Scenario, **options) -> NvmlSession:
+    return NvmlSession(sim_library_loader(sc), source=f"sim:{sc.name}", **options)
 
 
 def frozen_demo() -> Scenario:

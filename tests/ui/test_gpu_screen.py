@@ -113,3 +113,52 @@ async def test_quit_with_q():
         await first_snapshot(pilot)
         await pilot.press("q")
     assert app.return_code == 0
+
+
+async def test_the_details_show_the_readings_operators_compare_cards_by():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        await pilot.press("down", "down")  # GPU 2: triton, an ECC history, a remapped row
+        text = details_text(app)
+        assert "P0" in text and "Throttle    none" in text
+        assert "ECC         on  volatile 3/0  aggregate 12/0" in text
+        assert "rows remapped 1/0" in text
+        assert "gen 5/5  x16/16" in text and "BAR1 36/131072 MiB" in text
+        assert "NVLink      18/18 up  NUMA 0  CPUs 0-55,112-167" in text
+        assert "sm 28%" in text and "sm 6%" in text  # each process's SM share
+        await pilot.press("down", "down")  # GPU 4: burn-in at the power cap, a link down
+        text = details_text(app)
+        assert "Throttle    SW Power Cap" in text and "17/18 up" in text
+        assert all(len(line) <= 78 for line in text.splitlines() if not line.lstrip().startswith(("3", "!")))
+
+
+async def test_o_opens_the_topology_and_escape_goes_back():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        await pilot.press("o")
+        await pilot.pause()
+        from gpudock.ui.screens.topology import TopologyScreen
+
+        assert isinstance(app.screen, TopologyScreen)
+        text = str(app.screen.query_one("#topology", Static).render())
+        lines = text.splitlines()
+        row0 = next(line for line in lines if line.startswith("GPU0"))
+        assert row0.split() == [
+            "GPU0",
+            "X",
+            "NV18",
+            "NV18",
+            "NV18",
+            "NV17",
+            "NV18",
+            "NV18",
+            "NV18",
+            "0-55,112-167",
+            "0",
+        ]
+        assert "NV#  a bonded set of # NVLinks" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen.query_one(LiveTable).row_count == 8

@@ -35,3 +35,22 @@ def test_lost_gpu_80x24(snap_compare):
         await pilot.press("down")
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+def test_gpu_readings_80x24(snap_compare):
+    """GPU 4 of the demo: held at the power cap, one NVLink down; the readings under the table."""
+
+    async def ready(pilot):
+        await first_snapshot(pilot)
+        await pilot.press(*["down"] * 4, "enter", "end")
+
+    assert snap_compare(make_app(refresh=3600), terminal_size=(80, 24), run_before=ready)
+
+
+def test_topology_80x24(snap_compare):
+    async def ready(pilot):
+        await first_snapshot(pilot)
+        await pilot.press("o")
+        await pilot.pause()
+
+    assert snap_compare(make_app(refresh=3600), terminal_size=(80, 24), run_before=ready)

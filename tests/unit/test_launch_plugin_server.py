@@ -231,3 +231,40 @@ def test_tabwriter_aligns_runs_of_lines_with_cells():
     assert tabwrite("a:\t1\nheading\nbbbb:\t2\nc:\t3") == "a:1\nheading\nbbbb:2\nc:   3"
     # leading empty cells (the template's indentation tab) vanish with padding 0
     assert tabwrite("\tx:  \t1\n\tyy:  \t2\n") == "x:   1\nyy:  2\n"
+
+
+def test_info_and_status_carry_what_nvidia_docker_1_filled_from_nvml(serve, tmp_path):
+    """BAR1, PCIe bandwidth and throughput, P2P topology, ECC and encoder/decoder, from the demo's
+    simulated NVML (the plugin's answers left them null before)."""
+    import pynvml
+
+    from helpers.sim import frozen_demo, session
+
+    try:
+        with session(frozen_demo()) as s:
+            snap = s.snapshot()
+    finally:
+        pynvml.nvmlLib = None
+        pynvml._nvmlGetFunctionPointer_cache.clear()
+    srv = serve(snap, fake_root(tmp_path))
+    info = json.loads(get(srv, "/v1.0/gpu/info/json")[2])["Devices"]
+    d0, d4 = info[0], info[4]
+    assert d0["PCI"] == {"BusID": "00000000:05:00.0", "BAR1": 131072, "Bandwidth": 3938 * 16}
+    assert (d0["Memory"]["ECC"], d0["Arch"], d4["CPUAffinity"]) == (True, "9.0", 1)
+    peers = {p["BusID"]: p["Link"] for p in d0["Topology"]}
+    assert len(peers) == 7 and "00000000:05:00.0" not in peers
+    assert peers["00000000:0A:00.0"] == 5  # the same PCIe switch: "Single PCI switch"
+    assert peers["00000000:85:00.0"] == 1  # the other NUMA node: "Cross CPU socket"
+    status = json.loads(get(srv, "/v1.0/gpu/status/json")[2])["Devices"]
+    g2 = snap.gpus[2]
+    s2 = status[2]
+    assert s2["PCI"]["BAR1Used"] == g2.bar1_used_mib
+    assert s2["PCI"]["Throughput"] == {"RX": g2.pcie_rx_kib_s // 1000, "TX": g2.pcie_tx_kib_s // 1000}
+    assert s2["Utilization"]["Decoder"] == g2.decoder_utilization and s2["Utilization"]["Encoder"] == 0
+    assert s2["Memory"]["ECCErrors"] == {"L1Cache": None, "L2Cache": None, "Global": 0}
+    text = get(srv, "/gpu/info")[2].decode()
+    assert "  P2P Available\n    00000000:0A:00.0 - Single PCI switch\n" in text
+    assert "    BAR1:       131072 MiB\n    Bandwidth:  63008 MB/s\n" in text
+    status_text = get(srv, "/gpu/status")[2].decode()
+    assert f"    BAR1:  {g2.bar1_used_mib} / 131072 MiB\n" in status_text
+    assert f"      RX:  {g2.pcie_rx_kib_s // 1000} MB/s\n" in status_text

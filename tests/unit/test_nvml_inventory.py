@@ -123,7 +123,7 @@ def test_functions_the_driver_lacks_answer_function_not_found_and_become_null():
         with pytest.raises(pynvml.NVMLError_FunctionNotFound):
             pynvml.nvmlDeviceGetMinorNumber(handle)
         with pytest.raises(pynvml.NVMLError_FunctionNotFound):
-            pynvml.nvmlDeviceGetFanSpeed(handle)  # never simulated: what an old driver answers
+            pynvml.nvmlDeviceGetVbiosVersion(handle)  # never simulated: what an old driver answers
     g = snap.gpus[0]
     assert g.minor is None and g.device is None and g.error is None
     assert snap.cuda_driver_version is None

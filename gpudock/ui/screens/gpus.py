@@ -157,10 +157,12 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None) -> Text:
     row(
         "Clocks",
         f"SM {_na(g.clock_sm_mhz)}/{_na(g.clock_sm_max_mhz)} MHz  "
-        f"mem {_na(g.clock_mem_mhz)}/{_na(g.clock_mem_max_mhz)} MHz",
+        f"mem {_na(g.clock_mem_mhz)}/{_na(g.clock_mem_max_mhz)} MHz  {_na(g.performance_state, 'P{}')}",
     )
     for m in g.mig_devices:
         row(f"  MIG {m.index}", f"{_na(m.profile):<8} {m.uuid}  {_na(m.memory_used_mib)}/{_na(m.memory_total_mib)} MiB")
+    if not g.error:
+        _reading_rows(g, row)
     if docker is not None and not getattr(docker, "ok", True):
         t.append(f"{'Held by':<12}", style="bold")
         t.append("unknown: ", style="bold yellow")
@@ -176,7 +178,8 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None) -> Text:
             hp = held.get(p.pid)
             bad = hp is not None and (hp.claimed is False or hp.location in ("host", "foreign-container"))
             t.append(
-                f"{'!' if bad else ' '} {p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  ",
+                f"{'!' if bad else ' '} {p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  "
+                f"{_na(p.sm_util, 'sm {}%'):<7} ",
                 style="bold red" if bad else "",
             )
             if hp is not None:
@@ -188,6 +191,61 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None) -> Text:
         t.append(f"{'Conflict':<12}", style="bold red")
         t.append(f"{c.message}\n", style="red")
     return t
+
+
+def _reading_rows(g: Gpu, row) -> None:
+    """The readings operators compare cards by, one short line each (they fit 78 columns)."""
+    reasons = g.clock_event_reasons
+    held = "N/A" if reasons is None else (", ".join(reasons) or "none")
+    severe = reasons is not None and any(r not in ("Idle", "Applications Clocks Setting") for r in reasons)
+    row("Throttle", held, "bold yellow" if severe else "")
+    row(
+        "Fan / video",
+        f"fan {_na(g.fan_speed_pct, '{}%')}  encoder {_na(g.encoder_utilization, '{}%')}  "
+        f"decoder {_na(g.decoder_utilization, '{}%')}",
+    )
+    e = g.ecc_errors
+    ecc = _onoff(g.ecc_mode_current)
+    if g.ecc_mode_pending is not None and g.ecc_mode_pending != g.ecc_mode_current:
+        ecc += f" (pending {_onoff(g.ecc_mode_pending)})"
+    if e is not None:
+        ecc += (
+            f"  volatile {_na(e.volatile_corrected)}/{_na(e.volatile_uncorrected)}"
+            f"  aggregate {_na(e.aggregate_corrected)}/{_na(e.aggregate_uncorrected)} (corr/uncorr)"
+        )
+    row("ECC", ecc, "bold red" if e is not None and (e.volatile_uncorrected or 0) > 0 else "")
+    rows, pages = g.remapped_rows, g.retired_pages
+    bad = []
+    if rows is not None:
+        flags = " pending" if rows.pending else ""
+        flags += " FAILED" if rows.failed else ""
+        bad.append(f"rows remapped {rows.correctable}/{rows.uncorrectable}{flags}")
+    if pages is not None:
+        bad.append(
+            f"pages retired {_na(pages.single_bit)}/{_na(pages.double_bit)}{' pending' if pages.pending else ''}"
+        )
+    alarm = (rows is not None and (rows.failed or rows.uncorrectable > 0)) or (pages is not None and pages.pending)
+    row("Bad memory", "  ".join(bad) or "N/A", "bold red" if alarm else "")
+    row(
+        "PCIe",
+        f"gen {_na(g.pcie_gen)}/{_na(g.pcie_gen_max)}  x{_na(g.pcie_width)}/{_na(g.pcie_width_max)}  "
+        f"rx {_rate(g.pcie_rx_kib_s)}  tx {_rate(g.pcie_tx_kib_s)}  "
+        f"BAR1 {_na(g.bar1_used_mib)}/{_na(g.bar1_total_mib)} MiB",
+    )
+    links = "none" if g.nvlinks is None else f"{_na(g.nvlinks_up)}/{g.nvlinks} up"
+    down = g.nvlinks is not None and g.nvlinks_up is not None and g.nvlinks_up < g.nvlinks
+    row("NVLink", f"{links}  NUMA {_na(g.numa_node)}  CPUs {_na(g.cpu_affinity)}", "bold yellow" if down else "")
+
+
+def _rate(kib_s: int | None) -> str:
+    """NVML's PCIe KB/s in the unit that keeps it short."""
+    if kib_s is None:
+        return "N/A"
+    if kib_s >= 1_000_000:
+        return f"{kib_s / 1_000_000:.1f} GB/s"
+    if kib_s >= 1000:
+        return f"{kib_s / 1000:.0f} MB/s"
+    return f"{kib_s} KB/s"
 
 
 def _holder_rows(t: Text, gh) -> None:
@@ -256,6 +314,8 @@ class GpuScreen(Screen):
         Binding("space", "toggle_mark", "Mark", id="mark"),
         Binding("l", "launch", "Launch", id="launch"),
         Binding("c", "containers", "Containers", id="containers"),
+        # Not in the 80-column footer (it would push the toolkit out); ctrl+p and the README list it.
+        Binding("o", "topology", "Topology", id="topology", show=False),
     ]
 
     def __init__(self, banner: str | None = None) -> None:
@@ -397,6 +457,11 @@ class GpuScreen(Screen):
         from gpudock.ui.screens.containers import ContainerScreen
 
         self.app.push_screen(ContainerScreen())
+
+    def action_topology(self) -> None:
+        from gpudock.ui.screens.topology import TopologyScreen
+
+        self.app.push_screen(TopologyScreen())
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_details()
