@@ -142,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules():
-    from gpudock.commands import doctor, holders, launch, libs, toolkit
+    from gpudock.commands import doctor, exporter, holders, launch, libs, toolkit
 
-    return (holders, doctor, libs, toolkit, launch)
+    return (holders, doctor, libs, toolkit, launch, exporter)
 
 
 def main(argv: list[str] | None = None) -> int:
