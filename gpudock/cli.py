@@ -142,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules():
-    from gpudock.commands import doctor, exporter, holders, launch, libs, toolkit
+    from gpudock.commands import doctor, exporter, fleet, holders, launch, libs, toolkit
 
-    return (holders, doctor, libs, toolkit, launch, exporter)
+    return (holders, doctor, libs, toolkit, launch, exporter, fleet)
 
 
 def main(argv: list[str] | None = None) -> int:

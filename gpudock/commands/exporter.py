@@ -128,11 +128,15 @@ class OpenedPoll:
 def _open_poll(args) -> OpenedPoll:
     """The dashboard's poll for these options: one NVML session, the Docker watcher (its event
     thread keeps the containers current) and the holders join; the doctor as ``gpudock doctor``
-    runs it. (The lead's session object will replace this function.)"""
+    runs it, on the same NVML session. (The lead's session object will replace this function.)"""
+    import docker
+
     from gpudock.cli import open_nvml
-    from gpudock.commands.doctor import diagnose_args
+    from gpudock.commands.doctor import docker_for
+    from gpudock.doctor import diagnose
     from gpudock.host.docker import DockerWatcher
     from gpudock.host.holders import build_holders, proc_root_for
+    from gpudock.host.root import HostRoot
     from gpudock.sim.host import scenario_for_args, sim_host_for
 
     scenario = scenario_for_args(args)
@@ -154,8 +158,22 @@ def _open_poll(args) -> OpenedPoll:
         containers = watcher.snapshot(snap.gpus)
         return snap, build_holders(snap, containers, proc_root=proc_root, docker_status=watcher.status)
 
+    root = HostRoot(getattr(args, "root", "/") or "/")
+
     def findings():
-        return diagnose_args(args)[1]
+        # On the poll's own NVML session, as the dashboard's doctor screen does: pynvml has one
+        # global library, and a second session's shutdown would end the poll's.
+        if getattr(args, "no_docker", False):
+            client, use_docker = None, False
+        elif sim is not None:
+            client, use_docker = docker.DockerClient(base_url=sim.docker_base_url, timeout=10), True
+        else:
+            client, use_docker = docker_for(args, root)
+        try:
+            return diagnose(root, session, client, use_docker=use_docker)[1]
+        finally:
+            if client is not None:
+                client.close()
 
     def close() -> None:
         if watcher is not None:
