@@ -1,21 +1,23 @@
 """The fleet reader: hosts x GPUs, holders and doctor errors, read from the Prometheus HTTP API.
 
-This module owns asking Prometheus (``POST /api/v1/query``, one instant query per read whatever
-the number of hosts), turning the answer into immutable :class:`FleetView` values, and saying in
-an operator's words what went wrong when it cannot: Prometheus unreachable, slow, answering
-errors, refusing the credentials, or holding series of other exporters whose labels clash with
-what gpudock expects. A read that fails keeps the last good view, marked stale.
+This module owns asking Prometheus (``POST /api/v1/query``: two instant queries per read, sent
+together so that Prometheus evaluates them on two cores, and one more only when some hosts went
+stale, whatever the number of hosts; the PromQL is :mod:`gpudock.fleet.promql`'s), turning the
+answer into :mod:`gpudock.fleet.view` values, and saying in an operator's words what went wrong
+when it cannot: Prometheus unreachable, slow, answering errors, refusing the credentials, or
+holding series of other exporters whose labels clash with what gpudock expects. A read that
+fails keeps the last good view, marked stale.
 
 What it reads: gpudock exporters' series (:mod:`gpudock.fleet.metrics`) and dcgm-exporter's
 (``DCGM_FI_DEV_GPU_UTIL``, ``_FB_USED``, ``_FB_FREE``, ``_GPU_TEMP``, ``_POWER_USAGE``,
 ``_XID_ERRORS``; the host as ``Hostname`` or ``hostname``, both accepted), joined on the GPU's
 ``UUID``: a GPU both report is one GPU, with gpudock's numbers where it has them and
-dcgm-exporter's otherwise, and gpudock's holders.
+dcgm-exporter's otherwise, and gpudock's holders; it belongs to gpudock's host.
 
-Freshness: a host whose exporter Prometheus scrapes now is fresh and shows its current series; a
-host whose series went stale (its target is down or gone) within ``window`` still shows the last
-values it had, marked stale; a gpudock host whose exporter answers but has not read its GPUs for
-``stale_after`` seconds is marked stale too (NVML hung?).
+Freshness: a host Prometheus scrapes now shows its current series; a host whose series went stale
+(its target is down or gone) within ``window`` still shows the last values it had, marked stale;
+a gpudock host whose exporter answers but has not read its GPUs for ``stale_after`` seconds is
+marked stale too (NVML hung?).
 
 Credentials never come from the command line (they would show in ``ps``): a bearer token from
 ``$GPUDOCK_PROMETHEUS_TOKEN`` or a file, basic auth from ``$GPUDOCK_PROMETHEUS_USER`` and
@@ -31,17 +33,28 @@ import base64
 import json
 import math
 import os
-import re
 import socket
 import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from gpudock.fleet import metrics as m
+from gpudock.fleet.promql import PART, Scope, check_window, detail_parts, freshness_parts, summary_parts, union
+from gpudock.fleet.view import (
+    SORT_KEYS,
+    DoctorError,
+    FleetGpu,
+    FleetHolder,
+    FleetHost,
+    FleetView,
+    filter_hosts,
+    host_from_gpus,
+    sort_hosts,
+)
 
 __all__ = [
     "Auth",
@@ -52,16 +65,16 @@ __all__ = [
     "FleetHost",
     "FleetReader",
     "FleetView",
+    "PART",
+    "SORT_KEYS",
     "assemble",
     "auth_from",
-    "fleet_query",
+    "check_url",
     "filter_hosts",
     "sort_hosts",
-    "SORT_KEYS",
 ]
 
 MIB = 1024 * 1024
-PART = "fleet_part"  # the label each part of the one query is tagged with
 
 
 class FleetError(Exception):
@@ -70,240 +83,6 @@ class FleetError(Exception):
 
 class AuthError(ValueError):
     """Credentials given in a way gpudock refuses, or a credentials file that cannot be read."""
-
-
-# ---------------------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class FleetHolder:
-    container: str
-    container_id: str
-    image: str
-    mechanism: str
-
-    def to_json(self) -> dict:
-        return {
-            "container": self.container,
-            "container_id": self.container_id,
-            "image": self.image,
-            "mechanism": self.mechanism,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class FleetGpu:
-    uuid: str
-    index: int | None = None
-    name: str | None = None
-    pci_bus_id: str | None = None
-    device: str | None = None  # gpudock's: /dev/nvidia<minor>'s name; dcgm-exporter's: nvidia<DCGM id>
-    utilization_gpu: float | None = None
-    memory_used_mib: float | None = None
-    memory_total_mib: float | None = None
-    temperature_c: float | None = None
-    power_w: float | None = None
-    power_limit_w: float | None = None
-    xid: int | None = None  # dcgm-exporter's last Xid (0: none)
-    error: str | None = None  # NVML's error for this GPU (gpudock)
-    holders: tuple[FleetHolder, ...] = ()
-    sources: tuple[str, ...] = ()  # "gpudock", "dcgm-exporter"
-
-    @property
-    def holder_names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(h.container for h in self.holders))
-
-    def to_json(self) -> dict:
-        return {
-            "index": self.index,
-            "uuid": self.uuid,
-            "name": self.name,
-            "pci_bus_id": self.pci_bus_id,
-            "device": self.device,
-            "utilization_gpu": self.utilization_gpu,
-            "memory_used_mib": self.memory_used_mib,
-            "memory_total_mib": self.memory_total_mib,
-            "temperature_c": self.temperature_c,
-            "power_w": self.power_w,
-            "power_limit_w": self.power_limit_w,
-            "xid": self.xid,
-            "error": self.error,
-            "sources": list(self.sources),
-            "holders": [h.to_json() for h in self.holders],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class DoctorError:
-    id: str
-    title: str
-
-    def to_json(self) -> dict:
-        return {"id": self.id, "title": self.title}
-
-
-@dataclass(frozen=True, slots=True)
-class FleetHost:
-    hostname: str
-    gpus: tuple[FleetGpu, ...] = ()
-    doctor_errors: tuple[DoctorError, ...] = ()
-    doctor_warnings: int = 0
-    driver_version: str | None = None
-    source: str | None = None  # gpudock's: "nvml", or "sim:<scenario>" for a simulated host
-    nvml_error: str | None = None
-    docker_up: bool | None = None  # None: gpudock does not watch an engine there (or no gpudock)
-    instances: tuple[str, ...] = ()  # the scrape targets it came from
-    sources: tuple[str, ...] = ()
-    stale: bool = False
-    stale_reason: str | None = None
-    last_poll: float | None = None  # when its gpudock exporter last read the GPUs (its clock)
-
-    @property
-    def ssh_command(self) -> str:
-        return f"ssh -t {self.hostname} gpudock"
-
-    @property
-    def utilization(self) -> float | None:
-        vals = [g.utilization_gpu for g in self.gpus if g.utilization_gpu is not None]
-        return sum(vals) / len(vals) if vals else None
-
-    @property
-    def memory_used_mib(self) -> float | None:
-        vals = [g.memory_used_mib for g in self.gpus if g.memory_used_mib is not None]
-        return sum(vals) if vals else None
-
-    @property
-    def memory_total_mib(self) -> float | None:
-        vals = [g.memory_total_mib for g in self.gpus if g.memory_total_mib is not None]
-        return sum(vals) if vals else None
-
-    @property
-    def temperature_c(self) -> float | None:
-        vals = [g.temperature_c for g in self.gpus if g.temperature_c is not None]
-        return max(vals) if vals else None
-
-    @property
-    def power_w(self) -> float | None:
-        vals = [g.power_w for g in self.gpus if g.power_w is not None]
-        return sum(vals) if vals else None
-
-    @property
-    def holder_names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(n for g in self.gpus for n in g.holder_names))
-
-    @property
-    def errors(self) -> int:
-        """What the ERRORS column counts: doctor errors, NVML failing, GPUs in error, Xid errors."""
-        return (
-            len(self.doctor_errors)
-            + (1 if self.nvml_error else 0)
-            + sum(1 for g in self.gpus if g.error or (g.xid or 0) > 0)
-        )
-
-    def to_json(self) -> dict:
-        return {
-            "hostname": self.hostname,
-            "stale": self.stale,
-            "stale_reason": self.stale_reason,
-            "last_poll": self.last_poll,
-            "sources": list(self.sources),
-            "instances": list(self.instances),
-            "driver_version": self.driver_version,
-            "source": self.source,
-            "nvml_error": self.nvml_error,
-            "docker_up": self.docker_up,
-            "doctor": {"errors": [e.to_json() for e in self.doctor_errors], "warnings": self.doctor_warnings},
-            "ssh": self.ssh_command,
-            "gpus": [g.to_json() for g in self.gpus],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class FleetView:
-    """One read of the fleet. ``ok`` False: this read failed (``error`` says why) and ``hosts`` are
-    the last good read's, all marked stale (``stale`` True)."""
-
-    prometheus: str
-    hosts: tuple[FleetHost, ...] = ()
-    ok: bool = True
-    error: str | None = None
-    stale: bool = False
-    problems: tuple[str, ...] = ()  # clashing series, left-out series: in words
-    taken_at: float | None = None  # Prometheus's evaluation time of the data shown
-    read_at: float = field(default=0.0, compare=False)  # when this read was made (local clock)
-    queries: int = 0
-    seconds: float = field(default=0.0, compare=False)
-
-    def host(self, name: str) -> FleetHost | None:
-        for h in self.hosts:
-            if h.hostname == name:
-                return h
-        return None
-
-    def to_json(self) -> dict:
-        return {
-            "prometheus": self.prometheus,
-            "ok": self.ok,
-            "error": self.error,
-            "stale": self.stale,
-            "taken_at": self.taken_at,
-            "queries": self.queries,
-            "problems": list(self.problems),
-            "hosts": [h.to_json() for h in self.hosts],
-        }
-
-
-# ---------------------------------------------------------------------------------------- the query
-
-# (part, metric, labels kept): gpudock's series; the host is "hostname".
-_GPUDOCK_PARTS = (
-    ("info", m.GPU_INFO, ("UUID", "gpu", "pci_bus_id", "device", "modelName")),
-    ("util", m.UTILIZATION, ("UUID",)),
-    ("used", m.MEMORY_USED, ("UUID",)),
-    ("total", m.MEMORY_TOTAL, ("UUID",)),
-    ("temp", m.TEMPERATURE, ("UUID",)),
-    ("power", m.POWER, ("UUID",)),
-    ("limit", m.POWER_LIMIT, ("UUID",)),
-    ("gpu_error", m.GPU_ERROR, ("UUID", "error")),
-    ("holder", m.HOLDER, ("UUID", "container", "container_id", "image", "mechanism")),
-    ("doctor", m.DOCTOR_FINDING + '{severity=~"error|warning"}', ("id", "severity", "title")),
-    ("driver", m.DRIVER, ("driver_version", "source")),
-    ("nvml_error", m.NVML_ERROR, ("error",)),
-    ("docker", m.DOCKER_UP, ()),
-    ("poll", m.LAST_POLL, ("instance",)),
-)
-# dcgm-exporter's series; the host is "Hostname", "hostname", or else the scrape target.
-_DCGM_HOST = ("hostname", "Hostname", "instance")
-_DCGM_PARTS = (
-    ("dcgm_util", m.DCGM_UTIL, ("UUID", "gpu", "pci_bus_id", "device", "modelName")),
-    ("dcgm_used", m.DCGM_FB_USED, ("UUID",)),
-    ("dcgm_free", m.DCGM_FB_FREE, ("UUID",)),
-    ("dcgm_temp", m.DCGM_TEMP, ("UUID",)),
-    ("dcgm_power", m.DCGM_POWER, ("UUID",)),
-    ("dcgm_xid", m.DCGM_XID, ("UUID",)),
-)
-
-
-def _part(tag: str, selector: str, by: Iterable[str], fresh: str, on: Iterable[str], window: str) -> str:
-    """Current values for hosts scraped now; for the others (stale), the last values in ``window``."""
-    by_s = ", ".join(by)
-    on_s = ", ".join(on)
-    now = f"max by ({by_s}) ({selector})"
-    last = f"(max by ({by_s}) (last_over_time({selector}[{window}])) unless on({on_s}) {fresh})"
-    return f'label_replace({now} or {last}, "{PART}", "{tag}", "", "")'
-
-
-def fleet_query(window: str = "10m") -> str:
-    """The one PromQL query a read sends: every part tagged with ``fleet_part``."""
-    if not re.fullmatch(r"\d+[smhd]", window):
-        raise ValueError(f"window {window!r}: give a Prometheus duration such as 10m, 1h")
-    g_fresh = f"group by (hostname) ({m.LAST_POLL})"
-    d_fresh = f"group by ({', '.join(_DCGM_HOST)}) ({m.DCGM_UTIL})"
-    parts = [_part(t, sel, ("hostname", *labels), g_fresh, ("hostname",), window) for t, sel, labels in _GPUDOCK_PARTS]
-    parts += [_part(t, sel, (*_DCGM_HOST, *labels), d_fresh, _DCGM_HOST, window) for t, sel, labels in _DCGM_PARTS]
-    parts.append(f'label_replace({g_fresh}, "{PART}", "fresh", "", "")')
-    parts.append(f'label_replace({d_fresh}, "{PART}", "dcgm_fresh", "", "")')
-    return " or ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------- credentials
@@ -393,7 +172,7 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-# ---------------------------------------------------------------------------------------- reading
+# ---------------------------------------------------------------------------------------- the answer
 
 
 def _num(v) -> float | None:
@@ -409,9 +188,14 @@ def _int(v) -> int | None:
     return int(f) if f is not None else None
 
 
-def _host_of(labels: Mapping[str, str]) -> tuple[str | None, str | None]:
+def _mib(v) -> float | None:
+    f = _num(v)
+    return round(f / MIB, 1) if f is not None else None
+
+
+def dcgm_host(labels: Mapping[str, str]) -> tuple[str | None, str | None]:
     """(host, clash) of a dcgm-exporter series: ``hostname``, else ``Hostname``, else the target's
-    address without its port. ``clash``: both spellings with different values."""
+    address without its port. ``clash``: both spellings, with different values."""
     a, b = labels.get("hostname"), labels.get("Hostname")
     clash = f"hostname={a!r} and Hostname={b!r}" if a and b and a != b else None
     if a or b:
@@ -425,17 +209,18 @@ def _host_of(labels: Mapping[str, str]) -> tuple[str | None, str | None]:
 
 
 @dataclass
-class _GpuAcc:
-    uuid: str
+class _Gpu:
     vals: dict = field(default_factory=dict)
-    dcgm: dict = field(default_factory=dict)
     holders: dict = field(default_factory=dict)
 
 
 @dataclass
-class _HostAcc:
+class _Host:
     name: str
-    gpus: dict = field(default_factory=dict)  # uuid -> _GpuAcc
+    gpus: dict = field(default_factory=dict)  # gpu index (str) -> _Gpu
+    summary: dict = field(default_factory=dict)
+    holders: set = field(default_factory=set)  # (container, image) in a summary
+    models: set = field(default_factory=set)
     doctor_errors: dict = field(default_factory=dict)
     doctor_warnings: set = field(default_factory=set)
     driver: str | None = None
@@ -443,64 +228,83 @@ class _HostAcc:
     nvml_error: str | None = None
     docker: float | None = None
     instances: set = field(default_factory=set)
-    sources: set = field(default_factory=set)
     fresh: bool = False
+    seen: bool = False
     last_poll: float | None = None
 
 
-_GPUDOCK_VALUE = {"util": "utilization_gpu", "temp": "temperature_c", "power": "power_w", "limit": "power_limit_w"}
+@dataclass
+class _DcgmHost:
+    name: str
+    gpus: dict = field(default_factory=dict)  # uuid -> {part: value, "labels": …}
+    summary: dict = field(default_factory=dict)
+    models: set = field(default_factory=set)
+    instances: set = field(default_factory=set)
+    fresh: bool = False
+    seen: bool = False
+
+
+_GPU_VALUE = {"util": "utilization_gpu", "temp": "temperature_c", "power": "power_w", "limit": "power_limit_w"}
 _DCGM_VALUE = {"dcgm_util": "utilization_gpu", "dcgm_temp": "temperature_c", "dcgm_power": "power_w"}
+_PART_METRIC = {
+    "info": "gpudock_gpu_info",
+    "s_models": "gpudock_gpu_info",
+    "util": "gpudock_gpu_utilization_percent",
+    "s_util": "gpudock_gpu_utilization_percent",
+    "holder": "gpudock_gpu_holder_info",
+    "s_holders": "gpudock_gpu_holder_info",
+    "poll": "gpudock_exporter_last_poll_timestamp_seconds",
+    "dcgm_util": "DCGM_FI_DEV_GPU_UTIL",
+    "s_dmodels": "DCGM_FI_DEV_GPU_UTIL",
+}
 
 
-def assemble(
-    result: list[dict], taken_at: float | None, *, prometheus: str = "", stale_after: float = 60.0
-) -> tuple[tuple[FleetHost, ...], tuple[str, ...]]:
-    """The hosts (sorted by name) and the problems found, from the query's result vector."""
-    hosts: dict[str, _HostAcc] = {}
-    problems: dict[str, None] = {}
-    unnamed: dict[str, int] = {}
-    dcgm_gpus: dict[str, tuple[str, dict]] = {}  # uuid -> (host, labels+values) from dcgm-exporter
-    dcgm_fresh: set[str] = set()  # hosts whose dcgm-exporter Prometheus scrapes now
+class _Answer:
+    """Sorts a query's result vector into hosts, and what is wrong with it into problems."""
 
-    def host(name: str) -> _HostAcc:
-        h = hosts.get(name)
+    def __init__(self) -> None:
+        self.hosts: dict[str, _Host] = {}
+        self.dcgm: dict[str, _DcgmHost] = {}
+        self.problems: dict[str, None] = {}
+        self.unnamed: dict[str, int] = {}
+        self.clashing_uuids: dict[str, int] = {}
+
+    def host(self, name: str) -> _Host:
+        h = self.hosts.get(name)
         if h is None:
-            h = hosts[name] = _HostAcc(name)
+            h = self.hosts[name] = _Host(name)
         return h
 
-    for item in result:
+    def dhost(self, name: str) -> _DcgmHost:
+        h = self.dcgm.get(name)
+        if h is None:
+            h = self.dcgm[name] = _DcgmHost(name)
+        return h
+
+    def add(self, item: dict) -> None:
         labels = item.get("metric") or {}
         value = (item.get("value") or [None, None])[1]
         part = labels.get(PART)
         if part is None:
-            continue
-        if part.startswith("dcgm"):
-            name, clash = _host_of(labels)
-            if clash:
-                problems[f"dcgm-exporter series carry {clash}: shown under {name!r}"] = None
-            if part == "dcgm_fresh":
-                if name:
-                    dcgm_fresh.add(name)
-                continue
-            uuid = labels.get("UUID") or labels.get("uuid")
-            if not name or not uuid:
-                unnamed[part] = unnamed.get(part, 0) + 1
-                continue
-            hname, acc = dcgm_gpus.setdefault(uuid, (name, {}))
-            if hname != name:
-                problems[f"GPU {uuid} is reported by dcgm-exporter on two hosts: {hname} and {name}"] = None
-            acc[part] = value
-            if part == "dcgm_util":
-                acc["labels"] = labels
-            continue
+            return
+        if part == "s_clash":
+            self.clashing_uuids[labels.get("UUID", "?")] = _int(value) or 2
+        elif part.startswith(("dcgm", "s_d")):
+            self._dcgm(part, labels, value)
+        else:
+            self._gpudock(part, labels, value)
+
+    def _gpudock(self, part: str, labels: dict, value) -> None:
         name = labels.get("hostname")
         if not name:
-            unnamed[part] = unnamed.get(part, 0) + 1
-            continue
-        h = host(name)
-        h.sources.add("gpudock")
+            if part in _PART_METRIC:  # count each kind of series once, not each part over it
+                self.unnamed[_PART_METRIC[part]] = self.unnamed.get(_PART_METRIC[part], 0) + 1
+            return
+        h = self.host(name)
         if part == "fresh":
             h.fresh = True
+        elif part == "seen":
+            h.seen = True
         elif part == "poll":
             h.last_poll = max(filter(None, (h.last_poll, _num(value))), default=None)
             if labels.get("instance"):
@@ -516,23 +320,31 @@ def assemble(
                 h.doctor_errors[labels.get("id", "?")] = labels.get("title", "")
             else:
                 h.doctor_warnings.add(labels.get("id", "?"))
+        elif part.startswith("s_"):
+            if part == "s_models":
+                if labels.get("modelName"):
+                    h.models.add(labels["modelName"])
+                h.summary["count"] = h.summary.get("count", 0) + (_int(value) or 0)
+            elif part == "s_holders":
+                h.holders.add((labels.get("container", ""), labels.get("image", "")))
+            else:
+                h.summary[part] = _num(value)
         else:
-            uuid = labels.get("UUID")
-            if not uuid:
-                unnamed[part] = unnamed.get(part, 0) + 1
-                continue
-            g = h.gpus.get(uuid)
+            g = h.gpus.get(labels.get("gpu", "?"))
             if g is None:
-                g = h.gpus[uuid] = _GpuAcc(uuid)
+                g = h.gpus[labels.get("gpu", "?")] = _Gpu()
             if part == "info":
+                if not labels.get("UUID"):
+                    self.unnamed["gpudock_gpu_info (UUID)"] = self.unnamed.get("gpudock_gpu_info (UUID)", 0) + 1
                 g.vals.update(
+                    uuid=labels.get("UUID") or "",
                     index=_int(labels.get("gpu")),
                     name=labels.get("modelName") or None,
                     pci_bus_id=labels.get("pci_bus_id") or None,
                     device=labels.get("device") or None,
                 )
-            elif part in _GPUDOCK_VALUE:
-                g.vals[_GPUDOCK_VALUE[part]] = _num(value)
+            elif part in _GPU_VALUE:
+                g.vals[_GPU_VALUE[part]] = _num(value)
             elif part == "used":
                 g.vals["memory_used_mib"] = _mib(value)
             elif part == "total":
@@ -548,111 +360,243 @@ def assemble(
                     labels.get("mechanism", ""),
                 )
 
-    # A UUID two gpudock hosts report: a cloned VM, a copied scenario, or two exporters on one host
-    # with different --hostname. Both keep it; the operator is told.
-    owner: dict[str, str] = {}
-    for h in hosts.values():
-        for uuid in h.gpus:
-            if uuid in owner and owner[uuid] != h.name:
-                problems[f"GPU {uuid} is reported by two gpudock hosts: {owner[uuid]} and {h.name}"] = None
-            owner.setdefault(uuid, h.name)
-        if len(h.instances) > 1:
-            problems[
-                f"host {h.name} is reported by {len(h.instances)} scrape targets ({', '.join(sorted(h.instances))}): "
-                "give each exporter its own --hostname"
+    def _dcgm(self, part: str, labels: dict, value) -> None:
+        name, clash = dcgm_host(labels)
+        if clash:
+            self.problems[f"dcgm-exporter series carry {clash}: shown under {name!r}"] = None
+        if not name:
+            self.unnamed[_PART_METRIC.get(part, "DCGM_FI_DEV_*")] = 1
+            return
+        uuid = labels.get("UUID") or labels.get("uuid")
+        per_gpu = part.startswith("dcgm_") and part not in ("dcgm_fresh", "dcgm_seen")
+        if per_gpu and not uuid:
+            key = _PART_METRIC.get(part, "DCGM_FI_DEV_*") + " (UUID)"
+            self.unnamed[key] = self.unnamed.get(key, 0) + 1
+            return
+        h = self.dhost(name)
+        if labels.get("instance"):
+            h.instances.add(labels["instance"])
+        if part == "dcgm_fresh":
+            h.fresh = True
+        elif part == "dcgm_seen":
+            h.seen = True
+        elif part.startswith("s_"):
+            if part == "s_dmodels":
+                if labels.get("modelName"):
+                    h.models.add(labels["modelName"])
+                h.summary["count"] = h.summary.get("count", 0) + (_int(value) or 0)
+            else:
+                h.summary[part] = _num(value)
+        else:
+            acc = h.gpus.setdefault(uuid, {})
+            acc[part] = value
+            if part == "dcgm_util":
+                acc["labels"] = labels
+
+    # -- into values ------------------------------------------------------------------------------
+
+    def result(self, detailed: bool, taken_at: float | None, stale_after: float):
+        owner: dict[str, str] = {}  # GPU UUID -> the gpudock host reporting it
+        gpus_of: dict[str, dict[str, FleetGpu]] = {}
+        for h in self.hosts.values():
+            for g in h.gpus.values():
+                uuid = g.vals.get("uuid")
+                if not uuid:
+                    continue
+                if uuid in owner and owner[uuid] != h.name:
+                    self.problems[f"GPU {uuid} is reported by two gpudock hosts: {owner[uuid]} and {h.name}"] = None
+                owner.setdefault(uuid, h.name)
+            if len(h.instances) > 1:
+                self.problems[
+                    f"host {h.name} is reported by {len(h.instances)} scrape targets "
+                    f"({', '.join(sorted(h.instances))}): give each exporter its own --hostname"
+                ] = None
+        for uuid, n in sorted(self.clashing_uuids.items()):
+            self.problems[
+                f"GPU {uuid} is reported by {n} gpudock hosts (a cloned machine, or two exporters on one host "
+                "with different --hostname?)"
             ] = None
 
-    # dcgm-exporter's GPUs: onto gpudock's GPU with the same UUID, else onto their own host.
-    for uuid, (name, acc) in dcgm_gpus.items():
-        target = hosts.get(owner[uuid]) if uuid in owner else host(name)
-        target.sources.add("dcgm-exporter")
-        if uuid not in owner:
-            target.fresh = target.fresh or name in dcgm_fresh
-            if acc.get("labels", {}).get("instance"):
-                target.instances.add(acc["labels"]["instance"])
-        g = target.gpus.get(uuid)
-        if g is None:
-            g = target.gpus[uuid] = _GpuAcc(uuid)
-        g.dcgm = acc
+        dcgm_extra: dict[str, dict[str, dict]] = {}  # gpudock host -> uuid -> dcgm values
+        out: list[FleetHost] = []
+        for d in self.dcgm.values():
+            mine = {u: v for u, v in d.gpus.items() if u not in owner}
+            for u, v in d.gpus.items():
+                if u in owner:
+                    dcgm_extra.setdefault(owner[u], {})[u] = v
+            covered = int(d.summary.get("s_dcovered") or 0)
+            if detailed and (mine or not d.gpus):
+                gpus = tuple(sorted((_dcgm_gpu(u, v) for u, v in mine.items()), key=_gpu_order))
+                if gpus or not d.gpus:
+                    out.append(host_from_gpus(d.name, gpus, **self._dcgm_rest(d)))
+            elif not detailed and d.summary and covered < d.summary.get("count", 0):
+                if covered:
+                    self.problems[
+                        f"dcgm-exporter host {d.name} reports {d.summary.get('count', 0)} GPUs, of which gpudock "
+                        f"reports {covered} under another host name"
+                    ] = None
+                out.append(self._dcgm_summary(d))
 
-    for part, n in sorted(unnamed.items()):
-        what = "hostname" if not part.startswith("dcgm") else "UUID or host"
-        problems[
-            f"{n} series of {_part_metric(part)} have no {what} label (another exporter's, with the same "
-            "name?): left out"
-        ] = None
+        for h in self.hosts.values():
+            stale, reason = self._staleness(h.fresh, h.last_poll, taken_at, stale_after, gpudock=True)
+            rest = {
+                "doctor_errors": tuple(DoctorError(i, t) for i, t in sorted(h.doctor_errors.items())),
+                "doctor_warnings": len(h.doctor_warnings),
+                "driver_version": h.driver,
+                "source": h.source,
+                "nvml_error": h.nvml_error,
+                "docker_up": None if h.docker is None else h.docker >= 1,
+                "instances": tuple(sorted(h.instances)),
+                "stale": stale,
+                "stale_reason": reason,
+                "last_poll": h.last_poll,
+            }
+            if detailed:
+                extra = dcgm_extra.get(h.name, {})
+                gpus = []
+                for g in h.gpus.values():
+                    uuid = g.vals.get("uuid") or ""
+                    gpus.append(_gpudock_gpu(g, extra.get(uuid)))
+                gpus.sort(key=_gpu_order)
+                src = ("gpudock", "dcgm-exporter") if extra else ("gpudock",)
+                gpus_of[h.name] = {g.uuid: g for g in gpus}
+                out.append(host_from_gpus(h.name, tuple(gpus), sources=src, **rest))
+            else:
+                out.append(self._gpudock_summary(h, rest))
+        out.sort(key=lambda x: x.hostname)
+        for part, n in sorted(self.unnamed.items()):
+            what, _, lab = part.partition(" (")
+            label = lab.rstrip(")") if lab else ("hostname" if what.startswith("gpudock") else "UUID or host")
+            self.problems[
+                f"{n} series of {what} have no {label} label (another exporter's, with the same name?): left out"
+            ] = None
+        return tuple(out), tuple(self.problems)
 
-    out = []
-    for name in sorted(hosts):
-        h = hosts[name]
-        gpus = tuple(sorted((_gpu(g) for g in h.gpus.values()), key=lambda g: (g.index is None, g.index, g.uuid)))
-        stale, reason = not h.fresh, None
-        if stale:
-            reason = "Prometheus has no current series of it (its exporter is down, or no longer scraped)"
-        elif "gpudock" in h.sources and h.last_poll is not None and taken_at is not None:
-            age = taken_at - h.last_poll
-            if age > stale_after:
-                stale, reason = True, f"its exporter has not read the GPUs for {age:.0f} s (NVML hung?)"
-        out.append(
-            FleetHost(
-                hostname=name,
-                gpus=gpus,
-                doctor_errors=tuple(DoctorError(i, t) for i, t in sorted(h.doctor_errors.items())),
-                doctor_warnings=len(h.doctor_warnings),
-                driver_version=h.driver,
-                source=h.source,
-                nvml_error=h.nvml_error,
-                docker_up=None if h.docker is None else h.docker >= 1,
-                instances=tuple(sorted(h.instances)),
-                sources=tuple(s for s in ("gpudock", "dcgm-exporter") if s in h.sources),
-                stale=stale,
-                stale_reason=reason,
-                last_poll=h.last_poll,
-            )
+    @staticmethod
+    def _staleness(fresh: bool, last_poll, taken_at, stale_after: float, gpudock: bool):
+        if not fresh:
+            return True, "Prometheus has no current series of it (its exporter is down, or no longer scraped)"
+        if gpudock and last_poll is not None and taken_at is not None and taken_at - last_poll > stale_after:
+            return True, f"its exporter has not read the GPUs for {taken_at - last_poll:.0f} s (NVML hung?)"
+        return False, None
+
+    def _dcgm_rest(self, d: _DcgmHost) -> dict:
+        stale, reason = self._staleness(d.fresh, None, None, 0, gpudock=False)
+        return {"instances": tuple(sorted(d.instances)), "sources": ("dcgm-exporter",), "stale": stale,
+                "stale_reason": reason}  # fmt: skip
+
+    def _dcgm_summary(self, d: _DcgmHost) -> FleetHost:
+        s = d.summary
+        used, free = s.get("s_dused"), s.get("s_dfree")
+        return FleetHost(
+            hostname=d.name,
+            gpu_count=s.get("count", 0),
+            held=None,
+            utilization=s.get("s_dutil"),
+            memory_used_mib=used,
+            memory_total_mib=used + free if used is not None and free is not None else None,
+            temperature_c=s.get("s_dtemp"),
+            power_w=s.get("s_dpower"),
+            models=tuple(sorted(d.models)),
+            xid_gpus=int(s.get("s_dxid") or 0),
+            **self._dcgm_rest(d),
         )
-    return tuple(out), tuple(problems)
+
+    @staticmethod
+    def _gpudock_summary(h: _Host, rest: dict) -> FleetHost:
+        s = h.summary
+        used, total = s.get("s_used"), s.get("s_total")
+        return FleetHost(
+            hostname=h.name,
+            gpu_count=s.get("count", 0),
+            held=int(s.get("s_held") or 0),
+            utilization=s.get("s_util"),
+            memory_used_mib=round(used / MIB, 1) if used is not None else None,
+            memory_total_mib=round(total / MIB, 1) if total is not None else None,
+            temperature_c=s.get("s_temp"),
+            power_w=s.get("s_power"),
+            holder_names=tuple(sorted({c for c, _ in h.holders if c})),
+            images=tuple(sorted({i for _, i in h.holders if i})),
+            models=tuple(sorted(h.models)),
+            gpu_errors=int(s.get("s_gpu_errors") or 0),
+            xid_gpus=int(s.get("s_xid") or 0),
+            sources=("gpudock", "dcgm-exporter") if s.get("s_with_dcgm") else ("gpudock",),
+            **rest,
+        )
 
 
-def _part_metric(part: str) -> str:
-    for t, sel, _ in (*_GPUDOCK_PARTS, *_DCGM_PARTS):
-        if t == part:
-            return sel.split("{")[0]
-    return part
+def _gpu_order(g: FleetGpu):
+    return (g.index is None, g.index if g.index is not None else 0, g.uuid)
 
 
-def _mib(v) -> float | None:
-    f = _num(v)
-    return round(f / MIB, 1) if f is not None else None
+def _dcgm_values(d: dict, v: dict) -> None:
+    lab = d.get("labels", {})
+    v.setdefault("index", _int(lab.get("gpu")))
+    v.setdefault("name", lab.get("modelName") or None)
+    v.setdefault("pci_bus_id", lab.get("pci_bus_id") or None)
+    v.setdefault("device", lab.get("device") or None)
+    for part, key in _DCGM_VALUE.items():
+        if v.get(key) is None and part in d:
+            v[key] = _num(d[part])
+    used, free = _num(d.get("dcgm_used")), _num(d.get("dcgm_free"))
+    if v.get("memory_used_mib") is None and used is not None:
+        v["memory_used_mib"] = used
+    if v.get("memory_total_mib") is None and used is not None and free is not None:
+        v["memory_total_mib"] = used + free
+    if "dcgm_xid" in d:
+        v["xid"] = _int(d["dcgm_xid"])
 
 
-def _gpu(g: _GpuAcc) -> FleetGpu:
-    v, d = dict(g.vals), g.dcgm
-    sources = []
-    if v:
-        sources.append("gpudock")
-    if d:
+def _gpudock_gpu(g: _Gpu, dcgm: dict | None) -> FleetGpu:
+    v = dict(g.vals)
+    v.setdefault("uuid", "")
+    sources = ["gpudock"]
+    if dcgm:
         sources.append("dcgm-exporter")
-        lab = d.get("labels", {})
-        v.setdefault("index", _int(lab.get("gpu")))
-        v.setdefault("name", lab.get("modelName") or None)
-        v.setdefault("pci_bus_id", lab.get("pci_bus_id") or None)
-        v.setdefault("device", lab.get("device") or None)
-        for part, key in _DCGM_VALUE.items():
-            if v.get(key) is None and part in d:
-                v[key] = _num(d[part])
-        used, free = _num(d.get("dcgm_used")), _num(d.get("dcgm_free"))
-        if v.get("memory_used_mib") is None and used is not None:
-            v["memory_used_mib"] = used
-        if v.get("memory_total_mib") is None and used is not None and free is not None:
-            v["memory_total_mib"] = used + free
-        if "dcgm_xid" in d:
-            v["xid"] = _int(d["dcgm_xid"])
+        _dcgm_values(dcgm, v)
     holders = tuple(sorted(g.holders.values(), key=lambda h: (h.container, h.container_id)))
-    return FleetGpu(uuid=g.uuid, holders=holders, sources=tuple(sources), **v)
+    return FleetGpu(holders=holders, sources=tuple(sources), **v)
+
+
+def _dcgm_gpu(uuid: str, d: dict) -> FleetGpu:
+    v: dict = {}
+    _dcgm_values(d, v)
+    return FleetGpu(uuid=uuid, sources=("dcgm-exporter",), **v)
+
+
+def assemble(
+    result: list[dict], taken_at: float | None, *, detailed: bool = True, stale_after: float = 60.0
+) -> tuple[tuple[FleetHost, ...], tuple[str, ...]]:
+    """The hosts (sorted by name) and the problems found, from the answer's result vector(s)."""
+    ans = _Answer()
+    for item in result:
+        ans.add(item)
+    return ans.result(detailed, taken_at, stale_after)
+
+
+def stale_names(result: list[dict]) -> tuple[str, ...]:
+    """Hosts Prometheus had within the window but has no current series of (from the freshness parts)."""
+    seen, fresh = set(), set()
+    for item in result:
+        labels = item.get("metric") or {}
+        part = labels.get(PART)
+        if part in ("seen", "fresh"):
+            name = labels.get("hostname")
+        elif part in ("dcgm_seen", "dcgm_fresh"):
+            name = dcgm_host(labels)[0]
+        else:
+            continue
+        if name:
+            (seen if part.endswith("seen") else fresh).add(name)
+    return tuple(sorted(seen - fresh))
+
+
+# ---------------------------------------------------------------------------------------- reading
 
 
 class FleetReader:
-    """Reads the fleet from one Prometheus; keeps the last good view for when a read fails."""
+    """Reads the fleet from one Prometheus; keeps the last good view of each kind of read for when
+    a read fails."""
 
     def __init__(
         self,
@@ -663,40 +607,59 @@ class FleetReader:
         window: str = "10m",
         stale_after: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
+        parallel: int = 2,
     ) -> None:
         self.url = check_url(url)
+        self.parallel = parallel
         self.auth = auth or Auth()
         self.timeout = timeout
-        self.window = window
+        self.window = check_window(window)
         self.stale_after = stale_after
-        self.query = fleet_query(window)
         self.ssl_context = ssl_context
-        self.last_good: FleetView | None = None
+        self._last: dict[tuple, FleetView] = {}
 
-    def read(self) -> FleetView:
-        """One read: a fresh view, or (on failure) the last good one marked stale with the reason."""
+    def queries_for(self, detailed: bool = True, only: str | None = None) -> list[str]:
+        """The first queries of a read (sent together): the parts dealt round ``parallel`` queries,
+        so that Prometheus evaluates them on as many cores."""
+        hosts = (only,) if only else None
+        parts = self._parts(Scope(hosts), detailed) + freshness_parts(hosts, self.window)
+        n = max(1, min(self.parallel, len(parts)))
+        return [union(parts[i::n]) for i in range(n)]
+
+    def _parts(self, scope: Scope, detailed: bool) -> list[tuple[str, str]]:
+        return detail_parts(scope) if detailed else summary_parts(scope, self.window)
+
+    def read(self, detailed: bool = True, only: str | None = None) -> FleetView:
+        """One read: every host (``only``: that one), per GPU (``detailed``) or per host; on failure
+        the last good view of the same kind, every host marked stale, with the reason."""
+        key = (detailed, only)
         t0 = time.monotonic()
+        queries = 0
         try:
-            result, taken_at = self._query(self.query)
-            hosts, problems = assemble(result, taken_at, prometheus=self.url, stale_after=self.stale_after)
+            first = self.queries_for(detailed, only)
+            queries += len(first)
+            result, taken_at = self._query_all(first)
+            stale = stale_names(result)
+            if stale:  # their last values: one more query, for them alone
+                queries += 1
+                more, _ = self._query(union(self._parts(Scope(stale, self.window), detailed)))
+                result = result + more
+            hosts, problems = assemble(result, taken_at, detailed=detailed, stale_after=self.stale_after)
         except FleetError as e:
-            last = self.last_good
-            hosts = (
-                tuple(replace(h, stale=True, stale_reason=h.stale_reason or "not read") for h in last.hosts)
-                if last
-                else ()
-            )
+            last = self._last.get(key)
+            kept = last.hosts if last else ()
             return FleetView(
                 self.url,
-                hosts,
+                tuple(replace(h, stale=True, stale_reason=h.stale_reason or "this read failed") for h in kept),
                 ok=False,
                 error=str(e),
                 stale=True,
                 problems=last.problems if last else (),
                 taken_at=last.taken_at if last else None,
                 read_at=time.time(),
-                queries=1,
+                queries=queries,
                 seconds=time.monotonic() - t0,
+                detailed=detailed,
             )
         view = FleetView(
             self.url,
@@ -704,11 +667,23 @@ class FleetReader:
             problems=problems,
             taken_at=taken_at,
             read_at=time.time(),
-            queries=1,
+            queries=queries,
             seconds=time.monotonic() - t0,
+            detailed=detailed,
         )
-        self.last_good = view
+        self._last[key] = view
         return view
+
+    def _query_all(self, queries: list[str]) -> tuple[list[dict], float | None]:
+        """Several queries at once, their answers together (the first fault, if any, raised)."""
+        if len(queries) == 1:
+            return self._query(queries[0])
+        with ThreadPoolExecutor(len(queries), thread_name_prefix="gpudock-fleet") as pool:
+            answers = list(pool.map(self._query, queries))
+        result: list[dict] = []
+        for r, _ in answers:
+            result += r
+        return result, next((t for _, t in answers if t is not None), None)
 
     def _query(self, query: str) -> tuple[list[dict], float | None]:
         """POST /api/v1/query: (result vector, evaluation time). FleetError in an operator's words."""
@@ -814,65 +789,3 @@ class FleetReader:
         if code == 408 or (err and "timeout" in err.lower()):
             return self._slow()
         return f"Prometheus at {self.url} answered HTTP {code} ({e.reason})" + (f": {err}" if err else "")
-
-
-# ---------------------------------------------------------------------------------------- sort, filter
-
-SORT_KEYS = ("host", "util", "mem", "temp", "power", "errors", "stale")
-
-
-def sort_hosts(hosts: Iterable[FleetHost], key: str = "host", reverse: bool = False) -> list[FleetHost]:
-    """Hosts by a column (unknown values last whatever the direction); ties by name."""
-    if key not in SORT_KEYS:
-        raise ValueError(f"sort by one of {', '.join(SORT_KEYS)}, not {key!r}")
-    hosts = list(hosts)
-    if key == "host":
-        return sorted(hosts, key=lambda h: h.hostname, reverse=reverse)
-
-    def value(h: FleetHost):
-        if key == "util":
-            return h.utilization
-        if key == "mem":
-            return h.memory_used_mib
-        if key == "temp":
-            return h.temperature_c
-        if key == "power":
-            return h.power_w
-        if key == "errors":
-            return h.errors
-        return 1 if h.stale else 0
-
-    known = [h for h in hosts if value(h) is not None]
-    unknown = [h for h in hosts if value(h) is None]
-    # the busiest first by default: an operator sorts by a number to find the top of it
-    known.sort(key=lambda h: (-value(h), h.hostname) if not reverse else (value(h), h.hostname))
-    return known + sorted(unknown, key=lambda h: h.hostname)
-
-
-def filter_hosts(hosts: Iterable[FleetHost], text: str) -> list[FleetHost]:
-    """Hosts matching every word of ``text``: a part of the host's name, a GPU model, a holding
-    container's name or image; or ``is:stale``, ``is:errors``, ``is:held``, ``is:free`` (a GPU
-    nobody holds)."""
-    words = text.lower().split()
-    out = []
-    for h in hosts:
-        hay = [h.hostname.lower()]
-        hay += [(g.name or "").lower() for g in h.gpus]
-        hay += [x.lower() for g in h.gpus for hd in g.holders for x in (hd.container, hd.image)]
-        ok = True
-        for w in words:
-            if w == "is:stale":
-                ok = h.stale
-            elif w == "is:errors":
-                ok = h.errors > 0
-            elif w == "is:held":
-                ok = any(g.holders for g in h.gpus)
-            elif w == "is:free":
-                ok = any(not g.holders for g in h.gpus)
-            else:
-                ok = any(w in s for s in hay)
-            if not ok:
-                break
-        if ok:
-            out.append(h)
-    return out

@@ -3,6 +3,8 @@ hands them out in turn (no network)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from gpudock.fleet.reader import PART, FleetView, assemble
 
 NOW = 1_800_000_000.0
@@ -34,16 +36,16 @@ def gpudock_series(name: str, n: int, host: int, util: int, fresh: bool = True, 
         out += [
             _s("info", hostname=name, UUID=u, gpu=str(i), pci_bus_id=f"00000000:{0x10 + i * 0x10:02X}:00.0",
                device=f"nvidia{(i + 1) % n}", modelName="NVIDIA H100 80GB HBM3"),
-            _s("util", util + i, hostname=name, UUID=u),
-            _s("used", (10 + i) * 1024**3, hostname=name, UUID=u),
-            _s("total", 80 * 1024**3, hostname=name, UUID=u),
-            _s("temp", 40 + i, hostname=name, UUID=u),
-            _s("power", 200 + 10 * i, hostname=name, UUID=u),
-            _s("limit", 700, hostname=name, UUID=u),
+            _s("util", util + i, hostname=name, gpu=str(i)),
+            _s("used", (10 + i) * 1024**3, hostname=name, gpu=str(i)),
+            _s("total", 80 * 1024**3, hostname=name, gpu=str(i)),
+            _s("temp", 40 + i, hostname=name, gpu=str(i)),
+            _s("power", 200 + 10 * i, hostname=name, gpu=str(i)),
+            _s("limit", 700, hostname=name, gpu=str(i)),
         ]  # fmt: skip
         if holders.get(i):
             out.append(
-                _s("holder", hostname=name, UUID=u, container=holders[i], container_id=f"{host:02x}" * 32,
+                _s("holder", hostname=name, gpu=str(i), container=holders[i], container_id=f"{host:02x}" * 32,
                    image="nvcr.io/nvidia/pytorch:24.01-py3", mechanism="device-request")
             )  # fmt: skip
     return out
@@ -76,12 +78,18 @@ def demo_fleet_view(prometheus: str = "http://prometheus:9090") -> FleetView:
 
 
 class FakeReader:
-    """``read()`` returns the given views in turn (the last one again and again); counts reads."""
+    """``read()`` returns the given views in turn (the last one again and again), whole or (``only``)
+    for one host; counts the reads of the whole fleet, and records the hosts read alone."""
 
     def __init__(self, *views: FleetView) -> None:
         self.views = list(views)
         self.reads = 0
+        self.host_reads: list[str] = []
 
-    def read(self) -> FleetView:
+    def read(self, detailed: bool = True, only: str | None = None) -> FleetView:
+        if only is not None:
+            self.host_reads.append(only)
+            view = self.views[max(0, min(self.reads, len(self.views)) - 1)]
+            return dataclasses.replace(view, hosts=tuple(h for h in view.hosts if h.hostname == only))
         self.reads += 1
         return self.views[min(self.reads, len(self.views)) - 1]

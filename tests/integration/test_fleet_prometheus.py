@@ -225,7 +225,7 @@ def fleet_json(fleet) -> dict:
 
 def test_every_host_with_its_gpus_and_holders_as_its_own_holders_json_says(fleet):
     view = fleet_json(fleet)
-    assert view["ok"] and view["queries"] == 1
+    assert view["ok"] and view["queries"] == 2  # sent together, whatever the number of hosts
     hosts = {h["hostname"]: h for h in view["hosts"]}
     assert set(hosts) == {"gpu-node-a", "gpu-node-b", "gpu-node-c", "gpu-node-gone", "dgx-legacy"}
     for name, path in fleet["files"].items():
@@ -270,10 +270,26 @@ def test_doctor_errors_per_host_as_its_own_doctor_says(fleet):
     for name, path in fleet["files"].items():
         rc, out, err = gpudock_cli("doctor", "--sim", path, "--json")
         own = json.loads(out)
-        errors = sorted(f["id"] for f in own["findings"] if f["severity"] == "error")
-        warnings = sorted(f["id"] for f in own["findings"] if f["severity"] == "warning")
-        assert sorted(e["id"] for e in hosts[name]["doctor"]["errors"]) == errors, name
-        assert hosts[name]["doctor"]["warnings"] == len(warnings), name
+        errors = sorted((f["id"], f["title"]) for f in own["findings"] if f["severity"] == "error")
+        assert sorted((e["id"], e["title"]) for e in hosts[name]["doctor"]["errors"]) == errors, name
+
+
+def test_the_host_lists_summary_read_agrees_with_the_per_gpu_read(fleet):
+    from gpudock.fleet.reader import FleetReader
+
+    r = FleetReader(fleet["prom"].url)
+    summary, detail = r.read(detailed=False), r.read(detailed=True)
+    assert summary.ok and detail.ok and summary.queries == 2
+    assert [h.hostname for h in summary.hosts] == [h.hostname for h in detail.hosts]
+    fields = ("gpu_count", "held", "utilization", "memory_used_mib", "memory_total_mib", "temperature_c", "power_w",
+              "holder_names", "images", "models", "gpu_errors", "xid_gpus", "sources", "stale", "doctor_errors",
+              "doctor_warnings", "driver_version", "docker_up")  # fmt: skip
+    for s, d in zip(summary.hosts, detail.hosts):
+        assert not s.gpus and d.gpus
+        for f in fields:
+            assert getattr(s, f) == pytest.approx(getattr(d, f), abs=0.11), (s.hostname, f)
+    one = r.read(detailed=True, only="gpu-node-b")
+    assert [h.hostname for h in one.hosts] == ["gpu-node-b"] and one.hosts[0].gpus == detail.host("gpu-node-b").gpus
 
 
 def test_another_exporters_series_under_a_gpudock_name_is_said_and_left_out(fleet):
@@ -321,5 +337,6 @@ def test_a_stopped_exporter_leaves_its_host_stale_with_its_last_values(fleet):
         time.sleep(0.5)
     gone = hosts["gpu-node-gone"]
     assert gone["stale"] and "no current series" in gone["stale_reason"]
+    assert fleet_json(fleet)["queries"] == 3  # one more, for the stale host's last values
     assert [g["uuid"] for g in gone["gpus"]] == UC and gone["gpus"][0]["utilization_gpu"] == 5
     assert not hosts["gpu-node-c"]["stale"]

@@ -39,7 +39,8 @@ async def test_one_row_per_host_with_its_numbers_and_the_stale_one_marked():
 
 
 async def test_enter_on_a_host_shows_its_gpus_holders_and_the_ssh_line():
-    app = FleetApp(FakeReader(demo_fleet_view()), interval=3600)
+    reader = FakeReader(demo_fleet_view())
+    app = FleetApp(reader, interval=3600)
     async with app.run_test(size=(120, 30)) as pilot:
         await _first_view(pilot)
         table = app.screen.query_one(LiveTable)
@@ -48,6 +49,9 @@ async def test_enter_on_a_host_shows_its_gpus_holders_and_the_ssh_line():
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, FleetHostScreen) and screen.hostname == "gpu-a01"
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert reader.host_reads == ["gpu-a01"]  # its GPUs: a read of that host alone
         gt = screen.query_one(LiveTable)
         assert len(gt.row_keys) == 8
         first = dict(zip([c.key for c in gt.columns], [str(c) for c in gt.get_row_at(0)]))

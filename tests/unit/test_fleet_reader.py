@@ -21,7 +21,6 @@ from gpudock.fleet.reader import (
     auth_from,
     check_url,
     filter_hosts,
-    fleet_query,
     sort_hosts,
 )
 
@@ -40,30 +39,36 @@ def gpudock_host(name, uuid, util=50, poll=NOW - 1, holders=(), instance=None, i
         s("driver", hostname=name, driver_version="535.129.03", source="nvml"),
         s("info", hostname=name, UUID=uuid, gpu=index, pci_bus_id="00000000:05:00.0", device="nvidia3",
           modelName="NVIDIA H100 80GB HBM3"),
-        s("util", util, hostname=name, UUID=uuid),
-        s("used", 1024 * 1024 * 1024, hostname=name, UUID=uuid),
-        s("total", 80 * 1024 * 1024 * 1024, hostname=name, UUID=uuid),
-        s("temp", 60, hostname=name, UUID=uuid),
-        s("power", 300.5, hostname=name, UUID=uuid),
-        s("limit", 700, hostname=name, UUID=uuid),
+        s("util", util, hostname=name, gpu=index),
+        s("used", 1024 * 1024 * 1024, hostname=name, gpu=index),
+        s("total", 80 * 1024 * 1024 * 1024, hostname=name, gpu=index),
+        s("temp", 60, hostname=name, gpu=index),
+        s("power", 300.5, hostname=name, gpu=index),
+        s("limit", 700, hostname=name, gpu=index),
         s("docker", 1, hostname=name),
     ]  # fmt: skip
     for c in holders:
         out.append(
-            s("holder", hostname=name, UUID=uuid, container=c, container_id=c * 3, image="img", mechanism="device")
+            s("holder", hostname=name, gpu=index, container=c, container_id=c * 3, image="img", mechanism="device")
         )
     return out
 
 
-def test_the_fleet_is_one_query_naming_both_dcgm_host_spellings():
-    q = fleet_query("10m")
-    assert "hostname, Hostname, instance" in q
-    for name in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_GPU_TEMP",
-                 "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_XID_ERRORS", "gpudock_gpu_holder_info"):  # fmt: skip
-        assert name in q
-    assert "last_over_time(gpudock_gpu_utilization_percent[10m])" in q
+def test_a_read_is_two_queries_naming_both_dcgm_host_spellings_whatever_the_hosts():
+    r = FleetReader("http://prometheus:9090", window="10m")
+    for detailed in (True, False):
+        qs = r.queries_for(detailed)
+        assert len(qs) == 2
+        q = " ".join(qs)
+        assert "hostname, Hostname, instance" in q
+        for name in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_GPU_TEMP",
+                     "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_XID_ERRORS", "gpudock_gpu_holder_info"):  # fmt: skip
+            assert name in q
+        assert "last_over_time(gpudock_exporter_last_poll_timestamp_seconds[10m])" in q
+    one = " ".join(r.queries_for(True, only="gpu-a.example"))
+    assert 'gpudock_gpu_info{hostname=~"gpu-a\\\\.example"}' in one  # a regex in a PromQL string
     with pytest.raises(ValueError, match="Prometheus duration"):
-        fleet_query("ten minutes")
+        FleetReader("http://prometheus:9090", window="ten minutes")
 
 
 def test_gpudock_hosts_with_holders_and_doctor_errors():
@@ -143,12 +148,12 @@ def test_stale_hosts_keep_their_last_values_and_say_why():
 
 def test_clashing_series_are_said_in_words_and_left_out():
     result = gpudock_host("gpu-a", UA, instance="10.0.0.1:10940")
-    result += gpudock_host("gpu-a", UB, instance="10.0.0.2:10940")  # two exporters, one --hostname
+    result += gpudock_host("gpu-a", UB, instance="10.0.0.2:10940", index="1")  # two exporters, one --hostname
     result += gpudock_host("gpu-b", UA)  # a cloned VM: the same GPU UUID on another host
-    result.append(s("util", 50, UUID="GPU-x"))  # another exporter's series under gpudock's name, no hostname
+    result.append(s("util", 50, gpu="0"))  # another exporter's series under gpudock's name, no hostname
     result.append(s("dcgm_util", 50, gpu="0", Hostname="x", instance="x:9400"))  # no UUID
     result.append(s("dcgm_util", 50, gpu="1", UUID=UC, Hostname="x", hostname="y", instance="x:9400"))
-    result.append(s("util", float("nan"), hostname="gpu-b", UUID=UA))
+    result.append(s("util", float("nan"), hostname="gpu-b", gpu="0"))
     hosts, problems = assemble(result, NOW)
     assert set(problems) == {
         "host gpu-a is reported by 2 scrape targets (10.0.0.1:10940, 10.0.0.2:10940): give each exporter its own "
@@ -156,8 +161,7 @@ def test_clashing_series_are_said_in_words_and_left_out():
         f"GPU {UA} is reported by two gpudock hosts: gpu-a and gpu-b",
         "1 series of gpudock_gpu_utilization_percent have no hostname label (another exporter's, with the same "
         "name?): left out",
-        "1 series of DCGM_FI_DEV_GPU_UTIL have no UUID or host label (another exporter's, with the same name?): "
-        "left out",
+        "1 series of DCGM_FI_DEV_GPU_UTIL have no UUID label (another exporter's, with the same name?): left out",
         "dcgm-exporter series carry hostname='y' and Hostname='x': shown under 'y'",
     }
     assert [len(h.gpus) for h in hosts] == [2, 1, 1]  # gpu-a, gpu-b, y
@@ -220,9 +224,9 @@ def test_one_post_per_read_and_a_failed_read_keeps_the_last_good_hosts_stale(pro
     r = FleetReader(prom.url, timeout=2)
     v1 = r.read()
     assert v1.ok and [h.hostname for h in v1.hosts] == ["gpu-a"] and not v1.hosts[0].stale
-    assert len(prom.requests) == 1
-    req = prom.requests[0]
-    assert req["path"] == "/api/v1/query" and req["form"]["query"] == [fleet_query("10m")]
+    assert len(prom.requests) == 2  # the parts of one read, sent together
+    assert {r["path"] for r in prom.requests} == {"/api/v1/query"}
+    assert sorted(q for r in prom.requests for q in r["form"]["query"]) == sorted(r.queries_for())
     prom.answer = (503, b"Service Unavailable", 0.0)
     v2 = r.read()
     assert not v2.ok and v2.stale
@@ -231,7 +235,6 @@ def test_one_post_per_read_and_a_failed_read_keeps_the_last_good_hosts_stale(pro
     )
     assert [h.hostname for h in v2.hosts] == ["gpu-a"]
     assert v2.hosts[0].stale and v2.hosts[0].gpus == v1.hosts[0].gpus
-    assert len(prom.requests) == 2
 
 
 @pytest.mark.parametrize(
@@ -274,7 +277,7 @@ def test_credentials_are_sent_from_the_environment_or_files(prom, tmp_path):
     pw.write_text("s3cret\n")
     FleetReader(prom.url, auth=auth_from({"GPUDOCK_PROMETHEUS_USER": "ops"}, password_file=str(pw))).read()
     FleetReader(prom.url, auth=auth_from({"GPUDOCK_PROMETHEUS_PASSWORD": "p"}, user="ops")).read()
-    assert [r["auth"] for r in prom.requests] == [
+    assert [r["auth"] for r in prom.requests][::2] == [  # each read: two queries, the same credentials
         "Bearer t0k3n",
         "Bearer from-file",
         "Basic " + base64.b64encode(b"ops:s3cret").decode(),
@@ -323,3 +326,52 @@ def test_sort_and_filter():
     assert [h.hostname for h in filter_hosts(hosts, "H100 gpu-b")] == ["gpu-b"]
     with pytest.raises(ValueError, match="sort by one of"):
         sort_hosts(hosts, "name")
+
+
+def test_a_summary_read_gives_each_host_its_figures_without_its_gpus():
+    g = {"hostname": "gpu-a"}
+    result = [
+        s("fresh", **g),
+        s("poll", NOW - 1, instance="gpu-a:10940", **g),
+        s("s_models", 6, modelName="NVIDIA H100 80GB HBM3", **g),
+        s("s_models", 2, modelName="NVIDIA A100-SXM4-80GB", **g),
+        s("s_util", 42.5, **g),
+        s("s_used", 10 * 1024**3, **g),
+        s("s_total", 640 * 1024**3, **g),
+        s("s_temp", 71, **g),
+        s("s_power", 2400, **g),
+        s("s_held", 3, **g),
+        s("s_holders", container="train-a", image="pytorch:24.01", **g),
+        s("s_holders", container="triton", image="tritonserver:23.10", **g),
+        s("s_xid", 1, **g),
+        s("s_with_dcgm", 8, **g),
+        # dcgm-exporter on gpu-a, in a container with a hostname of its own: every GPU is gpudock's too
+        s("dcgm_fresh", Hostname="d41f0c2", instance="10.0.0.1:9400"),
+        s("s_dmodels", 8, Hostname="d41f0c2", instance="10.0.0.1:9400", modelName="NVIDIA H100 80GB HBM3"),
+        s("s_dcovered", 8, Hostname="d41f0c2", instance="10.0.0.1:9400"),
+        # dcgm-exporter alone
+        s("dcgm_fresh", hostname="dgx-old", instance="dgx-old:9400"),
+        s("s_dmodels", 2, hostname="dgx-old", instance="dgx-old:9400", modelName="NVIDIA A100-SXM4-80GB"),
+        s("s_dutil", 12, hostname="dgx-old", instance="dgx-old:9400"),
+        s("s_dused", 2048, hostname="dgx-old", instance="dgx-old:9400"),
+        s("s_dfree", 161792, hostname="dgx-old", instance="dgx-old:9400"),
+        s("s_dxid", 1, hostname="dgx-old", instance="dgx-old:9400"),
+    ]
+    hosts, problems = assemble(result, NOW, detailed=False)
+    assert problems == ()
+    old, a = hosts
+    assert (a.hostname, a.detailed, a.gpus, a.gpu_count, a.held, a.utilization) == ("gpu-a", False, (), 8, 3, 42.5)
+    assert (a.memory_used_mib, a.memory_total_mib, a.temperature_c, a.power_w) == (10240, 655360, 71, 2400)
+    assert a.holder_names == ("train-a", "triton") and a.images == ("pytorch:24.01", "tritonserver:23.10")
+    assert a.models == ("NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3")
+    assert a.sources == ("gpudock", "dcgm-exporter") and a.xid_gpus == 1 and a.errors == 1
+    assert (old.hostname, old.gpu_count, old.held, old.memory_total_mib, old.xid_gpus) == (
+        "dgx-old",
+        2,
+        None,
+        163840,
+        1,
+    )
+    assert "gpus" not in a.to_json() and a.to_json()["summary"]["holders"] == ["train-a", "triton"]
+    assert [h.hostname for h in filter_hosts(hosts, "triton")] == ["gpu-a"]
+    assert [h.hostname for h in filter_hosts(hosts, "a100")] == ["dgx-old", "gpu-a"]

@@ -8,8 +8,9 @@ poll it does not need, or make that poll optional everywhere. The two share the 
 (:class:`~gpudock.ui.widgets.live_table.LiveTable`), the styles and the terminal driver.
 
 Data flows one way, as on the dashboard: a one-shot thread worker calls the reader
-(:class:`gpudock.fleet.reader.FleetReader`, plain Python; any object with ``read() ->
-FleetView``) and posts :class:`FleetReady`; the app keeps the latest view and hands it to the
+(:class:`gpudock.fleet.reader.FleetReader`, plain Python; any object with ``read(detailed,
+only) -> FleetView``) and posts :class:`FleetReady` (and :class:`FleetHostReady` for the host
+whose screen is open); the app keeps the latest view and hands it to the
 screens; the next read is scheduled when the last is done, so a slow Prometheus stretches the
 period instead of queueing reads. A failed read shows the last good hosts marked stale, with the
 reason in the header.
@@ -33,7 +34,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
-from gpudock.fleet.reader import SORT_KEYS, FleetGpu, FleetHost, FleetView, filter_hosts, sort_hosts
+from gpudock.fleet.view import SORT_KEYS, FleetGpu, FleetHost, FleetView, filter_hosts, sort_hosts
 from gpudock.ui.app import _css_paths, _terminal_driver
 from gpudock.ui.widgets.live_table import Column, LiveTable
 from gpudock.ui.widgets.live_text import LiveText
@@ -92,18 +93,17 @@ def _holders_text(names: tuple[str, ...], width: int | None = None) -> str:
 
 def host_cells(h: FleetHost) -> dict[str, object]:
     """The host table's cells of one host, by column key."""
-    held = sum(1 for g in h.gpus if g.holders)
     errors = h.errors
     if h.stale:
         state = Text("stale", style="bold yellow")
-    elif not h.gpus and h.nvml_error:
+    elif not h.gpu_count and h.nvml_error:
         state = Text("NVML", style="bold red")
     else:
         state = Text("ok", style="green")
     return {
         "host": Text(h.hostname, style="dim" if h.stale else ""),
         # held/GPUs; "?" where no gpudock exporter says who holds them (dcgm-exporter alone)
-        "gpus": f"{held if 'gpudock' in h.sources else '?'}/{len(h.gpus)}" if h.gpus else "0",
+        "gpus": f"{'?' if h.held is None else h.held}/{h.gpu_count}",
         "util": _pct(h.utilization),
         "mem": _gib(h.memory_used_mib, h.memory_total_mib),
         "temp": _na(None if h.temperature_c is None else round(h.temperature_c), "{}C"),
@@ -156,7 +156,7 @@ def fleet_header(view: FleetView | None, shown: int, sort: str, reverse: bool, f
     if view is None:
         t.append("Reading the fleet from Prometheus…", style="dim")
         return t
-    gpus = sum(len(h.gpus) for h in view.hosts)
+    gpus = sum(h.gpu_count for h in view.hosts)
     stale = sum(1 for h in view.hosts if h.stale)
     t.append(f"{len(view.hosts)} hosts", style="bold")
     t.append(f", {gpus} GPUs", style="bold")
@@ -282,18 +282,24 @@ class FleetScreen(Screen):
             self.show_view(self._view)
 
 
-def host_header(h: FleetHost | None, name: str) -> Text:
+def host_header(h: FleetHost | None, name: str, reading: bool = False, error: str | None = None) -> Text:
     t = Text()
     t.append(name, style="bold")
     if h is None:
         t.append("  is not in the last read (gone from Prometheus)", style="bold yellow")
+        if error:
+            t.append(f"\n{error}", style="bold red")
         return t
-    t.append(f"  {len(h.gpus)} GPUs", style="dim")
+    t.append(f"  {h.gpu_count} GPUs", style="dim")
     if h.driver_version:
         t.append(f"  driver {h.driver_version}", style="dim")
     if h.source and h.source != "nvml":
         t.append(f"  [{h.source}]", style="bold magenta")
     t.append(f"  from {', '.join(h.sources) or '?'}", style="dim")
+    if reading:
+        t.append("  reading its GPUs…", style="dim italic")
+    if error:
+        t.append(f"\n{error}", style="bold red")
     if h.stale:
         t.append(f"\nstale: {h.stale_reason}", style="bold yellow")
     if h.nvml_error:
@@ -329,7 +335,9 @@ def gpu_holders_text(g: FleetGpu | None) -> Text:
 
 
 class FleetHostScreen(Screen):
-    """One host of the fleet: its GPUs and who holds them, its doctor errors, the ssh line."""
+    """One host of the fleet: its GPUs and who holds them, its doctor errors, the ssh line. Its
+    GPUs come from a read of this host alone (asked for when the screen opens, and on each
+    refresh while it is open); the header shows the host list's summary until then."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="back"),
@@ -354,16 +362,40 @@ class FleetHostScreen(Screen):
         view = getattr(self.app, "view", None)
         if view is not None:
             self.show_view(view)
+        detail = getattr(self.app, "host_views", {}).get(self.hostname)
+        if detail is not None:
+            self.show_host_view(detail)
+        if isinstance(self.app, FleetApp):
+            self.app.open_hostname = self.hostname
+            self.app.read_host(self.hostname)
+
+    def on_unmount(self) -> None:
+        if isinstance(self.app, FleetApp) and self.app.open_hostname == self.hostname:
+            self.app.open_hostname = None
 
     def on_resize(self) -> None:
-        view = getattr(self.app, "view", None)
-        if view is not None:
-            self.show_view(view)
+        if self._host is not None and self._host.detailed:
+            self._show_gpus(self._host)
 
     def show_view(self, view: FleetView) -> None:
+        """The host list's read: the header, until this host's own read is in."""
+        if self._host is None or not self._host.detailed:
+            h = view.host(self.hostname)
+            self._host = h
+            self.query_one("#fleet-host-header", LiveText).show(host_header(h, self.hostname, reading=True))
+
+    def show_host_view(self, view: FleetView) -> None:
         h = view.host(self.hostname)
+        if h is None:  # this read failed with nothing kept, or the host is gone
+            self.query_one("#fleet-host-header", LiveText).show(
+                host_header(self._host, self.hostname, error=view.error)
+            )
+            return
         self._host = h
-        self.query_one("#fleet-host-header", LiveText).show(host_header(h, self.hostname))
+        self.query_one("#fleet-host-header", LiveText).show(host_header(h, self.hostname, error=view.error))
+        self._show_gpus(h)
+
+    def _show_gpus(self, h: FleetHost) -> None:
         table = self.query_one(LiveTable)
         wide = self.size.width >= WIDE
         if wide != self._wide:
@@ -371,17 +403,17 @@ class FleetHostScreen(Screen):
             cols += [("util", "GPU%"), ("mem", "MEM GiB"), ("temp", "TEMP"), ("power", "POWER W"), ("xid", "XID")]
             table.set_columns([Column(k, label) for k, label in cols] + [Column("holders", "HOLDERS", 10, fill=True)])
             self._wide = wide
-        gpus = h.gpus if h is not None else ()
-        keys = {g.uuid for g in gpus}
+        keys = {g.uuid for g in h.gpus}
         for key in [k for k in table.row_keys if k not in keys]:
             table.remove_row(key)
-        for g in gpus:
+        for g in h.gpus:
             table.set_row(g.uuid, gpu_cells(g, wide))
         self._details()
 
     def _details(self) -> None:
         key = self.query_one(LiveTable).cursor_row_key
-        g = next((g for g in self._host.gpus if g.uuid == key), None) if self._host is not None else None
+        h = self._host
+        g = next((g for g in h.gpus if g.uuid == key), None) if h is not None else None
         self.query_one("#fleet-gpu-details", LiveText).show(gpu_holders_text(g))
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
@@ -393,8 +425,18 @@ class FleetHostScreen(Screen):
         self.notify(f"copied: {line}", timeout=3)
 
 
+class FleetHostReady(Message):
+    def __init__(self, hostname: str, view: FleetView) -> None:
+        super().__init__()
+        self.hostname = hostname
+        self.view = view
+
+
 class FleetApp(App):
-    """``gpudock fleet``: the fleet from Prometheus."""
+    """``gpudock fleet``: the fleet from Prometheus.
+
+    Each read asks for the per-host summary (what the host list shows: a fraction of the per-GPU
+    answer on a large fleet) and, while a host's screen is open, that host's GPUs."""
 
     TITLE = "gpudock fleet"
     CSS_PATH = _css_paths()
@@ -406,6 +448,8 @@ class FleetApp(App):
         self.reader = reader
         self.interval = max(1.0, interval)
         self.view: FleetView | None = None
+        self.host_views: dict[str, FleetView] = {}
+        self.open_hostname: str | None = None  # the host whose screen is open: each read reads it too
         self._timer = None
         self._again = False
 
@@ -415,7 +459,15 @@ class FleetApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="fleet")
     def read(self) -> None:
-        self.post_message(FleetReady(self.reader.read()))
+        self.post_message(FleetReady(self.reader.read(detailed=False)))
+        host = self.open_hostname
+        if host is not None:
+            self.post_message(FleetHostReady(host, self.reader.read(detailed=True, only=host)))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="fleet-host")
+    def read_host(self, hostname: str) -> None:
+        """One host's GPUs now (its screen just opened), without waiting for the next read."""
+        self.post_message(FleetHostReady(hostname, self.reader.read(detailed=True, only=hostname)))
 
     @on(FleetReady)
     def _on_view(self, message: FleetReady) -> None:
@@ -425,6 +477,13 @@ class FleetApp(App):
             if update is not None:
                 update(message.view)
         self._schedule()
+
+    @on(FleetHostReady)
+    def _on_host_view(self, message: FleetHostReady) -> None:
+        self.host_views[message.hostname] = message.view
+        for screen in self.screen_stack:
+            if isinstance(screen, FleetHostScreen) and screen.hostname == message.hostname:
+                screen.show_host_view(message.view)
 
     def _schedule(self) -> None:
         if self._timer is not None:
@@ -439,6 +498,8 @@ class FleetApp(App):
 
     @on(Worker.StateChanged)
     def _on_worker(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "fleet-host" and event.state == WorkerState.ERROR:
+            self.notify(f"Reading the host failed: {event.worker.error}", severity="error", timeout=6)
         if event.worker.group != "fleet":
             return
         if event.state == WorkerState.ERROR:  # the reader turns its faults into views: this is a bug, say it
