@@ -150,8 +150,12 @@ def summary_parts(s: Scope, window: str) -> list[tuple[str, str]]:
         ("s_held", f"count by ({H}) (count by ({H}, UUID) ({s.g(m.HOLDER)}))"),
         ("s_holders", f"group by ({H}, container, image) ({s.g(m.HOLDER)})"),
         ("s_gpu_errors", f"count by ({H}) ({s.g(m.GPU_ERROR)})"),
-        ("s_xid", f"count by ({H}) ({info} * on(UUID) group_left() (max by (UUID) ({s.dj(m.DCGM_XID)}) > 0))"),
-        ("s_with_dcgm", f"count by ({H}) ({info} * on(UUID) group_left() max by (UUID) ({s.dj(m.DCGM_UTIL)}))"),
+        # per host, its GPUs dcgm-exporter also reports, counted by whether their last Xid is 0 (xid="0") or not
+        (
+            "s_xid",
+            f'count_values by ({H}) ("xid", {info} * on(UUID) group_left() '
+            f"(max by (UUID) ({s.dj(m.DCGM_XID)}) > bool 0))",
+        ),
         ("s_clash", f"count by (UUID) ({info}) > 1"),
         *_host_parts(s),
         ("s_dmodels", f"count by ({DH}, modelName) ({s.d(m.DCGM_UTIL)})"),
@@ -161,7 +165,7 @@ def summary_parts(s: Scope, window: str) -> list[tuple[str, str]]:
         ("s_dtemp", f"max by ({DH}) ({s.d(m.DCGM_TEMP)})"),
         ("s_dpower", f"sum by ({DH}) ({s.d(m.DCGM_POWER)})"),
         ("s_dxid", f"count by ({DH}) ({s.d(m.DCGM_XID)} > 0)"),
-        ("s_dcovered", f"count by ({DH}) ({s.d(m.DCGM_UTIL)} and on(UUID) {s.g(m.GPU_INFO, window=window)})"),
+        ("s_dcovered", f"count by ({DH}) ({s.d(m.DCGM_UTIL)} and on(UUID) {info})"),
     ]
 
 

@@ -327,6 +327,11 @@ class _Answer:
                 h.summary["count"] = h.summary.get("count", 0) + (_int(value) or 0)
             elif part == "s_holders":
                 h.holders.add((labels.get("container", ""), labels.get("image", "")))
+            elif part == "s_xid":  # GPUs dcgm-exporter also reports, by whether their last Xid is 0
+                n = _int(value) or 0
+                h.summary["s_with_dcgm"] = h.summary.get("s_with_dcgm", 0) + n
+                if labels.get("xid") == "1":
+                    h.summary["s_xid"] = n
             else:
                 h.summary[part] = _num(value)
         else:
@@ -397,7 +402,6 @@ class _Answer:
 
     def result(self, detailed: bool, taken_at: float | None, stale_after: float):
         owner: dict[str, str] = {}  # GPU UUID -> the gpudock host reporting it
-        gpus_of: dict[str, dict[str, FleetGpu]] = {}
         for h in self.hosts.values():
             for g in h.gpus.values():
                 uuid = g.vals.get("uuid")
@@ -420,6 +424,10 @@ class _Answer:
         dcgm_extra: dict[str, dict[str, dict]] = {}  # gpudock host -> uuid -> dcgm values
         out: list[FleetHost] = []
         for d in self.dcgm.values():
+            if d.name in self.hosts:  # gpudock's host under the same name: one host, gpudock's figures
+                for u, v in d.gpus.items():
+                    dcgm_extra.setdefault(d.name, {})[u] = v
+                continue
             mine = {u: v for u, v in d.gpus.items() if u not in owner}
             for u, v in d.gpus.items():
                 if u in owner:
@@ -457,9 +465,11 @@ class _Answer:
                 for g in h.gpus.values():
                     uuid = g.vals.get("uuid") or ""
                     gpus.append(_gpudock_gpu(g, extra.get(uuid)))
+                own = {g.uuid for g in gpus}
+                # GPUs only its dcgm-exporter reports (gpudock's exporter does not see them: NVML fails?)
+                gpus += [_dcgm_gpu(u, v) for u, v in extra.items() if u not in own]
                 gpus.sort(key=_gpu_order)
                 src = ("gpudock", "dcgm-exporter") if extra else ("gpudock",)
-                gpus_of[h.name] = {g.uuid: g for g in gpus}
                 out.append(host_from_gpus(h.name, tuple(gpus), sources=src, **rest))
             else:
                 out.append(self._gpudock_summary(h, rest))

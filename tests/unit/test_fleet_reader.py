@@ -343,8 +343,8 @@ def test_a_summary_read_gives_each_host_its_figures_without_its_gpus():
         s("s_held", 3, **g),
         s("s_holders", container="train-a", image="pytorch:24.01", **g),
         s("s_holders", container="triton", image="tritonserver:23.10", **g),
-        s("s_xid", 1, **g),
-        s("s_with_dcgm", 8, **g),
+        s("s_xid", 1, xid="1", **g),  # of its GPUs dcgm-exporter also reports, 1 with an Xid, 7 without
+        s("s_xid", 7, xid="0", **g),
         # dcgm-exporter on gpu-a, in a container with a hostname of its own: every GPU is gpudock's too
         s("dcgm_fresh", Hostname="d41f0c2", instance="10.0.0.1:9400"),
         s("s_dmodels", 8, Hostname="d41f0c2", instance="10.0.0.1:9400", modelName="NVIDIA H100 80GB HBM3"),
