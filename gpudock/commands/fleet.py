@@ -4,7 +4,8 @@ This module owns the command: its options, the credentials (from the environment
 an option's value: :func:`gpudock.fleet.reader.auth_from`), and either one read printed as JSON
 (the shape of :meth:`gpudock.fleet.reader.FleetView.to_json`, documented in the README) or the
 fleet screen (:mod:`gpudock.ui.screens.fleet`). The host options (--demo, --sim, --root) do not
-apply: the fleet is read from Prometheus, not from this machine.
+apply: the fleet is read from Prometheus, not from this machine. The screen's host list reads a
+per-host summary; a host's screen and ``--json`` read per GPU.
 
 Exit status with ``--json``: 0 read; 2 Prometheus could not be read (``error`` says why) or the
 options are wrong.
@@ -27,7 +28,8 @@ def register(subparsers) -> None:
         help="every GPU host from Prometheus: GPUs, holders, doctor errors",
         description="Hosts x GPUs with utilization, memory, temperature, power, holding containers and doctor "
         "errors, read from Prometheus (gpudock exporter and dcgm-exporter series, joined on the GPU UUID) "
-        "in one query. Credentials: GPUDOCK_PROMETHEUS_TOKEN (bearer) or GPUDOCK_PROMETHEUS_USER and "
+        "in a few queries, whatever the number of hosts. Credentials: GPUDOCK_PROMETHEUS_TOKEN (bearer) or "
+        "GPUDOCK_PROMETHEUS_USER and "
         "GPUDOCK_PROMETHEUS_PASSWORD (basic), or the files named below.",
     )
     p.add_argument(

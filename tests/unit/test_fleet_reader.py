@@ -375,3 +375,15 @@ def test_a_summary_read_gives_each_host_its_figures_without_its_gpus():
     assert "gpus" not in a.to_json() and a.to_json()["summary"]["holders"] == ["train-a", "triton"]
     assert [h.hostname for h in filter_hosts(hosts, "triton")] == ["gpu-a"]
     assert [h.hostname for h in filter_hosts(hosts, "a100")] == ["dgx-old", "gpu-a"]
+
+
+def test_the_fleet_core_and_its_commands_never_import_textual():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gpudock.fleet.exporter, gpudock.fleet.hpc, gpudock.fleet.reader, gpudock.fleet.promql, "
+        "gpudock.fleet.view, gpudock.commands.exporter, gpudock.commands.fleet; print('textual' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
