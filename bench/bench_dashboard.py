@@ -95,14 +95,12 @@ def bench_refresh(rounds: int = 7, per_round: int = 200) -> dict:
 _FIRST_FRAME_GPUDOCK = r"""
 import time, sys
 t0 = time.perf_counter()
-from gpudock.ui.app import GpudockApp, HostChoice, SnapshotReady
-from gpudock.host.nvml import NvmlSession
-from gpudock.sim.libnvml import sim_library_loader
-from gpudock.sim.scenario import builtin_scenario
+from gpudock.ui.app import GpudockApp, SnapshotReady
+from gpudock.session import Options, open_session
 class A(GpudockApp):
     def _schedule_next(self):  # called once a snapshot has been handed to the screens
         self.call_after_refresh(lambda: self.exit(time.perf_counter() - t0))
-app = A(HostChoice(NvmlSession(sim_library_loader(builtin_scenario()), source="sim:demo")))
+app = A(open_session(Options(demo=True)))
 print(app.run(headless=True, size=(80, 24)))
 """
 
@@ -127,11 +125,9 @@ secs = float(sys.argv[1])
 if sys.argv[2] == "gpudock":
     # The dashboard exactly as `gpudock --demo` starts it: the simulated NVML library, the
     # simulated Docker engine with its containers, the holders join, at the default refresh.
-    from gpudock.cli import build_parser
-    from gpudock.ui.app import GpudockApp, choose_host
-    args = build_parser().parse_args(["--demo"])
-    host = choose_host(args)
-    app = GpudockApp(host, refresh=args.refresh, root=args.root, args=args)
+    from gpudock.session import Options, open_session
+    from gpudock.ui.app import GpudockApp
+    app = GpudockApp(open_session(Options(demo=True), fallback_to_demo=True))
 elif sys.argv[2] == "ticker":
     # The least a 1 Hz dashboard can do: one line of text that changes every second.
     import time

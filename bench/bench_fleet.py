@@ -3,7 +3,7 @@
 ``bench_fleet() -> dict`` needs Debian's ``prometheus`` package (``prometheus`` and ``promtool``).
 
 * exporter: ``gpudock exporter --demo`` (8 GPUs, its simulated engine and holders) in a child
-  process; its CPU (``psutil`` user+system) over 300 scrapes over HTTP, less its CPU over an idle
+  process; its CPU (user+system, from ``/proc``) over 300 scrapes over HTTP, less its CPU over an idle
   stretch as long (its background poll runs in both), per scrape. Reference, same run and method:
   a bare ``prometheus_client`` server in a child process serving the same samples from a static
   collector (what any Python exporter of this size costs). Target (issue 14): under 5 ms.
@@ -40,11 +40,9 @@ for p in (ROOT, os.path.join(ROOT, "tests")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-import psutil  # noqa: E402
-
 from gpudock.fleet import metrics as m  # noqa: E402
 from gpudock.fleet.reader import FleetReader  # noqa: E402
-from helpers.prometheus import Exporter, Prometheus, child_env  # noqa: E402
+from helpers.prometheus import Exporter, Prometheus, child_env, cpu_seconds  # noqa: E402
 
 HOSTS, GPUS, DCGM_HOSTS = 1000, 8, 200
 SCRAPES = 300
@@ -67,8 +65,7 @@ time.sleep(3600)
 
 
 def _cpu(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    return cpu_seconds(pid)
 
 
 def _scrape_cost(pid: int, url: str) -> dict:

@@ -39,7 +39,7 @@ class GpuProcess:
     pid: int
     used_memory_mib: int | None
     kind: Literal["compute", "graphics"] = "compute"
-    command: str | None = None  # from /proc via psutil; None when unreadable or gone
+    command: str | None = None  # from the host's /proc/<pid>/cmdline; None when unreadable or gone
     container_id: str | None = None
     container_pid: int | None = None  # NSpid: the PID as seen inside the container
     mig_uuid: str | None = None  # MIG device the process runs on, when MIG is on

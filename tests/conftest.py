@@ -10,11 +10,19 @@ Fixtures
   created during the test is removed, a stopped engine is started again, and `hook_config` is
   restored, and so is `daemon_json` (dockerd's --config-file); a test may rewrite them, e.g. to
   turn the hook's debug log on.
+- `cdi_docker_engine` (session): a running `helpers.engine.CdiEngine` — Debian 13's dockerd 26 with
+  CDI on (`"features": {"cdi": true}`, `"cdi-spec-dirs": [.cdi_dir]`), beside the 20.10 one, with
+  the same attributes plus `.cdi_dir` and `.server_version`; its `dev_dir` is `fake_nvidia_devs`.
+  If it cannot start the test FAILS (never skips) with the reason.
+- `cdi_engine` (function): that engine, running; afterwards the containers created during the test
+  are removed, `cdi_dir` gets back the files it had (specs a test wrote are deleted), and
+  `daemon_json` and `hook_config` are restored as for `engine`.
 - `fake_nvidia_devs` (session): a directory with char device nodes nvidiactl (195:255),
   nvidia-modeset (195:254), nvidia0..nvidia7 (195:N), nvidia-uvm (511:0), nvidia-uvm-tools (511:1);
   it is also `docker_engine.dev_dir`.
 
-Tests using `docker_engine` or `engine` get the `docker` marker (`-m "not docker"` to leave them out).
+Tests using `docker_engine`, `engine`, `cdi_docker_engine` or `cdi_engine` get the `docker` marker
+(`-m "not docker"` to leave them out).
 
 A test that runs over GPUDOCK_TEST_TIMEOUT seconds (default 300, 0: off) fails instead of hanging
 the run.
@@ -26,6 +34,7 @@ failure: in CI nothing may be skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -38,7 +47,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from helpers.engine import Engine, EngineError, make_nvidia_dev_nodes  # noqa: E402
+from helpers.engine import CdiEngine, Engine, EngineError, make_nvidia_dev_nodes  # noqa: E402
 
 pytest_plugins = ["pytester"]
 
@@ -79,7 +88,7 @@ def pytest_make_collect_report(collector):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if {"docker_engine", "engine"} & set(getattr(item, "fixturenames", ())):
+        if {"docker_engine", "engine", "cdi_docker_engine", "cdi_engine"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.docker)
 
 
@@ -186,3 +195,67 @@ def engine(docker_engine):
             docker_engine.client.api.remove_container(cid, force=True, v=True)
         except Exception:
             pass
+
+
+@pytest.fixture(scope="session")
+def cdi_docker_engine(fake_nvidia_devs):
+    """The session's private Docker 26 engine with CDI on (helpers.engine.CdiEngine), started once."""
+    try:
+        eng = CdiEngine.start(dev_dir=fake_nvidia_devs)
+    except EngineError as e:
+        where = " (CI=true)" if _in_ci() else ""
+        pytest.fail(f"private Docker 26 (CDI) engine unavailable{where}: {e}", pytrace=False)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+def _dir_files(d: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in d.iterdir() if p.is_file() and not p.is_symlink()}
+
+
+@pytest.fixture
+def cdi_engine(cdi_docker_engine):
+    """The CDI engine, running; afterwards its containers made during the test are removed, its
+    cdi_dir holds the files it held before, and daemon_json and hook_config are put back."""
+    eng = cdi_docker_engine
+    if not eng.running():
+        eng.restart()
+    before = _container_ids(eng)
+    kept = {p: p.read_bytes() for p in (eng.hook_config, eng.daemon_json)}
+    specs = _dir_files(eng.cdi_dir)
+    yield eng
+    # containers first: one the test left running may hold files of the specs
+    if eng.running():
+        for cid in _container_ids(eng) - before:
+            try:
+                eng.client.api.remove_container(cid, force=True, v=True)
+            except Exception:
+                pass
+    for p in set(eng.cdi_dir.iterdir()) - set(specs):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    for p, data in specs.items():
+        if not p.is_file() or p.read_bytes() != data:
+            p.unlink(missing_ok=True)
+            p.write_bytes(data)
+    for path, data in kept.items():
+        try:
+            now = None if path.is_symlink() else path.read_bytes()
+        except OSError:
+            now = None
+        if now != data:
+            path.unlink(missing_ok=True)
+            path.write_bytes(data)
+            if path == eng.daemon_json and eng.running():
+                eng.stop()  # it may have been started with the test's daemon.json
+    if not eng.running():
+        eng.restart()
+        for cid in _container_ids(eng) - before:
+            try:
+                eng.client.api.remove_container(cid, force=True, v=True)
+            except Exception:
+                pass

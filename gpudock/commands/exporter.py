@@ -1,10 +1,11 @@
 """``gpudock exporter``: this host's GPUs, holders and doctor findings as a Prometheus endpoint.
 
 This module owns the command: its options, the address it listens on (127.0.0.1 unless
-``--listen`` names another; it never binds beyond the address given), the host label, the HTTP
-server (``prometheus_client``'s) and the lifetime of what it opened. The series and their refresh
-are :class:`gpudock.fleet.exporter.HostCollector`'s; the GPUs and holders come from the same poll
-the dashboard runs (:func:`_open_poll`), the doctor's findings from ``gpudock doctor``'s code.
+``--listen`` names another; it never binds beyond the address given), the host label, and the
+HTTP server (``prometheus_client``'s). The series and their refresh are
+:class:`gpudock.fleet.exporter.HostCollector`'s; the GPUs and holders come from the session's
+poll, the one the dashboard runs (:meth:`gpudock.session.HostSession.poll`), the doctor's
+findings from :meth:`gpudock.session.HostSession.diagnose`.
 
 ``--dcgm-hpc-job-dir DIR`` also keeps dcgm-exporter's HPC job mapping files in DIR
 (:mod:`gpudock.fleet.hpc`), so a dcgm-exporter started with ``--hpc-job-mapping-dir DIR`` labels
@@ -18,15 +19,11 @@ from __future__ import annotations
 import errno
 import ipaddress
 import signal
-import socket
 import sys
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 
+from gpudock.exitcode import ExitCode
 from gpudock.fleet.metrics import DEFAULT_PORT
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def register(subparsers) -> None:
@@ -67,12 +64,6 @@ def register(subparsers) -> None:
         default=None,
         help="also write dcgm-exporter's HPC job mapping files (one per GPU index, or GPU.GI for a MIG instance; "
         "one container name per line) into DIR",
-    )
-    p.add_argument(
-        "--docker-host",
-        metavar="URL",
-        default=None,
-        help="Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock)",
     )
     p.add_argument("--no-docker", action="store_true", help="do not read the Docker engine (no holders)")
     p.add_argument("--once", action="store_true", help="print one scrape's text to stdout and exit")
@@ -115,75 +106,6 @@ def listen_address(text: str) -> tuple[str, int]:
     return str(ip), int(port_s)
 
 
-@dataclass
-class OpenedPoll:
-    """What :func:`_open_poll` opened: the poll, the doctor, the default host label, and ``close``."""
-
-    poll: Callable
-    findings: Callable | None
-    hostname: str
-    close: Callable[[], None]
-
-
-def _open_poll(args) -> OpenedPoll:
-    """The dashboard's poll for these options: one NVML session, the Docker watcher (its event
-    thread keeps the containers current) and the holders join; the doctor as ``gpudock doctor``
-    runs it, on the same NVML session. (The lead's session object will replace this function.)"""
-    import docker
-
-    from gpudock.cli import open_nvml
-    from gpudock.commands.doctor import docker_for
-    from gpudock.doctor import diagnose
-    from gpudock.host.docker import DockerWatcher
-    from gpudock.host.holders import build_holders, proc_root_for
-    from gpudock.host.root import HostRoot
-    from gpudock.sim.host import scenario_for_args, sim_host_for
-
-    scenario = scenario_for_args(args)
-    hostname = scenario.name if scenario is not None else socket.gethostname()
-    session = open_nvml(args)
-    sim_cm = sim_host_for(args, scenario)
-    sim = sim_cm.__enter__()
-    watcher = None
-    if not getattr(args, "no_docker", False):
-        watcher = DockerWatcher(sim.docker_base_url if sim else args.docker_host, backoff=(0.5, 5.0))
-        watcher.start()
-        watcher.wait_ready(10.0)
-    proc_root = sim.proc_root if sim else proc_root_for(getattr(args, "root", "/"))
-
-    def poll():
-        snap = session.snapshot()
-        if watcher is None:
-            return snap, None
-        containers = watcher.snapshot(snap.gpus)
-        return snap, build_holders(snap, containers, proc_root=proc_root, docker_status=watcher.status)
-
-    root = HostRoot(getattr(args, "root", "/") or "/")
-
-    def findings():
-        # On the poll's own NVML session, as the dashboard's doctor screen does: pynvml has one
-        # global library, and a second session's shutdown would end the poll's.
-        if getattr(args, "no_docker", False):
-            client, use_docker = None, False
-        elif sim is not None:
-            client, use_docker = docker.DockerClient(base_url=sim.docker_base_url, timeout=10), True
-        else:
-            client, use_docker = docker_for(args, root)
-        try:
-            return diagnose(root, session, client, use_docker=use_docker)[1]
-        finally:
-            if client is not None:
-                client.close()
-
-    def close() -> None:
-        if watcher is not None:
-            watcher.stop()
-        sim_cm.__exit__(None, None, None)
-        session.shutdown()
-
-    return OpenedPoll(poll, findings, hostname, close)
-
-
 def bind_error(addr: str, port: int, e: OSError) -> str:
     where = f"{'[' + addr + ']' if ':' in addr else addr}:{port}"
     if e.errno == errno.EADDRINUSE:
@@ -198,7 +120,7 @@ def bind_error(addr: str, port: int, e: OSError) -> str:
     return f"cannot listen on {where}: {e.strerror or e}"
 
 
-def run(args) -> int:
+def run(args, host) -> int:
     from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
     from gpudock.fleet.exporter import HostCollector
@@ -211,52 +133,53 @@ def run(args) -> int:
             hpc.check()
         except OSError as e:
             print(f"gpudock exporter: {e}", file=sys.stderr)
-            return EXIT_USAGE
-    opened = _open_poll(args)
+            return ExitCode.FAILED
+    # The dashboard's poll: the session's NVML session and its watcher, whose event thread keeps
+    # the containers current; the doctor on the same session.
+    watcher = host.start_watching()
+    if host.docker_url is not None:
+        watcher.wait_ready(10.0)
+    hostname = args.hostname or host.hostname
+    core = HostCollector(
+        host.poll,
+        (lambda: host.diagnose()[1]) if args.doctor_every > 0 else None,
+        hostname=hostname,
+        doctor_period=args.doctor_every,
+        listeners=[hpc.update] if hpc is not None else [],
+    )
+    registry = CollectorRegistry()
+    registry.register(core)
+    core.refresh()
+    if args.once:
+        core.refresh_findings()
+        sys.stdout.write(generate_latest(registry).decode())
+        return ExitCode.OK
+    addr, port = args.listen
     try:
-        hostname = args.hostname or opened.hostname
-        core = HostCollector(
-            opened.poll,
-            opened.findings if args.doctor_every > 0 else None,
-            hostname=hostname,
-            doctor_period=args.doctor_every,
-            listeners=[hpc.update] if hpc is not None else [],
-        )
-        registry = CollectorRegistry()
-        registry.register(core)
-        core.refresh()
-        if args.once:
-            core.refresh_findings()
-            sys.stdout.write(generate_latest(registry).decode())
-            return EXIT_OK
-        addr, port = args.listen
-        try:
-            server, thread = start_http_server(port, addr=addr, registry=registry)
-        except OSError as e:
-            print(f"gpudock exporter: {bind_error(addr, port, e)}", file=sys.stderr)
-            return EXIT_USAGE
-        core.start(args.interval)
-        shown = f"[{addr}]" if ":" in addr else addr
-        print(
-            f"gpudock exporter: host {hostname!r} at http://{shown}:{server.server_port}/metrics "
-            f"(GPUs every {args.interval:g} s"
-            + (f", doctor every {args.doctor_every:g} s" if args.doctor_every > 0 else "")
-            + (f", HPC job files in {hpc.directory}" if hpc else "")
-            + ")",
-            file=sys.stderr,
-            flush=True,
-        )
-        done = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda *_: done.set())
-        try:
-            done.wait()
-        except KeyboardInterrupt:
-            pass
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        core.stop()
-        return EXIT_OK
-    finally:
-        opened.close()
+        server, thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as e:
+        print(f"gpudock exporter: {bind_error(addr, port, e)}", file=sys.stderr)
+        return ExitCode.FAILED
+    core.start(args.interval)
+    shown = f"[{addr}]" if ":" in addr else addr
+    print(
+        f"gpudock exporter: host {hostname!r} at http://{shown}:{server.server_port}/metrics "
+        f"(GPUs every {args.interval:g} s"
+        + (f", doctor every {args.doctor_every:g} s" if args.doctor_every > 0 else "")
+        + (f", HPC job files in {hpc.directory}" if hpc else "")
+        + ")",
+        file=sys.stderr,
+        flush=True,
+    )
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+    core.stop()
+    return ExitCode.OK

@@ -17,9 +17,8 @@ import json
 import os
 import sys
 
-from gpudock.fleet.reader import SORT_KEYS
-
-EXIT_OK, EXIT_UNAVAILABLE = 0, 2
+from gpudock.exitcode import ExitCode
+from gpudock.fleet.view import SORT_KEYS
 
 
 def register(subparsers) -> None:
@@ -59,30 +58,37 @@ def register(subparsers) -> None:
     p.add_argument("--token-file", metavar="FILE", default=None, help="a file holding the bearer token")
     p.add_argument("--user", metavar="NAME", default=None, help="basic auth user (password from the environment)")
     p.add_argument("--password-file", metavar="FILE", default=None, help="a file holding the basic auth password")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs_host=False)
 
 
-def run(args) -> int:
-    from gpudock.fleet.reader import AuthError, FleetReader, auth_from, filter_hosts, sort_hosts
+def open_reader(args):
+    """The reader the options ask for, or None after saying what is wrong (on stderr)."""
+    from gpudock.fleet.reader import AuthError, FleetReader, auth_from
 
     if not args.prometheus:
         print(
             "gpudock fleet: which Prometheus? give --prometheus http://HOST:9090 (or set GPUDOCK_PROMETHEUS_URL)",
             file=sys.stderr,
         )
-        return EXIT_UNAVAILABLE
+        return None
     try:
         auth = auth_from(token_file=args.token_file, user=args.user, password_file=args.password_file)
-        reader = FleetReader(
+        return FleetReader(
             args.prometheus, auth=auth, timeout=args.timeout, window=args.window, stale_after=args.stale_after
         )
     except (AuthError, ValueError) as e:
         print(f"gpudock fleet: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    if not args.json:
-        from gpudock.ui.screens.fleet import run_fleet
+        return None
 
-        return run_fleet(reader, args.interval)
+
+def run(args) -> int:
+    """``--json``: one read, printed. (Without it the CLI opens the fleet screen on
+    :func:`open_reader`'s reader: the screen is the UI's, above the commands.)"""
+    from gpudock.fleet.view import filter_hosts, sort_hosts
+
+    reader = open_reader(args)
+    if reader is None:
+        return ExitCode.FAILED
     view = reader.read()
     out = view.to_json()
     hosts = filter_hosts(view.hosts, args.filter) if args.filter else list(view.hosts)
@@ -90,5 +96,5 @@ def run(args) -> int:
     print(json.dumps(out, indent=2))
     if not view.ok:
         print(f"gpudock fleet: {view.error}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    return EXIT_OK
+        return ExitCode.FAILED
+    return ExitCode.OK

@@ -1,9 +1,9 @@
 """``gpudock holders [--json] [--all]``: which container holds each GPU, for scripts.
 
-This module owns the CLI face of :mod:`gpudock.host.holders`: one snapshot of the GPUs (from
-``gpudock.cli.load_snapshot``, real NVML or simulated), one synchronous read of the Docker engine
-(:class:`gpudock.host.docker.DockerWatcher` ``connect()``, no event thread), the join, and either
-a readable report or the JSON shape documented in the README ("gpudock holders --json").
+This module owns the CLI face of :mod:`gpudock.host.holders`: one snapshot of the GPUs and one
+synchronous read of the Docker engine, both from the host session (:mod:`gpudock.session`), the
+join, and either a readable report or the JSON shape documented in the README ("gpudock holders
+--json").
 
 Exit status: 0 all read and no conflicts; 1 conflicts found (listed); 2 NVML or the Docker engine
 could not be read (the report still says what is known and what to do).
@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import json
 
-EXIT_OK, EXIT_FINDINGS, EXIT_UNAVAILABLE = 0, 1, 2
+from gpudock.exitcode import ExitCode
 
 
 def register(subparsers) -> None:
@@ -69,39 +69,23 @@ def register(subparsers) -> None:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output (shape in the README)")
     p.add_argument("--all", action="store_true", help="include stopped and created containers")
-    p.add_argument(
-        "--docker-host",
-        metavar="URL",
-        default=None,
-        help="Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock)",
-    )
     p.set_defaults(func=cmd_holders)
 
 
-def cmd_holders(args) -> int:
-    from gpudock.cli import load_snapshot  # lazily: the CLI module imports the commands
-    from gpudock.host.docker import DockerWatcher
-    from gpudock.host.holders import build_holders, proc_root_for
-    from gpudock.sim.host import sim_host_for
-
-    snap = load_snapshot(args)
-    # --demo/--sim with [[container]]s and no engine named: the simulated engine and /proc.
-    with sim_host_for(args) as sim:
-        watcher = DockerWatcher(sim.docker_base_url if sim else getattr(args, "docker_host", None))
-        status = watcher.connect()
-        containers = watcher.snapshot(snap.gpus, all=bool(getattr(args, "all", False)))
-        proc_root = sim.proc_root if sim else proc_root_for(getattr(args, "root", "/"))
-        hmap = build_holders(snap, containers, proc_root=proc_root, docker_status=status)
-    if getattr(args, "json", False):
+def cmd_holders(args, host) -> int:
+    snap = host.snapshot()
+    hmap = host.holders(snap, all=bool(args.all))
+    status = hmap.docker
+    if args.json:
         out = hmap.to_json()
         out["nvml_error"] = snap.nvml_failure.to_json() if snap.nvml_failure else None
         out["source"] = snap.source
         print(json.dumps(out, indent=2))
     else:
         print(render_holders_text(hmap, snap))
-    if snap.nvml_failure or not status.ok:
-        return EXIT_UNAVAILABLE
-    return EXIT_FINDINGS if hmap.conflicts else EXIT_OK
+    if snap.nvml_failure or status is None or not status.ok:
+        return ExitCode.FAILED
+    return ExitCode.FINDINGS if hmap.conflicts else ExitCode.OK
 
 
 def _mib(v) -> str:

@@ -17,15 +17,14 @@ import os
 import sys
 import time
 
+from gpudock.exitcode import ExitCode
 from gpudock.launch.selection import SelectionError, parse_selection
 from gpudock.launch.spec import FORMATS, MODES, LaunchError, build_spec
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def _err(msg: str) -> int:
     print(f"gpudock: {msg}", file=sys.stderr)
-    return EXIT_USAGE
+    return ExitCode.FAILED
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
@@ -59,15 +58,13 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _uvm_tools(args) -> bool:
-    from gpudock.host.root import HostRoot
-
+def _uvm_tools(args, host) -> bool:
     if args.dev_dir != "/dev":
         return os.path.exists(os.path.join(args.dev_dir, "nvidia-uvm-tools"))
-    return HostRoot(getattr(args, "root", "/") or "/").exists("/dev/nvidia-uvm-tools")
+    return host.root.exists("/dev/nvidia-uvm-tools")
 
 
-def _spec(args, snap, gpu_items, **extra):
+def _spec(args, host, snap, gpu_items, **extra):
     sel = parse_selection(gpu_items, snap)
     return build_spec(
         snap,
@@ -77,53 +74,53 @@ def _spec(args, snap, gpu_items, **extra):
         capabilities=args.cap,
         mps_thread_percentage=args.mps,
         dev_dir=args.dev_dir,
-        uvm_tools=_uvm_tools(args) if args.mode == "legacy" else True,
+        uvm_tools=_uvm_tools(args, host) if args.mode == "legacy" else True,
         **extra,
     )
 
 
-def _snapshot(args):
-    from gpudock.cli import load_snapshot
-
-    snap = load_snapshot(args)
+def _snapshot(host):
+    snap = host.snapshot()
     if snap.nvml_failure:
         raise LaunchError(f"NVML could not start: {snap.nvml_failure.nvml_text}. {snap.nvml_failure.message}")
     return snap
 
 
-def cmd_args(args) -> int:
+def cmd_args(args, host) -> int:
     try:
-        snap = _snapshot(args)
-        spec = _spec(args, snap, args.gpu, image=args.image)
+        snap = _snapshot(host)
+        spec = _spec(args, host, snap, args.gpu, image=args.image)
         if args.format == "run" and not args.image:
             raise LaunchError("--format run needs --image")
         print(spec.render(args.format).rstrip("\n"))
     except (LaunchError, SelectionError) as e:
         return _err(str(e))
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def cmd_run(args) -> int:
+def cmd_run(args, host) -> int:
     import docker
 
-    from gpudock.host.root import HostRoot
     from gpudock.launch.run import first_logs, launch
     from gpudock.launch.volume import ensure_driver_volume
 
     gpus = args.gpu or ([os.environ["NV_GPU"]] if os.environ.get("NV_GPU") else [])
     try:
-        snap = _snapshot(args)
+        snap = _snapshot(host)
         spec = _spec(
-            args, snap, gpus, image=args.image, command=args.command or None, name=args.name, env=args.env or ()
+            args, host, snap, gpus, image=args.image, command=args.command or None, name=args.name, env=args.env or ()
         )
-        client = docker.from_env()
+        client = host.docker_client()
         if spec.mode == "legacy":
-            vol = ensure_driver_volume(client, HostRoot(getattr(args, "root", "/") or "/"), spec.driver_volume)
+            vol = ensure_driver_volume(client, host.root, spec.driver_volume)
             if vol is not None:
                 print(
                     f"gpudock: built driver volume {vol.name} ({len(vol.files)} files) at {vol.path}", file=sys.stderr
                 )
-        container, warnings = launch(client, spec, snap, force=args.force)
+        hmap = host.holders(snap)
+        if hmap.docker is not None and not hmap.docker.ok:
+            raise LaunchError(hmap.docker.message or f"cannot read the Docker engine at {hmap.docker.base_url}")
+        container, warnings = launch(client, spec, snap, force=args.force, holders=hmap.running_holder_names())
     except (LaunchError, SelectionError) as e:
         return _err(str(e))
     except docker.errors.DockerException as e:
@@ -159,12 +156,10 @@ def cmd_run(args) -> int:
         print(f"{container.name} {container.id[:12]} {container.status}")
         for line in logs:
             print(f"  {line}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def cmd_serve(args) -> int:
-    from gpudock.cli import load_snapshot
-    from gpudock.host.root import HostRoot
+def cmd_serve(args, host) -> int:
     from gpudock.launch.plugin_server import PluginServer
 
     cache: list = [0.0, None]  # one NVML session per second at most, however many requests come
@@ -172,7 +167,7 @@ def cmd_serve(args) -> int:
     def snapshot():
         now = time.monotonic()
         if cache[1] is None or now - cache[0] >= 1.0:
-            cache[:] = [now, load_snapshot(args)]
+            cache[:] = [now, host.snapshot()]
         return cache[1]
 
     try:
@@ -180,7 +175,7 @@ def cmd_serve(args) -> int:
             snapshot,
             port=args.port,
             host=args.host,
-            root=HostRoot(getattr(args, "root", "/") or "/"),
+            root=host.root,
             log=lambda line: print(line, file=sys.stderr),
         )
     except LaunchError as e:
@@ -193,7 +188,7 @@ def cmd_serve(args) -> int:
             srv.serve_forever()
         except KeyboardInterrupt:
             pass
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def register(sub) -> None:

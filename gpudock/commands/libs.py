@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-EXIT_OK, EXIT_UNREADABLE = 0, 2
+from gpudock.exitcode import ExitCode
+
 CACHE = "/etc/ld.so.cache"
 
 
@@ -21,11 +22,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args, host) -> int:
     from gpudock.host import driverlibs, ldcache
-    from gpudock.host.root import HostRoot
 
-    root = HostRoot(getattr(args, "root", "/") or "/")
+    root = host.root
     try:
         cache = ldcache.read(root, args.cache)
     except ldcache.LdCacheError as e:
@@ -34,7 +34,7 @@ def run(args) -> int:
             sys.stdout.write("\n")
         else:
             print(f"gpudock: cannot read the loader's cache: {e}", file=sys.stderr)
-        return EXIT_UNREADABLE
+        return ExitCode.FAILED
     libs = driverlibs.driver_libraries(cache, root)
     versions = sorted(driverlibs.driver_versions(libs))
     by_dir = driverlibs.driver_versions_by_dir(libs)
@@ -52,13 +52,13 @@ def run(args) -> int:
             indent=2,
         )
         sys.stdout.write("\n")
-        return EXIT_OK
+        return ExitCode.OK
     print(
         f"{args.cache} ({cache.format} format): {len(libs)} NVIDIA library entries; driver version(s): "
         f"{', '.join(versions) or 'none'}"
     )
     if not libs:
-        return EXIT_OK
+        return ExitCode.OK
     w_so = max(len(x.soname) for x in libs)
     w_path = max(len(x.path) for x in libs)
     print(f"  {'SONAME':<{w_so}}  {'ARCH':<14}  {'PATH':<{w_path}}  {'VERSION':<11}  RESOLVES TO")
@@ -72,4 +72,4 @@ def run(args) -> int:
     if len(by_dir) > 1 or len(versions) > 1:
         for d, vs in by_dir.items():
             print(f"  {d}: {', '.join(sorted(vs))}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -7,56 +7,45 @@ failure prints one line to stderr saying what is wrong and what to do, and exits
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from gpudock.exitcode import ExitCode
 from gpudock.toolkit import config as tkconfig
 from gpudock.toolkit import daemon_json as dj
-from gpudock.toolkit.atomic import AtomicWriteError
+from gpudock.toolkit.atomic import AtomicWriteError, edit_lock
 from gpudock.toolkit.overview import overview
-
-EXIT_OK, EXIT_ERROR = 0, 2
 
 
 def _err(msg: str) -> int:
     print(f"gpudock toolkit: {msg}", file=sys.stderr)
-    return EXIT_ERROR
+    return ExitCode.FAILED
 
 
-def _root(args) -> str:
-    return getattr(args, "root", None) or "/"
+def _daemon_json_file(args, host):
+    return dj.daemon_json_file(args.daemon_json, root=host.root)
 
 
-def _daemon_json_path(args) -> str:
-    return args.daemon_json or tkconfig.host_file(_root(args), dj.DEFAULT_PATH)
-
-
-def docker_info(timeout: float = 3.0) -> tuple[dict | None, str | None]:
-    """``docker info`` from the engine DOCKER_HOST names (or the local socket), or the error."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=timeout)
-        try:
-            return client.info(), None
-        finally:
-            client.close()
-    except Exception as e:  # noqa: BLE001 - any failure means "engine not reachable", said as such
-        return None, f"cannot reach the Docker engine: {e}"
+def _locate(args, host):
+    return tkconfig.locate_config(args.config, root=host.root, environ=host.environ)
 
 
 # --------------------------------------------------------------------------- status
 
 
-def collect_status(args) -> tuple[dict, list[str]]:
+def collect_status(args, host) -> tuple[dict, list[str]]:
     """The JSON status document and the list of errors (files that cannot be used)."""
     if getattr(args, "no_engine", False):
         info, ierr = None, "not asked (--no-engine)"
     else:
-        info, ierr = docker_info()
+        info, ierr = host.docker_info()
     return overview(
-        config=args.config, daemon_json=args.daemon_json, root=_root(args), docker_info=info, docker_error=ierr
+        config=args.config,
+        daemon_json=args.daemon_json,
+        root=host.root,
+        docker_info=info,
+        docker_error=ierr,
+        environ=host.environ,
     )
 
 
@@ -110,15 +99,15 @@ def render_status_text(doc: dict) -> str:
     return "\n".join(out)
 
 
-def cmd_status(args) -> int:
-    doc, errors = collect_status(args)
+def cmd_status(args, host) -> int:
+    doc, errors = collect_status(args, host)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(render_status_text(doc))
     if errors:
         return _err(errors[0])
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # --------------------------------------------------------------------------- debug
@@ -133,86 +122,124 @@ def _confirm(question: str) -> bool:
         return False
 
 
-def cmd_debug(args) -> int:
+def cmd_debug(args, host) -> int:
     component = "runtime" if args.runtime else "hook"
-    loc = tkconfig.locate_config(args.config, root=_root(args))
+    if args.path is not None and not args.path:
+        return _err("--path must name the log file, not be empty")
+    if args.path is not None and _not_utf8(args.path):
+        return _err(f"--path {_raw(args.path)!r} is not valid UTF-8; the toolkit reads config.toml as UTF-8")
+    loc = _locate(args, host)
+    if loc.error:
+        return _err(loc.error)
+    if args.yes:
+        # Nobody confirms in between: hold the file's lock from the read to the rename, so that
+        # gpudock writers running at the same time take turns and none of their changes is lost.
+        try:
+            with edit_lock(loc.file):
+                cfg = tkconfig.load_config(loc)
+                plan = tkconfig.plan_debug(cfg, component, args.state == "on", args.path)
+                _describe(plan)
+                res = tkconfig.apply_plan(plan)
+        except (tkconfig.ConfigError, AtomicWriteError) as e:
+            return _err(str(e))
+        return _debug_done(plan, res)
     try:
-        cfg = tkconfig.load_config(loc.path)
+        cfg = tkconfig.load_config(loc)
         plan = tkconfig.plan_debug(cfg, component, args.state == "on", args.path)
     except (tkconfig.ConfigError, AtomicWriteError) as e:
         return _err(str(e))
+    _describe(plan)
+    if not plan.changed:
+        return ExitCode.OK
+    if not _confirm("Write this change?"):
+        return _err(f"not written: confirm on a terminal or pass --yes to change {plan.path}")
+    try:
+        res = tkconfig.apply_plan(plan)  # refused if the file changed while we asked
+    except AtomicWriteError as e:
+        return _err(str(e))
+    return _debug_done(plan, res)
+
+
+def _describe(plan) -> None:
     print(plan.describe())
     if plan.note:
         print(f"note: {plan.note}")
+
+
+def _debug_done(plan, res) -> int:
     if not plan.changed:
-        return EXIT_OK
-    if not args.yes and not _confirm("Write this change?"):
-        return _err(f"not written: confirm on a terminal or pass --yes to change {plan.path}")
-    try:
-        res = tkconfig.apply_plan(plan)
-    except AtomicWriteError as e:
-        return _err(str(e))
+        return ExitCode.OK
     if res is not None and res.backup:
         print(f"written; the previous version is kept in {res.backup}")
     if plan.enable:
         print(f"{plan.table} debug logging goes to {plan.log_path}; it takes effect on the next container start")
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def _not_utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _raw(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
 
 
 # --------------------------------------------------------------------------- runtime register
 
 
-def cmd_runtime_register(args) -> int:
-    path = _daemon_json_path(args)
+def cmd_runtime_register(args, host) -> int:
+    f = _daemon_json_file(args, host)
     try:
-        plan = dj.plan_register(
-            dj.load_daemon_json(path),
-            args.path,
-            args.name,
-            True if args.default else (False if args.no_default else None),
-        )
-        res = dj.apply_register(plan)
+        # One read-merge-write under the file's lock: parallel registrations take turns and each
+        # merges into what the one before wrote.
+        with edit_lock(f, make_parents=True):
+            plan = dj.plan_register(
+                dj.load_daemon_json(f),
+                args.path,
+                args.name,
+                True if args.default else (False if args.no_default else None),
+            )
+            res = dj.apply_register(plan)
     except (dj.DaemonJsonError, AtomicWriteError) as e:
         return _err(str(e))
     if getattr(args, "json", False):
         print(json.dumps(plan.to_json() | {"backup": res.backup if res else None}, indent=2))
-        return EXIT_OK
+        return ExitCode.OK
+    if plan.kept:
+        print(f"{plan.path}: {plan.kept}")
     if not plan.changed:
-        print(f'{path}: runtime "{args.name}" is already registered as asked; nothing to change')
-        return EXIT_OK
+        print(f'{plan.path}: runtime "{args.name}" is already registered as asked; nothing to change')
+        return ExitCode.OK
     for c in plan.changes:
-        print(f"{path}: {c}")
+        print(f"{plan.path}: {c}")
     if res is not None and res.backup:
         print(f"the previous version is kept in {res.backup}")
     print(dj.RESTART_HINT)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # --------------------------------------------------------------------------- defaults
 
 
-def cmd_defaults(args) -> int:
-    loc = tkconfig.locate_config(args.config, root=_root(args))
+def cmd_defaults(args, host) -> int:
+    loc = _locate(args, host)
+    if loc.error:
+        return _err(loc.error)
     if loc.exists:
         return _err(f"{loc.path} already exists; gpudock writes the defaults only where there is no file")
     try:
-        tkconfig.write_defaults(loc.path, root=_root(args))
+        res = tkconfig.write_defaults(loc, root=host.root)
     except (tkconfig.ConfigError, AtomicWriteError) as e:
         return _err(str(e))
-    print(f"wrote the toolkit's default configuration to {loc.path}")
-    return EXIT_OK
+    print(f"wrote the toolkit's default configuration to {res.path}")
+    return ExitCode.OK
 
 
 # --------------------------------------------------------------------------- parser
-
-
-def _root_option(p) -> None:
-    # The main parser's --root sits on `gpudock` and `gpudock toolkit`; repeat it on the leaves so
-    # that `gpudock toolkit status --root DIR` works too. SUPPRESS: an absent one does not
-    # overwrite the value parsed higher up.
-    p.add_argument(
-        "--root", metavar="DIR", default=argparse.SUPPRESS, help="read and edit the host's files under DIR; default /"
-    )
 
 
 def register(subparsers) -> None:
@@ -230,7 +257,6 @@ def register(subparsers) -> None:
     s.add_argument("--config", metavar="PATH", help="the toolkit's config.toml (default: as the toolkit finds it)")
     s.add_argument("--daemon-json", metavar="PATH", help="Docker's daemon.json (default /etc/docker/daemon.json)")
     s.add_argument("--no-engine", action="store_true", help="do not ask the running Docker engine")
-    _root_option(s)
     s.set_defaults(func=cmd_status)
 
     d = sub.add_parser("debug", help="turn the hook's or the runtime's debug log on or off")
@@ -241,7 +267,6 @@ def register(subparsers) -> None:
     d.add_argument("--path", metavar="LOG", help="log file to write to (default: the path on the shipped line)")
     d.add_argument("--config", metavar="PATH", help="the toolkit's config.toml (default: as the toolkit finds it)")
     d.add_argument("--yes", "-y", action="store_true", help="write without asking")
-    _root_option(d)
     d.set_defaults(func=cmd_debug)
 
     r = sub.add_parser("runtime", help="Docker's runtime registration for the toolkit")
@@ -258,15 +283,14 @@ def register(subparsers) -> None:
     rr.add_argument(
         "--path",
         metavar="RUNTIME",
-        default=dj.RUNTIME_BINARY,
-        help="the runtime binary (default: nvidia-container-runtime, found in dockerd's PATH)",
+        default=None,
+        help="the runtime binary (default: keep the path of a runtime already registered under --name, "
+        "else nvidia-container-runtime, found in dockerd's PATH)",
     )
     rr.add_argument("--name", default="nvidia", help="runtime name (default nvidia)")
     rr.add_argument("--json", action="store_true", help="machine-readable output")
-    _root_option(rr)
     rr.set_defaults(func=cmd_runtime_register)
 
     df = sub.add_parser("defaults", help="write the toolkit's default config.toml where there is none")
     df.add_argument("--config", metavar="PATH", help="where to write (default: as the toolkit finds it)")
-    _root_option(df)
     df.set_defaults(func=cmd_defaults)

@@ -13,6 +13,7 @@ name); it never raises out of :func:`gather`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import time
@@ -22,6 +23,8 @@ from typing import Any
 from gpudock.host import procfs
 from gpudock.host.root import HostRoot
 from gpudock.model import HostSnapshot
+
+log = logging.getLogger(__name__)
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"  # the default; see gpudock.toolkit.config.locate_config
@@ -83,6 +86,16 @@ class LogTail:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SpecDir:
+    """A directory the doctor reads CDI specs from, and who reads specs there (``named_by``:
+    "docker info CDISpecDirs", "<daemon.json> cdi-spec-dirs", "<config.toml> spec-dirs", or
+    "CDI default")."""
+
+    path: str
+    named_by: tuple[str, ...]
+
+
 @dataclass
 class HostFacts:
     root: HostRoot
@@ -111,6 +124,7 @@ class HostFacts:
     toolkit_config: FileText | None = None
     toolkit_config_source: str = "default"  # how locate_config found it (an env override, or the default)
     cdi_specs: tuple[FileText, ...] = ()
+    cdi_spec_dirs: tuple[SpecDir, ...] = ()  # where cdi_specs were read (see cdi_spec_dirs())
     dockerd: tuple[Dockerd, ...] = ()
     hook_paths: tuple[str, ...] = ()  # hook binaries found on dockerd's PATH (host paths)
     docker_checked: bool = False
@@ -133,6 +147,16 @@ class HostFacts:
         return "nvidia" in self.modules
 
     @property
+    def engine_cdi_dirs(self) -> tuple[str, ...] | None:
+        """``CDISpecDirs`` of ``docker info``: where the engine reads CDI specs; ``()`` when CDI is
+        off (Docker 25+ reports an empty list); None when the engine was not asked, did not
+        answer, or predates CDI (Docker 24 and older have no such field)."""
+        info = self.docker_info
+        if not isinstance(info, dict) or not isinstance(info.get("CDISpecDirs"), list):
+            return None
+        return tuple(str(d) for d in info["CDISpecDirs"])
+
+    @property
     def kernel_version(self) -> str | None:
         """The loaded module's version: /proc/driver/nvidia/version, else /sys/module/nvidia/version."""
         if self.driver:
@@ -144,6 +168,7 @@ def _try(facts: HostFacts, name: str, fn, *args, default=None):
     try:
         return fn(*args)
     except Exception as e:  # noqa: BLE001 - a probe bug must become a finding, not a crash
+        log.debug("probe %s failed", name, exc_info=True)
         facts.errors[name] = f"{type(e).__name__}: {e}"
         return default
 
@@ -173,14 +198,51 @@ def read_toml_file(root: HostRoot, path: str) -> FileText:
     return _read_parsed(root, path, tomllib.loads, tomllib.TOMLDecodeError, "TOML")
 
 
+def cdi_spec_dirs(facts: HostFacts) -> tuple[SpecDir, ...]:
+    """Every directory something on this host reads CDI specs from, in this order: the engine's
+    (``docker info`` ``CDISpecDirs``), daemon.json's ``cdi-spec-dirs`` (the engine's after its next
+    restart), the toolkit's ``[nvidia-container-runtime.modes.cdi] spec-dirs``, and CDI's defaults
+    (``/etc/cdi``, ``/var/run/cdi``: podman, containerd, the toolkit's own default)."""
+    named: dict[str, list[str]] = {}
+
+    def add(dirs, who: str) -> None:
+        if not isinstance(dirs, list | tuple):
+            return
+        for d in dirs:
+            if isinstance(d, str) and d.startswith("/"):
+                d = d.rstrip("/") or "/"
+                if who not in named.setdefault(d, []):
+                    named[d].append(who)
+
+    add(facts.engine_cdi_dirs, "docker info CDISpecDirs")
+    dj = facts.daemon_json
+    if dj is not None and isinstance(dj.parsed, dict):
+        add(dj.parsed.get("cdi-spec-dirs"), f"{dj.path} cdi-spec-dirs")
+    tc = facts.toolkit_config
+    if tc is not None and isinstance(tc.parsed, dict):
+        cdi = ((tc.parsed.get("nvidia-container-runtime") or {}).get("modes") or {}).get("cdi") or {}
+        if isinstance(cdi, dict):
+            add(cdi.get("spec-dirs"), f"{tc.path} spec-dirs")
+    add(CDI_DIRS, "CDI default")
+    return tuple(SpecDir(d, tuple(who)) for d, who in named.items())
+
+
 def read_cdi_specs(root: HostRoot, dirs: tuple[str, ...] = CDI_DIRS) -> tuple[FileText, ...]:
     import yaml
 
     out = []
+    seen: set[str] = set()
     for d in dirs:
         for p in root.glob(f"{d}/*"):
             if not p.endswith((".yaml", ".yml", ".json")):
                 continue
+            try:
+                real = root.real(p)
+            except (OSError, ValueError):
+                real = p
+            if real in seen:
+                continue  # one file reached through two names (/var/run/cdi and /run/cdi)
+            seen.add(real)
             try:
                 text = root.read_text(p)
             except OSError as e:
@@ -416,11 +478,15 @@ def gather(
     f.persistenced_socket = _try(f, "persistenced_socket", socket_kind, root, PERSISTENCED_SOCKET)
     f.persistenced_pidfile = _try(f, "persistenced_pidfile", root.read_text, PERSISTENCED_PIDFILE, 4096)
     f.kernel_logs = tuple(t for t in (_try(f, "kernel_logs", read_tail, root, p) for p in KERNEL_LOGS) if t)
-    f.cdi_specs = _try(f, "cdi_specs", read_cdi_specs, root, default=())
     path_env = next((d.path_env for d in f.dockerd if d.path_env), None)
     f.hook_paths = _try(f, "hook_paths", find_on_path, root, HOOK, path_env, default=())
     if use_docker:
         gather_docker(f, docker)
+    # after the engine: its CDISpecDirs name where it reads specs
+    f.cdi_spec_dirs = _try(
+        f, "cdi_spec_dirs", cdi_spec_dirs, f, default=tuple(SpecDir(d, ("CDI default",)) for d in CDI_DIRS)
+    )
+    f.cdi_specs = _try(f, "cdi_specs", read_cdi_specs, root, tuple(d.path for d in f.cdi_spec_dirs), default=())
     return f
 
 

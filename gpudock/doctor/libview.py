@@ -66,9 +66,14 @@ def _native(r) -> bool:
 
 def pick(f, soname: str):
     """The entry the loader picks for ``soname`` on this machine's architecture, or None."""
-    if f.libs is None or f.libs.error:
+    return pick_in(f.libs, soname)
+
+
+def pick_in(libs: LibScan | None, soname: str):
+    """:func:`pick` over a :func:`scan` (before there are facts: the session loading a root's NVML)."""
+    if libs is None or libs.error:
         return None
-    for r in f.libs.libs:
+    for r in libs.libs:
         if r.soname == soname and r.loader_pick and _native(r):
             return r
     return None

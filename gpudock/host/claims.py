@@ -38,7 +38,12 @@ Mechanisms and the semantics chosen (references: nvidia-stack.md §6.1, §8.3, �
     it never counts. The toolkit's ``swarm-resource`` and volume-mount device lists are not read
     (off by default). When the container also has an NVIDIA device request (``--gpus``), the
     engine appends its own ``NVIDIA_VISIBLE_DEVICES`` to the OCI spec, which wins: the env claims
-    are then not counted.
+    are then not counted. Nor are they when it has ``nvidia.com/gpu`` CDI devices from a
+    DeviceRequest: NVIDIA's CDI specs (``nvidia-ctk cdi generate``) set
+    ``NVIDIA_VISIBLE_DEVICES=void`` in their ``containerEdits``, and the engine's CDI injection
+    replaces the image's or ``-e`` value with it in the OCI spec (seen on Docker 26: a CUDA image
+    with ``NVIDIA_VISIBLE_DEVICES=all`` on the nvidia runtime, given ``nvidia.com/gpu=3``, runs
+    with ``void`` and holds GPU 3 only).
 
 ``device-request`` — ``HostConfig.DeviceRequests`` (``--gpus``) with ``Driver`` ``nvidia``, or
     empty with a capability AND-list the NVIDIA driver offers (``[["gpu"]]``): ``DeviceIDs``
@@ -49,7 +54,11 @@ Mechanisms and the semantics chosen (references: nvidia-stack.md §6.1, §8.3, �
     ``=MIG-<uuid>``, ``=gpu0``, ``=mig0:1``) from ``DeviceRequests`` with ``Driver`` ``cdi``, from
     ``HostConfig.Devices`` entries whose ``PathOnHost`` is a CDI name, and (NVIDIA runtime only)
     from ``HostConfig.Annotations`` ``cdi.k8s.io/*`` values. Other vendors' kinds hold no
-    NVIDIA GPU and are ignored.
+    NVIDIA GPU and are ignored. Docker 25+ (``docker run --device nvidia.com/gpu=0``, or the API)
+    reports CDI devices only as a DeviceRequest, in inspect as ``{"Driver": "cdi", "Count": 0,
+    "DeviceIDs": ["nvidia.com/gpu=0", ...], "Capabilities": [], "Options": {}}`` (Docker 26.1);
+    a CDI name in ``HostConfig.Devices`` is refused by Docker at start ("error gathering device
+    information while adding custom device"), so such a container never runs there.
 
 ``privileged`` — ``HostConfig.Privileged`` (``docker run --privileged``, compose ``privileged: true``).
     Docker gives a privileged container every device node of the host and a device cgroup that
@@ -311,7 +320,8 @@ def parse_requests(
     out = _device_requests(hc.get("Devices"))
     dr_reqs, has_nvidia_dr = _device_request_requests(hc.get("DeviceRequests"))
     out.extend(r for r in dr_reqs if r.mechanism == "device-request")
-    out.extend(r for r in dr_reqs if r.mechanism == "cdi")
+    cdi_reqs = [r for r in dr_reqs if r.mechanism == "cdi"]
+    out.extend(cdi_reqs)
     runtime = hc.get("Runtime") or default_runtime
     names = nvidia_runtime_names if isinstance(nvidia_runtime_names, (set, frozenset)) else set(nvidia_runtime_names)
     if runtime and runtime in names:
@@ -325,7 +335,8 @@ def parse_requests(
                         r = _cdi_request(name, "cdi")
                         if r:
                             out.append(r)
-        if not has_nvidia_dr:
+        # --gpus appends the engine's NVIDIA_VISIBLE_DEVICES; an NVIDIA CDI spec sets it to void.
+        if not has_nvidia_dr and not cdi_reqs:
             out.extend(_runtime_env_requests(env_map(cfg.get("Env"))))
     if hc.get("Privileged") is True:
         out.append(GpuRequest("privileged", "--privileged", "privileged"))

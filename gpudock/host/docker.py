@@ -32,6 +32,7 @@ configure`` and nvidia-docker2 register; the test engine registers runc under it
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import time
@@ -42,6 +43,8 @@ from typing import Any, Literal
 
 from gpudock.host.claims import GpuIndex, GpuRequest, gpu_key, nvidia_runtimes, parse_requests, resolve_requests
 from gpudock.model import Container, Gpu, HostSnapshot
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DockerStatus", "DockerWatcher", "explain_connect_error", "default_base_url"]
 
@@ -237,6 +240,12 @@ class DockerWatcher:
         return self._status
 
     @property
+    def running(self) -> bool:
+        """The event thread runs (:meth:`start`): the cache follows the engine by itself."""
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    @property
     def generation(self) -> int:
         """Bumps whenever a container is added, changed or removed (the UI can skip redraws)."""
         return self._version
@@ -248,6 +257,7 @@ class DockerWatcher:
             client = self._make_client()
             self._cold_build(client)
         except Exception as e:  # noqa: BLE001 - every fault becomes a status
+            log.debug("Docker engine at %s: %s", self.base_url, e, exc_info=True)
             self._fail(e)
         finally:
             if client is not None:

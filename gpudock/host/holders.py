@@ -303,6 +303,13 @@ class HoldersMap:
                 return g
         return None
 
+    def running_holder_names(self) -> dict[str, tuple[str, ...]]:
+        """GPU UUID -> names of the running containers holding it (the launcher's "already held"
+        warnings), sorted."""
+        return {
+            g.uuid: tuple(sorted(h.name for h in g.running_holders)) for g in self.gpus if g.uuid and g.running_holders
+        }
+
     def labels(self, width: int | None = None) -> dict[str, str]:
         """GPU UUID → the holder column's text (:meth:`GpuHolders.label`), for every GPU with a UUID."""
         return {g.uuid: g.label(width) for g in self.gpus if g.uuid}

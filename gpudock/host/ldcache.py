@@ -66,6 +66,18 @@ NEW_ENTRY_SIZE = 24  # int32 flags, uint32 key, value, osversion, uint64 hwcap
 
 # Largest cache we agree to read. Real ones are tens of KiB; this only bounds a hostile file.
 MAX_CACHE_SIZE = 64 << 20
+# What decoding every entry's soname and path may cost, in bytes of text, for a file of n bytes:
+# ldconfig shares suffixes (a soname is the tail of its path), which stays far below this; a file
+# whose offsets point again and again into one long string (quadratic) is refused.
+_STRING_BUDGET_FACTOR = 8
+_STRING_BUDGET_BASE = 1 << 20
+# glibc's ldconfig writes two extension sections (generator, glibc-hwcaps); each tag is read once
+# and at most this many sections are looked at, so a directory of 32,768 file-sized sections
+# costs nothing.
+MAX_EXTENSION_SECTIONS = 16
+# A glibc-hwcaps name is a subdirectory name (NAME_MAX), the generator a one-line string.
+MAX_HWCAP_NAME = 255
+MAX_GENERATOR = 4096
 
 # -- flags (glibc elf/ldconfig.h / dl-cache.h) ---------------------------------------------------
 
@@ -314,6 +326,7 @@ class LdCache:
         "_some",
         "_index",
         "_text_by_flags",
+        "_dedupe",
     )
 
     def __init__(self) -> None:  # built by parse(); not a public constructor
@@ -322,6 +335,7 @@ class LdCache:
         self._index: dict[str, tuple[int, ...]] | None = None
         self._strings: dict[int, str] = {}
         self._text_by_flags: dict[int, str] = {}
+        self._dedupe = False  # decode each offset once (set when offsets repeat into long strings)
 
     # -- whole-cache views ----------------------------------------------------------------------
 
@@ -479,6 +493,10 @@ class LdCache:
 
     def _decode_all(self, offsets: array) -> list[str]:
         """The strings at ``offsets``, in order, without per-string method calls where possible."""
+        if self._dedupe:
+            # parse() found offsets that repeat into long strings: one str per distinct offset,
+            # shared, so the text decoded stays within the budget parse() checked
+            return list(map(self._str, offsets))
         base, lo = self._base, self._str_lo
         table = self._data[lo : self._str_hi]
         if table.isascii():
@@ -658,6 +676,59 @@ def _check_strings(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _short_strings(data: bytes, lo: int, last_nul: int, count: int, budget: int) -> bool:
+    """Cheap sufficient test that ``count`` strings starting in [lo, last_nul] decode to at most
+    ``budget`` bytes: every aligned block of ``b`` bytes holds a NUL, so no string is longer than
+    ``2b <= budget / count``. A few memchr calls per KiB; real caches pass it."""
+    if count == 0 or last_nul < lo:
+        return True
+    per = budget // count
+    if per >= last_nul - lo + 1:
+        return True
+    b = per // 2
+    if b < 1:
+        return False
+    find = data.find
+    return all(find(b"\0", i, i + b) >= 0 for i in range(lo, last_nul + 1 - b, b))
+
+
+def _decoded_size(data: bytes, base: int, lo: int, hi: int, offsets: Iterable[int], budget: int) -> int:
+    """The exact text that decoding each distinct offset once gives (stops counting past
+    ``budget``): the NUL positions once (one split), then one bisect per distinct offset."""
+    from bisect import bisect_left
+    from itertools import accumulate
+    from operator import add
+
+    # piece i of the split ends at a NUL; all at C speed, however many pieces there are
+    ends = accumulate(map(add, map(len, data[lo:hi].split(b"\0")), repeat(1)))
+    nuls = list(map(add, ends, repeat(lo - 1)))
+    total = 0
+    for off in set(offsets):
+        pos = base + off
+        total += nuls[bisect_left(nuls, pos)] - pos
+        if total > budget:
+            break
+    return total
+
+
+def _check_string_budget(c: LdCache, data: bytes, what: str) -> None:
+    n = len(data)
+    budget = _STRING_BUDGET_FACTOR * n + _STRING_BUDGET_BASE
+    lo, hi = c._str_lo, c._str_hi
+    last_nul = data.rfind(b"\0", lo, hi)
+    count = 2 * len(c._keys)
+    if _short_strings(data, lo, last_nul, count, budget):
+        return
+    size = _decoded_size(data, c._base, lo, hi, c._keys + c._values, budget)
+    if size > budget:
+        raise LdCacheError(
+            f"{what} entries point again and again into long strings: decoding them would take more than "
+            f"{budget} bytes for a {n}-byte file; the cache is damaged (ldconfig writes each string once)",
+            lo,
+        )
+    c._dedupe = True
+
+
 def _parse_old(data: bytes, nlibs: int, old_end: int) -> LdCache:
     # Old-only layout: strings start right after the entries and run to the end of the file.
     n = len(data)
@@ -679,6 +750,7 @@ def _parse_old(data: bytes, nlibs: int, old_end: int) -> LdCache:
     c._values = values
     c._str_lo, c._str_hi = old_end, n
     c._hwcap_names = ()
+    _check_string_budget(c, data, "old-format")
     return c
 
 
@@ -728,6 +800,7 @@ def _parse_new(data: bytes, base: int, fmt: CacheFormat) -> LdCache:
     c._keys = keys
     c._values = values
     c._str_lo, c._str_hi = entries_end, strings_end
+    _check_string_budget(c, data, "new-format")
     c.generator, c._hwcap_names, c.warnings = _parse_extension(
         data, e, base, entries_end, strings_end, extension_offset
     )
@@ -740,7 +813,10 @@ def _parse_extension(
     """The glibc 2.33+ extension directory: generator string and glibc-hwcaps names.
 
     Lenient on purpose: the entries are valid without it (older loaders and NVIDIA's tools never
-    read it), so a damaged extension becomes a warning and hwcap names stay unknown.
+    read it), so a damaged extension becomes a warning and hwcap names stay unknown. Bounded on
+    purpose: at most MAX_EXTENSION_SECTIONS sections are looked at, each tag only the first time,
+    each name offset decoded once and only up to MAX_HWCAP_NAME bytes, so the cost is linear in
+    the file whatever its directory says.
     """
     if ext_off == 0:
         return None, (), ()
@@ -755,28 +831,61 @@ def _parse_extension(
     generator: str | None = None
     names: tuple[str | None, ...] = ()
     warnings: list[str] = []
+    if count > MAX_EXTENSION_SECTIONS:
+        warnings.append(
+            f"extension directory at offset {ext_off} lists {count} sections; only the first "
+            f"{MAX_EXTENSION_SECTIONS} were read (ldconfig writes 2)"
+        )
+        count = MAX_EXTENSION_SECTIONS
+    seen: set[int] = set()
     for tag, _flags, off, size in struct.iter_unpack(e + "IIII", data[ext_off + 8 : ext_off + 8 + 16 * count]):
+        if tag in seen and tag in (EXT_TAG_GENERATOR, EXT_TAG_GLIBC_HWCAPS):
+            warnings.append(f"extension section tag {tag} at offset {off} repeats an earlier one; ignored")
+            continue
+        seen.add(tag)
         if off + size > n:
             warnings.append(f"extension section tag {tag} at offset {off} (+{size}) runs past the end ({n} bytes)")
             continue
         if tag == EXT_TAG_GENERATOR:
-            generator = data[off : off + size].decode("utf-8", "replace")
+            if size > MAX_GENERATOR:
+                warnings.append(f"generator string at offset {off} is {size} bytes long; only {MAX_GENERATOR} read")
+            generator = data[off : off + min(size, MAX_GENERATOR)].decode("utf-8", "replace")
         elif tag == EXT_TAG_GLIBC_HWCAPS:
             if size % 4:
                 warnings.append(f"glibc-hwcaps section at offset {off} has size {size}, not a multiple of 4")
                 continue
-            out: list[str | None] = []
-            last_nul = data.rfind(b"\0", lo, hi)
-            for (str_off,) in struct.iter_unpack(e + "I", data[off : off + size]):
-                pos = base + str_off
-                if lo <= pos <= last_nul:
-                    out.append(data[pos : data.find(b"\0", pos)].decode("utf-8", "surrogateescape"))
-                else:
-                    warnings.append(f"glibc-hwcaps name offset {str_off} is outside the string table")
-                    out.append(None)
-            names = tuple(out)
+            names = _hwcap_names(data, e, base, lo, hi, off, size, warnings)
         # Unknown tags are skipped, as glibc does.
     return generator, names, tuple(warnings)
+
+
+def _hwcap_names(
+    data: bytes, e: str, base: int, lo: int, hi: int, off: int, size: int, warnings: list[str]
+) -> tuple[str | None, ...]:
+    last_nul = data.rfind(b"\0", lo, hi)
+    decoded: dict[int, str | None] = {}
+    outside = too_long = 0
+    find = data.find
+    for (str_off,) in struct.iter_unpack(e + "I", data[off : off + size]):
+        if str_off in decoded:
+            continue
+        pos = base + str_off
+        name: str | None = None
+        if not lo <= pos <= last_nul:
+            outside += 1
+        else:
+            end = find(b"\0", pos, pos + MAX_HWCAP_NAME + 1)
+            if end < 0:
+                too_long += 1
+            else:
+                name = data[pos:end].decode("utf-8", "surrogateescape")
+        decoded[str_off] = name
+    if outside:
+        warnings.append(f"{outside} glibc-hwcaps name offset(s) are outside the string table")
+    if too_long:
+        warnings.append(f"{too_long} glibc-hwcaps name(s) are longer than {MAX_HWCAP_NAME} bytes; left unnamed")
+    get = decoded.__getitem__
+    return tuple(get(o) for (o,) in struct.iter_unpack(e + "I", data[off : off + size]))
 
 
 def read(root: HostRoot | None = None, path: str = DEFAULT_PATH) -> LdCache:

@@ -13,15 +13,18 @@ cached. Fields that never change (name, UUID, bus id, minor, serial, limits) are
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psutil
 import pynvml
 
+from gpudock.host.root import HostRoot
 from gpudock.model import Gpu, GpuProcess, HostSnapshot, MigDevice, NvmlFailure
+
+log = logging.getLogger(__name__)
 
 # NVML return code -> (what NVML says, what it means and what the operator does).
 FAILURE_TEXT: dict[int, tuple[str, str]] = {
@@ -120,8 +123,20 @@ def _call(fn, *args):
         if e.value in _GPU_FATAL:
             raise _GpuFailed(e) from None
         if e.value in _ABSENT:
+            _note_absent(fn, e)
             return None
         raise _GpuFailed(e) from None
+
+
+_noted: set[tuple[str, int]] = set()
+
+
+def _note_absent(fn, e: pynvml.NVMLError) -> None:
+    """Say once per function and error (``gpudock --debug``) what the driver does not give."""
+    key = (getattr(fn, "__name__", repr(fn)), e.value)
+    if key not in _noted:
+        _noted.add(key)
+        log.debug("%s: %s (shown as N/A)", key[0], e)
 
 
 def _text(v) -> str | None:
@@ -139,9 +154,11 @@ class NvmlSession:
 
     _active_lock = threading.RLock()
 
-    def __init__(self, loader: LibraryLoader | None = None, source: str = "nvml"):
+    def __init__(self, loader: LibraryLoader | None = None, source: str = "nvml", root: HostRoot | None = None):
         self._loader = loader or system_loader()
         self.source = source
+        # The host whose /proc names the processes NVML reports (a simulated host has its own).
+        self.root = root or HostRoot("/")
         self._lock = self._active_lock
         self._started = False
         self.failure: NvmlFailure | None = None
@@ -337,14 +354,16 @@ class NvmlSession:
         return tuple(out)
 
     def _command(self, pid: int, now: float) -> str | None:
-        """The command line from /proc (psutil); NVML's process name when /proc has no such PID."""
+        """The command line from the host's /proc; NVML's process name when /proc has no such PID."""
         hit = self._cmd_cache.get(pid)
         if hit and now - hit[0] < 10.0:
             return hit[1]
         cmd: str | None = None
         try:
-            cmd = " ".join(psutil.Process(pid).cmdline()) or None
-        except (psutil.Error, OSError):
+            data = self.root.read_bytes(f"/proc/{pid}/cmdline", 1 << 16)
+            if data:
+                cmd = " ".join(a.decode(errors="replace") for a in data.split(b"\0") if a) or None
+        except OSError:
             cmd = None
         if cmd is None:
             cmd = _text(_safe(pynvml.nvmlSystemGetProcessName, pid))

@@ -9,7 +9,14 @@ and more than 40 links in one lookup is an error (ELOOP), never a hang.
 Every probe that reads host files goes through a :class:`HostRoot`, so that ``--root`` works
 everywhere and tests can build a fake host in a temporary directory. Paths handed to and returned
 by the public methods are always *host* paths (what the host would print); :meth:`HostRoot.path`
-and :meth:`HostRoot.real` give the real paths on this machine for doing I/O.
+and :meth:`HostRoot.real` give the real paths on this machine, to show.
+
+Reading and writing go through :meth:`HostRoot.walk`: the same resolution done with directory
+descriptors, one component at a time, so that what is opened is inside the root even if a link
+on the way is swapped meanwhile; ``gpudock.toolkit.atomic`` writes relative to those descriptors.
+:meth:`HostRoot.read_bytes` reads only regular files (procfs and sysfs files are regular files):
+a FIFO, a device or a socket is refused before it is opened (:class:`NotRegularFileError`), and
+what is read is capped.
 
 No Textual import here, ever: the CLI and the doctor use this without a UI.
 """
@@ -20,11 +27,85 @@ import errno
 import fnmatch
 import os
 import stat as _stat
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
-__all__ = ["HostRoot", "MAXSYMLINKS"]
+__all__ = ["HostRoot", "MAXSYMLINKS", "DeviceSpec", "NotRegularFileError", "file_kind", "open_regular", "read_capped"]
+
+# A character device a root presents: (major, minor, permission bits).
+DeviceSpec = tuple[int, int, int]
+# os.stat_result's fields beyond the ten positional ones (float and ns times, blocks)
+_STAT_EXTRA = (
+    "st_atime",
+    "st_mtime",
+    "st_ctime",
+    "st_atime_ns",
+    "st_mtime_ns",
+    "st_ctime_ns",
+    "st_blksize",
+    "st_blocks",
+)
 
 # Linux's MAXSYMLINKS (include/linux/namei.h): a path walk gives up with ELOOP after 40 links.
 MAXSYMLINKS = 40
+
+# Directories on a walk are held as O_PATH descriptors: enough for every *at() call, and they
+# need no read permission (only search), like the kernel's own walk.
+_DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A file whose contents we read: O_NONBLOCK so that a FIFO planted where a file should be opens at
+# once instead of waiting for a writer; O_NOCTTY so that a terminal never becomes ours.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# A walk that keeps finding a component replaced under it gives up after this many retries.
+_RACE_RETRIES = 64
+
+
+def file_kind(mode: int) -> str:
+    """What ``mode`` (st_mode) is, in an operator's words: "a directory", "a FIFO (named pipe)"..."""
+    if _stat.S_ISREG(mode):
+        return "a regular file"
+    if _stat.S_ISDIR(mode):
+        return "a directory"
+    if _stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if _stat.S_ISCHR(mode):
+        return "a character device"
+    if _stat.S_ISBLK(mode):
+        return "a block device"
+    if _stat.S_ISSOCK(mode):
+        return "a socket"
+    if _stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "not a regular file"
+
+
+class NotRegularFileError(OSError):
+    """A file gpudock reads is a FIFO, a device or a socket: reading it could block for ever or
+    never end (/dev/zero), so it is refused before it is opened. ``kind`` says what it is."""
+
+    def __init__(self, path: str, mode: int) -> None:
+        self.kind = file_kind(mode)
+        super().__init__(errno.EINVAL, f"it is {self.kind}, not a regular file", path)
+
+
+def read_capped(fd: int, size: int, limit: int) -> bytes:
+    """At most ``limit`` bytes from ``fd``. read(limit) would allocate ``limit`` bytes up front (64
+    MiB for the ld.so.cache bound); ask for what fstat says is there, one byte more to notice growth.
+    /proc and /sys report size 0: read those in chunks."""
+    chunks: list[bytes] = []
+    got = 0
+    want = min(limit, size + 1) if size else min(limit, 65536)
+    while got < limit:
+        try:
+            b = os.read(fd, want if not chunks else min(65536, limit - got))
+        except BlockingIOError:  # only a non-regular file can say this; they are refused before
+            break
+        if not b:
+            break
+        chunks.append(b)
+        got += len(b)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return data[:limit]
+
 
 _MAGIC = frozenset("*?[")
 
@@ -32,6 +113,15 @@ _MAGIC = frozenset("*?[")
 def _split(p: str) -> list[str]:
     # Empty and "." components are no-ops for the kernel too ("a//b/./c" == "a/b/c").
     return [c for c in p.split("/") if c and c != "."]
+
+
+def _split_walk(p: str) -> list[str]:
+    """Components for a walk: as _split, but a trailing "/" or "/." stays as a last "." that
+    demands a directory, as the kernel does ("file/" and "file/." are ENOTDIR, not the file)."""
+    comps = _split(p)
+    if comps and (p.endswith("/") or p.endswith("/.")):
+        comps.append(".")
+    return comps
 
 
 class HostRoot:
@@ -43,9 +133,9 @@ class HostRoot:
     path, links followed inside the root); ``r.real(...)`` is that under ``/srv/rootfs``.
     """
 
-    __slots__ = ("_root", "_prefix")
+    __slots__ = ("_root", "_prefix", "_devices")
 
-    def __init__(self, path: str | os.PathLike[str] = "/") -> None:
+    def __init__(self, path: str | os.PathLike[str] = "/", *, devices: Mapping[str, DeviceSpec] | None = None) -> None:
         root = os.path.abspath(os.fspath(path))
         # The root itself may be reached through host symlinks (e.g. /tmp -> /private/tmp); those
         # are outside the chroot and are the caller's business, so resolve them once, here.
@@ -53,6 +143,11 @@ class HostRoot:
         self._root = root
         # "" for "/" so that path("/x") is just "/x" with no double slash and no copying.
         self._prefix = "" if root == "/" else root
+        # Character devices this root presents that its directory cannot hold: a simulated host
+        # is laid out by an unprivileged process, which cannot mknod. Host path -> (major, minor,
+        # mode); the path holds a placeholder file, so globbing and listing find it as they would
+        # the node. stat()/lstat() report the device: the one place where gpudock looks at /dev.
+        self._devices: dict[str, DeviceSpec] = dict(devices or {})
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -130,7 +225,7 @@ class HostRoot:
         S_ISDIR = _stat.S_ISDIR
 
         # Work list of components still to walk, reversed so pop() is O(1).
-        todo = _split(p)
+        todo = _split_walk(p)
         todo.reverse()
         # stack[i] is the resolved host path of the first i components (no links among them);
         # keeping every prefix makes ".." a pop and each step one string concatenation.
@@ -138,6 +233,8 @@ class HostRoot:
         hops = 0
         while todo:
             name = todo.pop()
+            if name == ".":  # a trailing "/": what came before was checked to be a directory
+                continue
             if name == "..":
                 if len(stack) > 1:  # ".." at the root stays at the root: no escaping
                     stack.pop()
@@ -167,10 +264,115 @@ class HostRoot:
             target = readlink(prefix + cur)
             if target.startswith("/"):
                 del stack[1:]  # absolute target: start again at the root, not at the real "/"
-            comps = _split(target)
+            comps = _split_walk(target)
             comps.reverse()
             todo.extend(comps)
         return stack[-1] or "/"
+
+    # -- confined descriptors -------------------------------------------------------------------
+
+    @contextmanager
+    def walk(
+        self, p: str | os.PathLike[str], *, follow: bool = True, create: bool = False
+    ) -> Iterator[tuple[int, str, str]]:
+        """``(dirfd, name, host_path)`` for host path ``p``: the directory that holds it, as a
+        descriptor reached by walking from the root one component at a time, every symlink followed
+        inside the root as after ``chroot(root)`` (:meth:`resolve`, done with descriptors); ``name``
+        is the entry in it and ``host_path`` the resolved host path. With ``follow`` a link at the
+        last component is followed too, so ``name`` is the file it leads to (which may not exist:
+        that is where a new file goes). With ``create`` missing directories are made (0755), inside
+        the root. Operations relative to ``dirfd`` (``os.open(name, ..., dir_fd=dirfd)``,
+        ``os.replace(a, b, src_dir_fd=dirfd, dst_dir_fd=dirfd)``) cannot leave the root, even when a
+        link on the way is swapped while we work. A path that ends on a directory gives
+        ``(that directory, ".", its path)``. The descriptor (O_PATH) is closed on exit.
+
+        Raises OSError(ELOOP) past :data:`MAXSYMLINKS` links (naming the path, the root and the
+        link where it gave up), FileNotFoundError / NotADirectoryError for a missing or non-directory
+        component on the way.
+        """
+        fd, name, host = self._walk(self._check(p), follow, create)
+        try:
+            yield fd, name, host
+        finally:
+            os.close(fd)
+
+    def _walk(self, p: str, follow: bool, create: bool) -> tuple[int, str, str]:
+        where = f"resolving {p} under {self._root}"
+        todo = _split_walk(p)
+        todo.reverse()
+        stack = [os.open(self._root, _DIR_FLAGS & ~os.O_NOFOLLOW)]  # the root itself: a path on this machine
+        paths = [""]
+        hops = retries = 0
+        keep = -1  # index in stack of the descriptor handed out; every other one is closed
+        try:
+            while todo:
+                name = todo.pop()
+                if name == ".":  # a trailing "/": what came before was opened as a directory
+                    continue
+                if name == "..":
+                    if len(stack) > 1:  # ".." at the root stays at the root: no escaping
+                        os.close(stack.pop())
+                        paths.pop()
+                    continue
+                dfd = stack[-1]
+                cur = paths[-1] + "/" + name
+                last = not todo
+                if last and not follow:
+                    keep = len(stack) - 1
+                    return dfd, name, cur
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    if last:
+                        keep = len(stack) - 1
+                        return dfd, name, cur
+                    if not create:
+                        raise FileNotFoundError(errno.ENOENT, f"No such file or directory ({where})", cur) from None
+                    try:
+                        os.mkdir(name, 0o755, dir_fd=dfd)
+                    except FileExistsError:
+                        pass
+                    todo.append(name)  # look at it again: it may be anything by now
+                    continue
+                if _stat.S_ISLNK(st.st_mode):
+                    hops += 1
+                    if hops > MAXSYMLINKS:
+                        raise OSError(
+                            errno.ELOOP,
+                            f"Too many levels of symbolic links (more than {MAXSYMLINKS}) {where}; gave up at {cur}",
+                            cur,
+                        )
+                    target = os.readlink(name, dir_fd=dfd)
+                    if target.startswith("/"):  # start again at the root, not at this machine's "/"
+                        while len(stack) > 1:
+                            os.close(stack.pop())
+                        del paths[1:]
+                    comps = _split_walk(target)
+                    comps.reverse()
+                    todo.extend(comps)
+                    continue
+                if last:
+                    keep = len(stack) - 1
+                    return dfd, name, cur
+                if not _stat.S_ISDIR(st.st_mode):
+                    raise NotADirectoryError(errno.ENOTDIR, f"Not a directory ({where})", cur)
+                try:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                except OSError as e:
+                    # replaced between the stat and the open (by a link, a file, nothing): look again
+                    if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT) or retries >= _RACE_RETRIES:
+                        raise
+                    retries += 1
+                    todo.append(name)
+                    continue
+                stack.append(fd)
+                paths.append(cur)
+            keep = len(stack) - 1  # the path ends on a directory ("/", or "..")
+            return stack[-1], ".", paths[-1] or "/"
+        finally:
+            for i, fd in enumerate(stack):
+                if i != keep:
+                    os.close(fd)
 
     # -- convenience I/O ------------------------------------------------------------------------
 
@@ -182,11 +384,32 @@ class HostRoot:
         if not tail:  # "/" itself
             return os.lstat(self._root)
         d = self.resolve(head or "/")
-        return os.lstat(self._prefix + (d if d != "/" else "") + "/" + tail)
+        host = (d if d != "/" else "") + "/" + tail
+        st = os.lstat(self._prefix + host)
+        return self._device_stat(host, st) if self._devices else st
 
     def stat(self, p: str | os.PathLike[str]) -> os.stat_result:
         """stat() of host path ``p`` with links followed inside the root."""
-        return os.stat(self.real(p, strict=True))
+        if self.is_live:
+            return os.stat(self._check(p))
+        with self.walk(p) as (dfd, name, host):
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise FileNotFoundError(errno.ENOENT, f"No such file or directory (under {self._root})", host) from None
+        return self._device_stat(host, st) if self._devices else st
+
+    def _device_stat(self, host: str, st: os.stat_result) -> os.stat_result:
+        spec = self._devices.get(host)
+        if spec is None or not _stat.S_ISREG(st.st_mode):
+            return st
+        major, minor, mode = spec
+        fields = list(st)
+        fields[0] = _stat.S_IFCHR | (mode & 0o7777)
+        fields[6] = 0  # st_size
+        extra = {name: getattr(st, name) for name in _STAT_EXTRA}
+        extra["st_rdev"] = os.makedev(major, minor)
+        return os.stat_result(fields, extra)
 
     def exists(self, p: str | os.PathLike[str]) -> bool:
         """True when ``p`` names something, links followed inside the root (False for a dangling
@@ -227,28 +450,25 @@ class HostRoot:
     def read_bytes(self, p: str | os.PathLike[str], limit: int = 16 << 20) -> bytes | None:
         """At most ``limit`` bytes of file ``p``; None when it is absent (or a dangling link).
 
-        Other errors (permission, a directory, a link loop) propagate: they are worth reporting.
+        Only a regular file is read (/proc and /sys files are regular files): a FIFO, a device or a
+        socket raises :class:`NotRegularFileError` without being read, a directory
+        IsADirectoryError. Under a root every link on the way is followed inside the root
+        (:meth:`walk`), so what is read is the root's file even if a link is changed meanwhile.
+        Other errors (permission, a link loop) propagate: they are worth reporting.
         """
         try:
-            real = self.real(p, strict=True)
-            with open(real, "rb", buffering=0) as f:
-                # read(limit) would allocate ``limit`` bytes up front (64 MiB for the ld.so.cache
-                # bound, ~100 us); ask for what fstat says is there, one byte more to notice
-                # growth. /proc and /sys report size 0: read those in chunks.
-                size = os.fstat(f.fileno()).st_size
-                chunks: list[bytes] = []
-                got = 0
-                want = min(limit, size + 1) if size else min(limit, 65536)
-                while got < limit:
-                    b = f.read(want if not chunks else min(65536, limit - got))
-                    if not b:
-                        break
-                    chunks.append(b)
-                    got += len(b)
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                return data[:limit]
+            if self.is_live:
+                p = self._check(p)
+                fd = open_regular(p, None, p)
+            else:
+                with self.walk(p) as (dfd, name, host):
+                    fd = open_regular(name, dfd, host)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            return read_capped(fd, os.fstat(fd).st_size, limit)
+        finally:
+            os.close(fd)
 
     def read_text(self, p: str | os.PathLike[str], limit: int = 1 << 20, errors: str = "replace") -> str | None:
         """At most ``limit`` bytes of file ``p`` decoded as UTF-8; None when it is absent.
@@ -296,3 +516,24 @@ class HostRoot:
             if not found:
                 break
         return sorted(found) if comps else ["/"]
+
+
+def open_regular(name: str, dfd: int | None, shown: str) -> int:
+    """Open ``name`` (relative to ``dfd``; absolute when ``dfd`` is None) for reading if it is a
+    regular file. It is looked at before it is opened, because opening a device can have effects
+    of its own (a tape rewinds, a terminal hangs up), and again after, in case it was swapped."""
+    follow = dfd is None  # under a root the walk has already followed the last link
+    st = os.stat(name, dir_fd=dfd, follow_symlinks=follow)
+    if _stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", shown)
+    if not _stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(shown, st.st_mode)
+    fd = os.open(name, _READ_FLAGS | (0 if follow else os.O_NOFOLLOW), dir_fd=dfd)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not _stat.S_ISREG(mode):
+            raise NotRegularFileError(shown, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

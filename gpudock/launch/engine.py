@@ -11,7 +11,8 @@ anything is created:
   ``nvidia-container-runtime-hook`` on its PATH is not in ``docker info``; the engine's own error
   at start says so.
 - ``cdi``: Docker 25 or newer with CDI enabled, which ``docker info`` shows as a non-empty
-  ``CDISpecDirs``.
+  ``CDISpecDirs`` (Docker 26.1 with CDI off reports ``[]``, and then fails a CDI container at start
+  with 'could not select device driver "cdi"'; Docker 24 and older have no such field).
 
 Plain Python; no Textual, no Docker import.
 """
@@ -63,12 +64,16 @@ def check_mode_supported(mode: str, info: dict) -> str | None:
         return None
     if mode == "cdi":
         if version < (25, 0):
-            raise LaunchError(f"cdi mode needs Docker 25 or newer with CDI enabled (this engine is {shown})")
-        if not info.get("CDISpecDirs"):
             raise LaunchError(
-                f"cdi mode: CDI is not enabled in this Docker engine ({shown}); set "
-                '"features": {"cdi": true} in daemon.json (nvidia-ctk runtime configure --runtime=docker '
-                "--cdi.enabled) and restart dockerd"
+                f"cdi mode needs Docker 25 or newer with CDI enabled (this engine is {shown}); "
+                "use --mode gpus or --mode runtime"
+            )
+        if not info.get("CDISpecDirs"):
+            # Not 'nvidia-ctk runtime configure --cdi.enabled': it replaces a "features" object
+            # read from an existing daemon.json, dropping the other features (nvidia-stack.md §8).
+            raise LaunchError(
+                f"cdi mode: CDI is not enabled in this Docker engine ({shown}); add "
+                '"features": {"cdi": true} to daemon.json and restart dockerd, or use --mode gpus'
             )
         return None
     raise LaunchError(f"unknown mode {mode!r}")

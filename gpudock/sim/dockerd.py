@@ -48,6 +48,7 @@ import socketserver
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -244,6 +245,8 @@ class SimEngineState:
     def __init__(self, scenario: Scenario) -> None:
         self.engine: SimEngine = scenario.docker or SimEngine()
         self._lock = threading.Lock()
+        # Called with a container's record when it starts (the simulated toolkit's debug logs).
+        self.on_start: Callable[[_Container], None] | None = None
         self._subs: list[queue.Queue] = []
         self._next_pid = 3_990_001
         self.images: dict[str, SimImage] = {im.name: im for im in scenario.images}
@@ -410,7 +413,9 @@ class SimEngineState:
             c.finished = None
             c.exit_code = 0
             self._emit(c, "start")
-            return True
+        if self.on_start is not None:
+            self.on_start(c)  # outside the lock: it reads and writes files
+        return True
 
     def stop(self, ref: str, signal: str = "SIGTERM") -> bool:
         """False when it was not running (HTTP 304)."""
@@ -829,7 +834,7 @@ class SimDockerd:
         if socket_dir is None:
             socket_dir = owned = tempfile.mkdtemp(prefix="gpudock-sim-")
         path = os.path.join(os.fspath(socket_dir), "docker.sock")
-        if len(path.encode()) > 100:
+        if len(path.encode()) > 107:  # sun_path holds 108 bytes with the NUL
             raise ValueError(f"socket path too long for a UNIX socket: {path}")
         if os.path.exists(path):
             os.unlink(path)

@@ -1,74 +1,97 @@
-"""The simulated host's Docker side, started for a scenario: engine socket and ``/proc`` together.
+"""A simulated host, started for a scenario: its files, its engine and its NVML library together.
 
-This module owns the lifetime of what a ``--demo``/``--sim FILE`` session needs beside the
-simulated NVML (:mod:`gpudock.sim.libnvml`): the Engine API server (:mod:`gpudock.sim.dockerd`)
-and the ``/proc`` tree for the scenario's PIDs (:mod:`gpudock.sim.procfs`), in one temporary
-directory. Callers hand ``docker_base_url`` to :class:`gpudock.host.docker.DockerWatcher` (or
-``docker.DockerClient``) and ``proc_root`` to ``build_holders``/``PidMapper``; the probes run
-unchanged.
+This module owns the lifetime of what a ``--demo``/``--sim`` session reads in place of a real
+host, in one temporary directory (``gpudock-sim-*``):
 
-Use::
+* ``host/``: the host's files (:mod:`gpudock.sim.hostfiles`): /proc, /sys, /dev, /etc (ld.so.cache,
+  config.toml, daemon.json), /lib/modules, /var/log; read through :attr:`SimHost.root`, a
+  :class:`~gpudock.host.root.HostRoot` that presents the /dev nodes;
+* the Engine API (:mod:`gpudock.sim.dockerd`) on ``host/run/docker.sock``, the socket a real host
+  has at /var/run/docker.sock, when the scenario describes an engine; starting a GPU container
+  there appends what the toolkit would log to the debug logs config.toml names
+  (:mod:`gpudock.sim.toolkit_log`);
+* the NVML library (:func:`gpudock.sim.libnvml.sim_library_loader`), for the session to load.
 
-    with SimHost(scenario) as sim:
-        DockerWatcher(sim.docker_base_url) ...
-        build_holders(snap, containers, proc_root=sim.proc_root)
-
-    with sim_host_for(args) as sim:    # None unless the options ask for a simulated engine
-        ...
+Only :mod:`gpudock.session` starts one (and the tests). A killed process cannot remove its
+directory, so each start also removes the directories of simulated hosts whose process is gone.
 """
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
-from contextlib import AbstractContextManager as ContextManager
 
+from gpudock.host.root import HostRoot
 from gpudock.sim.dockerd import SimDockerd
-from gpudock.sim.procfs import write_proc
-from gpudock.sim.scenario import Scenario, builtin_scenario, load_scenario
+from gpudock.sim.hostfiles import HostFiles, write_host_files
+from gpudock.sim.libnvml import sim_library_loader
+from gpudock.sim.scenario import Scenario
+from gpudock.sim.toolkit_log import ToolkitLog
 
-__all__ = ["SimHost", "sim_host_for", "scenario_for_args"]
+__all__ = ["SimHost", "PREFIX", "remove_stale"]
+
+PREFIX = "gpudock-sim-"
+_OWNER = "owner"  # <dir>/owner: "<pid> <process start time>" of the process that made it
 
 
 class SimHost:
-    """A started simulated engine and ``/proc`` for ``scenario``. ``start()``/``close()`` or a
-    ``with`` block (which starts it). Attributes once started: ``docker_base_url``,
-    ``proc_root``, ``dockerd`` (:class:`~gpudock.sim.dockerd.SimDockerd`; ``dockerd.engine``
-    changes containers, with events), ``directory``."""
+    """A simulated host for ``scenario``: ``start()``/``close()``, or a ``with`` block.
+
+    Once started: ``root`` (HostRoot of its files), ``files`` (:class:`HostFiles`),
+    ``docker_base_url`` and ``dockerd`` (None when the scenario has no engine), ``directory``.
+    """
 
     def __init__(self, scenario: Scenario, directory: str | os.PathLike | None = None) -> None:
         self.scenario = scenario
         self._given_dir = os.fspath(directory) if directory is not None else None
         self.directory: str | None = None
+        self.files: HostFiles | None = None
+        self.root: HostRoot | None = None
         self.dockerd: SimDockerd | None = None
-        self.proc_root: str | None = None
         self.docker_base_url: str | None = None
+        self._owner: int | None = None  # the open, locked <dir>/owner: held while this host lives
+
+    @property
+    def proc_root(self) -> str | None:
+        return self.files.proc_root if self.files else None
+
+    def library_loader(self):
+        return sim_library_loader(self.scenario)
 
     def start(self) -> SimHost:
-        if self.dockerd is not None:
+        if self.files is not None:
             return self
-        self.directory = self._given_dir or tempfile.mkdtemp(prefix="gpudock-sim-")
+        if self._given_dir:
+            self.directory = self._given_dir
+        else:
+            remove_stale()
+            self.directory = tempfile.mkdtemp(prefix=PREFIX, dir=_short_tmp())
+            self._owner = _hold_owner_lock(self.directory)
         try:
-            self.proc_root = write_proc(self.scenario, os.path.join(self.directory, "proc"))
-            self.dockerd = SimDockerd.start(self.scenario, self.directory)
+            self.files = write_host_files(self.scenario, os.path.join(self.directory, "host"))
+            self.root = HostRoot(self.files.root, devices=self.files.devices)
+            if self.scenario.has_docker:
+                self.dockerd = SimDockerd.start(self.scenario, os.path.dirname(self.files.docker_socket))
+                self.dockerd.engine.on_start = ToolkitLog(self.root).container_started
+                self.docker_base_url = self.dockerd.base_url
         except BaseException:
-            self._remove_dir()
+            self.close()
             raise
-        self.docker_base_url = self.dockerd.base_url
         return self
 
     def close(self) -> None:
         if self.dockerd is not None:
             self.dockerd.close()
             self.dockerd = None
-        self._remove_dir()
-
-    def _remove_dir(self) -> None:
         if self.directory and self._given_dir is None:
             shutil.rmtree(self.directory, ignore_errors=True)
+        if self._owner is not None:
+            os.close(self._owner)
+            self._owner = None
         self.directory = None
+        self.files = None
 
     def __enter__(self) -> SimHost:
         return self.start()
@@ -77,22 +100,49 @@ class SimHost:
         self.close()
 
 
-def scenario_for_args(args) -> Scenario | None:
-    """The scenario ``--sim FILE`` or ``--demo`` names (as ``gpudock.cli.open_nvml`` chooses), or None."""
-    if getattr(args, "sim", None):
-        return load_scenario(args.sim)
-    if getattr(args, "demo", False):
-        return builtin_scenario("demo")
-    return None
+# <tmp>/gpudock-sim-XXXXXXXX/host/run/docker.sock must fit a UNIX socket address (107 bytes).
+_SOCKET_TAIL = len("/" + PREFIX + "XXXXXXXX/host/run/docker.sock")
 
 
-def sim_host_for(args, scenario: Scenario | None = None) -> ContextManager[SimHost | None]:
-    """A :class:`SimHost` when the options ask for a simulated host whose scenario describes a
-    Docker engine, and no engine is named explicitly (``--docker-host`` or ``DOCKER_HOST``);
-    else a context that yields None (use the engine the options name)."""
-    if getattr(args, "docker_host", None) or os.environ.get("DOCKER_HOST"):
-        return contextlib.nullcontext(None)
-    sc = scenario if scenario is not None else scenario_for_args(args)
-    if sc is None or not sc.has_docker:
-        return contextlib.nullcontext(None)
-    return SimHost(sc)
+def _short_tmp() -> str | None:
+    """The temporary directory, unless its path is too long for the engine's socket under it;
+    then /tmp."""
+    tmp = tempfile.gettempdir()
+    return None if len(os.fsencode(tmp)) + _SOCKET_TAIL <= 107 else "/tmp"
+
+
+def _hold_owner_lock(directory: str) -> int:
+    """Open and lock ``<directory>/owner`` for as long as this process lives: a lock dies with
+    its process, however it ends, so a free lock means the directory is left over."""
+    fd = os.open(os.path.join(directory, _OWNER), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def remove_stale(tmp: str | None = None) -> list[str]:
+    """Remove the ``gpudock-sim-*`` directories whose owner process is gone (a dashboard killed
+    with SIGKILL, a crashed test): those whose ``owner`` file is not locked. Returns what was
+    removed. A directory without an owner file is not ours to judge and is left alone."""
+    tmp = tmp or _short_tmp() or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(PREFIX):
+            continue
+        d = os.path.join(tmp, name)
+        try:
+            fd = os.open(os.path.join(d, _OWNER), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its process still runs
+        finally:
+            os.close(fd)
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed

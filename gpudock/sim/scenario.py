@@ -33,6 +33,7 @@ Bad files are refused with the file, the TOML line/column or the key path, and w
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from importlib import resources
 from pathlib import Path
 
 from gpudock.model import nvml_bus_id
+from gpudock.sim.host_spec import HostSpec, HostSpecError, parse_host
 
 # NVML return codes an init failure can play, by the names operators see in nvidia-smi's output.
 INIT_ERRORS = {
@@ -134,6 +136,11 @@ class Scenario:
     docker: SimEngine | None = None  # None: the file describes no Docker engine
     images: tuple[SimImage, ...] = ()
     containers: tuple[SimContainer, ...] = ()
+    host: HostSpec | None = None  # [host]: the host's files (parse_scenario always fills it)
+
+    @property
+    def hostname(self) -> str:
+        return self.host.hostname if self.host else self.name
 
     @property
     def has_docker(self) -> bool:
@@ -342,8 +349,13 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: two GPUs share a device minor")
     gpu_pids = {p.pid for g in gpus for p in g.processes}
     engine, images, containers = _parse_docker(data, source, gpu_pids)
+    name = str(data.get("name", Path(source).stem))
+    try:
+        host = parse_host(data.get("host"), f"{source}: [host]", name=name, driver_version=version)
+    except HostSpecError as e:
+        raise ScenarioError(str(e)) from None
     return Scenario(
-        name=str(data.get("name", Path(source).stem)),
+        name=name,
         description=str(data.get("description", "")),
         driver_version=version,
         cuda_version=_cuda_int(driver.get("cuda", "12.2"), f"{source}: [driver].cuda"),
@@ -355,6 +367,7 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
         docker=engine,
         images=images,
         containers=containers,
+        host=host,
     )
 
 
@@ -568,12 +581,36 @@ def _rfc3339(value, where: str) -> str:
     raise ScenarioError(f'{where}: expected an RFC 3339 time ("2026-11-20T08:14:03Z"), got {value!r}')
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    p = Path(path)
+# A scenario describes a host in a few KiB; more is not a scenario (and --sim /dev/zero never ends).
+MAX_SCENARIO_BYTES = 4 << 20
+
+
+def _read_scenario_file(p: Path) -> bytes:
+    """The file's bytes: only a regular file (a FIFO would block, a device never end), at most
+    MAX_SCENARIO_BYTES."""
+    from gpudock.host.root import HostRoot, NotRegularFileError
+
     try:
-        raw = p.read_bytes()
+        raw = HostRoot("/").read_bytes(os.path.abspath(p), limit=MAX_SCENARIO_BYTES + 1)
+    except NotRegularFileError as e:
+        raise ScenarioError(f"{p}: cannot read the scenario file: it is {e.kind}, not a regular file") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{p}: cannot read the scenario file: it is a directory; name the .toml file") from None
     except OSError as e:
         raise ScenarioError(f"{p}: cannot read the scenario file: {e.strerror or e}") from None
+    if raw is None:
+        raise ScenarioError(f"{p}: cannot read the scenario file: it does not exist")
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(
+            f"{p}: cannot read the scenario file: it is larger than {MAX_SCENARIO_BYTES >> 20} MiB, "
+            "far more than any scenario; is it the right file?"
+        )
+    return raw
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    raw = _read_scenario_file(p)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -583,7 +620,36 @@ def load_scenario(path: str | Path) -> Scenario:
     return parse_scenario(data, str(p))
 
 
+def builtin_names() -> tuple[str, ...]:
+    """The built-in scenarios (``gpudock/sim/scenarios/*.toml``), demo first."""
+    names = sorted(
+        p.name[: -len(".toml")]
+        for p in (resources.files("gpudock.sim") / "scenarios").iterdir()
+        if p.name.endswith(".toml")
+    )
+    return tuple(sorted(names, key=lambda n: n != "demo"))
+
+
 def builtin_scenario(name: str = "demo") -> Scenario:
+    if name not in builtin_names():
+        raise ScenarioError(
+            f"there is no built-in scenario {name!r}; the built-in ones are: {', '.join(builtin_names())} "
+            "(or give a scenario file's path)"
+        )
     ref = resources.files("gpudock.sim") / "scenarios" / f"{name}.toml"
     data = tomllib.loads(ref.read_text(encoding="utf-8"))
     return parse_scenario(data, f"built-in:{name}")
+
+
+def resolve_scenario(name_or_path: str) -> Scenario:
+    """``--sim``'s argument: a built-in scenario's name, else a scenario file. A name that is
+    neither is refused with the built-in names."""
+    if name_or_path in builtin_names():
+        return builtin_scenario(name_or_path)
+    looks_like_path = "/" in name_or_path or name_or_path.endswith(".toml") or os.path.exists(name_or_path)
+    if not looks_like_path:
+        raise ScenarioError(
+            f"--sim {name_or_path}: no built-in scenario of that name and no such file; the built-in ones are: "
+            f"{', '.join(builtin_names())} (gpudock scenarios lists them)"
+        )
+    return load_scenario(name_or_path)

@@ -9,8 +9,10 @@ default from a set key), and the debug toggle as a *plan* (``plan_debug``) that 
 before ``apply_plan`` writes it through ``gpudock.toolkit.atomic``.
 
 The toggle is a line-level edit guided by a real TOML parse, never a re-render: turning debug on
-uncomments the shipped ``#debug = "..."`` line of the right table, turning it off comments that
-very line out again, so on-then-off gives back the original bytes. (``nvidia-ctk config --set``
+uncomments the shipped ``#debug = "..."`` line of the right table (for another path than the
+shipped line's, ``--path X``, that line stays and ours goes right after it), turning it off comments
+that very line out again (or takes our added line away), so on-then-off gives back the original
+bytes for any path. (``nvidia-ctk config --set``
 re-renders the whole file and, up to 1.18, writes a default path back commented; see
 nvidia-stack.md section 7.4.) After every edit the result is parsed again and compared with the
 original: only the intended key may differ, or nothing is written.
@@ -21,6 +23,7 @@ Plain Python, no Textual.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import re
 import stat
@@ -29,8 +32,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gpudock.host.root import HostRoot
-from gpudock.toolkit.atomic import FileSnapshot, WriteResult, atomic_write, read_snapshot
+from gpudock.host.root import HostRoot, NotRegularFileError
+from gpudock.toolkit.atomic import (
+    FileSnapshot,
+    HostFile,
+    WriteResult,
+    atomic_write,
+    edit_lock,
+    explain,
+    read_snapshot,
+)
 
 DEFAULT_PATH = "/etc/nvidia-container-runtime/config.toml"
 RELATIVE_PATH = "nvidia-container-runtime/config.toml"
@@ -77,17 +88,19 @@ class ConfigEditError(ConfigError):
 
 
 def host_file(root: str | HostRoot, path: str) -> str:
-    """The file on this machine that host path ``path`` names under ``root``, every symlink on the
-    way followed inside the root as after ``chroot(root)``: an absolute link in a copied host never
-    leads to this machine's own files. (A link loop gives the lexical path, whose I/O then fails
-    with ELOOP and says so.)"""
-    return _real(root if isinstance(root, HostRoot) else HostRoot(root or "/"), path)
+    """Where host path ``path`` under ``root`` is on this machine, every symlink on the way followed
+    inside the root as after ``chroot(root)``, for showing to the operator. A link loop raises
+    OSError (ELOOP): a lexically joined path could lead this machine's kernel out of the root. For
+    reading or writing use ``HostFile(root, path)`` with ``gpudock.toolkit.atomic``, which walks the
+    root with descriptors."""
+    return (root if isinstance(root, HostRoot) else HostRoot(root or "/")).real(path)
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigLocation:
-    # The file to read and write on this machine: under the root, with every symlink on the way
-    # followed inside the root as a chroot would (an absolute link never leads out of --root).
+    # Where the file is on this machine, for showing: under the root, with every symlink on the way
+    # followed inside the root (as written when that fails, e.g. in a link loop). Never do I/O on
+    # it: use ``file`` (``load_config(location)`` does).
     path: str
     # "--config", "NVIDIA_CTK_CONFIG_FILE_PATH", "XDG_CONFIG_HOME" or "default"
     source: str
@@ -95,23 +108,35 @@ class ConfigLocation:
     # The path as the host names it ("/etc/nvidia-container-runtime/config.toml"), before links;
     # for --config, the path as given.
     host_path: str = ""
+    # The root the host path is under (None: this machine, for --config).
+    root: HostRoot | None = None
+    # Why the file cannot be used although something is there (a link loop, a FIFO, a device, a
+    # directory), in an operator's words; None when it is a regular file or simply absent.
+    error: str | None = None
+
+    @property
+    def file(self) -> HostFile:
+        if self.root is None:
+            return HostFile.of(self.host_path or self.path)
+        return HostFile(self.root, self.host_path, None)
 
     def to_json(self) -> dict:
-        return {"path": self.path, "source": self.source, "exists": self.exists}
+        return {"path": self.path, "source": self.source, "exists": self.exists, "error": self.error}
 
 
-def _is_file(root: HostRoot, host_path: str) -> bool:
+def _probe(f: HostFile) -> tuple[bool, str | None]:
+    """(is a regular file, why what is there cannot be used)."""
     try:
-        return stat.S_ISREG(root.stat(host_path).st_mode)
-    except (OSError, ValueError):  # absent, dangling, a link loop, unreadable directory
-        return False
-
-
-def _real(root: HostRoot, host_path: str) -> str:
-    try:
-        return root.real(host_path)
-    except OSError:  # a link loop: the lexical path, whose I/O then fails with ELOOP and says so
-        return root.path(host_path)
+        st = f.root.stat(f.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False, None
+    except OSError as e:  # a link loop, no permission to look
+        return False, str(explain(e, f, "read"))
+    if stat.S_ISREG(st.st_mode):
+        return True, None
+    if stat.S_ISDIR(st.st_mode):
+        return False, str(explain(IsADirectoryError(errno.EISDIR, "Is a directory", f.shown), f, "read"))
+    return False, str(explain(NotRegularFileError(f.shown, st.st_mode), f, "read"))
 
 
 def locate_config(
@@ -119,22 +144,24 @@ def locate_config(
 ) -> ConfigLocation:
     """Find the config.toml the toolkit reads.
 
-    ``config`` (the operator's ``--config``) wins, missing or not, and is taken as given. Else the
-    toolkit's overrides, where the file exists: ``$NVIDIA_CTK_CONFIG_FILE_PATH``, then
-    ``$XDG_CONFIG_HOME/nvidia-container-runtime/config.toml`` (both joined under ``root``); else
-    ``/etc/nvidia-container-runtime/config.toml`` under ``root``. An override that does not exist
-    is skipped because our environment (often sudo's) is not the hook's: the hook runs with the
-    container engine's environment, which normally sets neither. A relative override names no
-    host path and is skipped too.
+    ``config`` (the operator's ``--config``) wins, missing or not, and is taken as given (a path on
+    this machine). Else the toolkit's overrides, where the file exists: ``$NVIDIA_CTK_CONFIG_FILE_PATH``,
+    then ``$XDG_CONFIG_HOME/nvidia-container-runtime/config.toml`` (both under ``root``); else
+    ``/etc/nvidia-container-runtime/config.toml`` under ``root``. An override that is not a regular
+    file is skipped because our environment (often sudo's) is not the hook's: the hook runs with the
+    container engine's environment, which normally sets neither. A relative override names no host
+    path and is skipped too.
 
     Every path under ``root`` is looked up through :class:`~gpudock.host.root.HostRoot`: symlinks
     are followed inside the root as after ``chroot(root)``, so an absolute link in a copied host
-    never reaches this machine's files. ``path`` is the resolved file on this machine,
-    ``host_path`` the name the host gives it. The doctor uses this same lookup.
+    never reaches this machine's files; a link loop, a FIFO or a device is ``error``, never a guess.
+    Never raises. The doctor uses this same lookup.
     """
     env = os.environ if environ is None else environ
     if config:
-        return ConfigLocation(config, "--config", os.path.isfile(config), config)
+        f = HostFile.of(config)
+        exists, error = _probe(f)
+        return ConfigLocation(config, "--config", exists, config, None, error)
     hr = root if isinstance(root, HostRoot) else HostRoot(root or "/")
     candidates = []
     override = env.get("NVIDIA_CTK_CONFIG_FILE_PATH")
@@ -144,9 +171,12 @@ def locate_config(
     if xdg and xdg.startswith("/"):
         candidates.append((f"{xdg.rstrip('/')}/{RELATIVE_PATH}", "XDG_CONFIG_HOME"))
     for host_path, source in candidates:
-        if _is_file(hr, host_path):
-            return ConfigLocation(_real(hr, host_path), source, True, host_path)
-    return ConfigLocation(_real(hr, DEFAULT_PATH), "default", _is_file(hr, DEFAULT_PATH), DEFAULT_PATH)
+        f = HostFile(hr, host_path)
+        if _probe(f)[0]:
+            return ConfigLocation(f.shown, source, True, host_path, hr)
+    f = HostFile(hr, DEFAULT_PATH)
+    exists, error = _probe(f)
+    return ConfigLocation(f.shown, "default", exists, DEFAULT_PATH, hr, error)
 
 
 # --------------------------------------------------------------------------- line scanner
@@ -530,10 +560,64 @@ def key_line(text: str, keypath: tuple[str, ...]) -> tuple[int, str, SettingStat
 _POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
+def _deepest(text: str) -> tuple[int, int, int]:
+    """(depth, line, column) of the most deeply nested ``[`` or ``{`` of a value, outside strings
+    and comments: where to point when tomllib gives up on the nesting (RecursionError)."""
+    depth = best = 0
+    best_at = 0
+    i, n = 0, len(text)
+    header = True  # at the start of a line a "[" opens a table header, not an array
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            header = depth == 0
+        elif c in " \t\r":
+            pass
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c in "\"'":
+            q = text[i : i + 3] if text.startswith(c * 3, i) else c
+            j = i + len(q)
+            while j < n and not text.startswith(q, j):
+                j += 2 if (c == '"' and text[j] == "\\") else 1
+                if len(q) == 1 and j < n and text[j] == "\n":
+                    break
+            i = j + len(q)
+            header = False
+            continue
+        elif c in "[{" and not (header and c == "["):
+            depth += 1
+            if depth > best:
+                best, best_at = depth, i
+        elif c in "]}" and depth:
+            depth -= 1
+        else:
+            header = False
+        if c == "[" and header:
+            j = text.find("\n", i)  # a table header: the rest of its line
+            i = n if j < 0 else j
+            continue
+        i += 1
+    line = text.count("\n", 0, best_at) + 1
+    return best, line, best_at - text.rfind("\n", 0, best_at)
+
+
 def parse_toml(text: str, path: str) -> dict:
     """tomllib.loads, with failures as ConfigParseError carrying the parser's line and column."""
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        depth, line, col = _deepest(text)
+        raise ConfigParseError(
+            f"{path} is not usable TOML at line {line}, column {col}: arrays or inline tables nested {depth} levels "
+            "deep, more than any config.toml needs (or a parser can follow); fix the file by hand (gpudock left it "
+            "untouched)",
+            path,
+            line,
+            col,
+        ) from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = _POS.search(msg)
@@ -575,9 +659,11 @@ def config_from_snapshot(snapshot: FileSnapshot) -> ToolkitConfig:
     return ToolkitConfig(path, snapshot, text, data, _scan(text))
 
 
-def load_config(path: str) -> ToolkitConfig:
-    """Read and parse ``path``. Raises ConfigMissingError, ConfigParseError, PermissionDeniedError."""
-    return config_from_snapshot(read_snapshot(path))
+def load_config(path: str | HostFile | ConfigLocation) -> ToolkitConfig:
+    """Read and parse ``path`` (a location from ``locate_config``, a HostFile, or a path on this
+    machine). Raises ConfigMissingError, ConfigParseError and AtomicWriteError (PermissionDeniedError,
+    FileAccessError: a link loop, a FIFO or device, a file too big)."""
+    return config_from_snapshot(read_snapshot(path.file if isinstance(path, ConfigLocation) else path))
 
 
 # --------------------------------------------------------------------------- the debug toggle
@@ -588,8 +674,9 @@ class EditPlan:
     """One edit of config.toml, computed but not written: what the confirmation shows.
 
     ``action``: "uncomment", "comment", "set" (the value of an existing line changes), "add" (a
-    new line, and a table header when ``added_header``), or "noop" (already as asked; nothing
-    will be written). ``line`` is 1-based; for "add" it is the line the key will have.
+    new line, and a table header when ``added_header``), "remove" (our line goes, the shipped
+    commented line beside it stays), or "noop" (already as asked; nothing will be written).
+    ``line`` is 1-based; for "add" it is the line the key will have.
     """
 
     path: str
@@ -617,6 +704,8 @@ class EditPlan:
         if self.action == "add":
             head = f" under a new [{self.table}] table" if self.added_header else ""
             return f"{self.path} line {self.line}: add {self.new_line!r}{head}"
+        if self.action == "remove":
+            return f"{self.path} line {self.line}: remove {self.old_line!r} (the shipped #debug line stays)"
         return f"{self.path} line {self.line}: {self.old_line!r} -> {self.new_line!r}"
 
     @property
@@ -720,6 +809,15 @@ def plan_debug(config: ToolkitConfig, component: str, enable: bool, log_path: st
                 f"{config.path}: the {table} debug key is not on one line gpudock can comment out; edit it by hand",
                 config.path,
             )
+        if config._commented_lines(keypath):
+            # The shipped "#debug = ..." line is still there (`on --path X` added its line beside
+            # it): take ours away, so that on-then-off gives back the original bytes for any X.
+            removed_eol = base.pop(set_ln.index)[1]
+            if not removed_eol and set_ln.index > 0:  # it ended the file without a newline
+                base[set_ln.index - 1] = (base[set_ln.index - 1][0], "")
+            result = plan("remove", set_ln.index, set_ln.body, None, base, None)
+            _verify(config, result, keypath, None)
+            return result
         stripped = set_ln.body.lstrip(" \t")
         indent = set_ln.body[: len(set_ln.body) - len(stripped)]
         new = indent + _comment_prefix_style(lines) + stripped
@@ -762,6 +860,16 @@ def plan_debug(config: ToolkitConfig, component: str, enable: bool, log_path: st
             while vs < len(new) and new[vs] in " \t":
                 vs += 1
             new = _replace_value(new, vs, value)
+            # Another path than the shipped line's: keep that line as it is and add ours after
+            # it, in its layout, so that `off` can give the file back byte for byte.
+            if chosen.eol:
+                base.insert(chosen.index + 1, (new, chosen.eol))
+            else:  # the shipped line ends the file without a newline
+                base[chosen.index] = (chosen.body, eol_default)
+                base.insert(chosen.index + 1, (new, ""))
+            result = plan("add", chosen.index + 1, None, new, base, value)
+            _verify(config, result, keypath, value)
+            return result
         base[chosen.index] = (new, chosen.eol)
         result = plan("uncomment", chosen.index, chosen.body, new, base, value)
         _verify(config, result, keypath, value)
@@ -834,13 +942,17 @@ def apply_plan(plan: EditPlan, *, backup: bool = True) -> WriteResult | None:
     """
     if not plan.changed:
         return None
-    return atomic_write(plan.path, plan.new_data, plan.snapshot, backup=backup)
+    return atomic_write(plan.snapshot.file or plan.path, plan.new_data, plan.snapshot, backup=backup)
 
 
-def set_debug(path: str, component: str, enable: bool, log_path: str | None = None) -> EditPlan:
-    """Load, plan and apply in one go (no confirmation): for scripts and tests."""
-    plan = plan_debug(load_config(path), component, enable, log_path)
-    apply_plan(plan)
+def set_debug(
+    path: str | HostFile | ConfigLocation, component: str, enable: bool, log_path: str | None = None
+) -> EditPlan:
+    """Load, plan and apply in one go (no confirmation), holding the file's lock throughout so
+    that concurrent gpudock writers take turns and none is lost: for scripts and tests."""
+    with edit_lock(path.file if isinstance(path, ConfigLocation) else path):
+        plan = plan_debug(load_config(path), component, enable, log_path)
+        apply_plan(plan)
     return plan
 
 
@@ -902,9 +1014,17 @@ def default_config_text(root: str | HostRoot = "/", ldconfig: str | None = None)
     return _DEFAULT_TEMPLATE.format(ldconfig=ldconfig)
 
 
-def write_defaults(path: str, *, root: str | HostRoot = "/", ldconfig: str | None = None) -> WriteResult:
-    """Write the toolkit's default file at ``path``, which must not exist (refused otherwise)."""
-    snap = read_snapshot(path)
-    if snap.exists:
-        raise ConfigError(f"{path} already exists; gpudock writes the defaults only where there is no file", path)
-    return atomic_write(path, default_config_text(root, ldconfig).encode("utf-8"), snap, make_parents=True)
+def write_defaults(
+    path: str | HostFile | ConfigLocation, *, root: str | HostRoot = "/", ldconfig: str | None = None
+) -> WriteResult:
+    """Write the toolkit's default file at ``path`` (a location from ``locate_config``, a HostFile,
+    or a path on this machine), which must not exist (refused otherwise; a FIFO, a device or a
+    directory there is refused too). Missing directories are made, inside the root."""
+    f = path.file if isinstance(path, ConfigLocation) else HostFile.of(path)
+    with edit_lock(f, make_parents=True):
+        snap = read_snapshot(f)
+        if snap.exists:
+            raise ConfigError(
+                f"{snap.path} already exists; gpudock writes the defaults only where there is no file", snap.path
+            )
+        return atomic_write(f, default_config_text(root, ldconfig).encode("utf-8"), snap, make_parents=True)

@@ -2,9 +2,10 @@
 watcher, without its thread).
 
 Owns: ``LogFollower``, whose ``poll()`` returns the complete lines appended since the previous
-call. It survives truncation (the file got shorter: start again from 0), rotation (the path names
-a new inode: finish the old file, then read the new one from 0) and the file not existing yet
-(the hook creates its log on the first container launch). A partial last line is held until its
+call. It reads only a regular file (a FIFO or a device at the path is "not-a-file", never read
+from), and survives truncation (the file got shorter: start again from 0), rotation (the path
+names a new inode: finish the old file, then read the new one from 0) and the file not existing
+yet (the hook creates its log on the first container launch). A partial last line is held until its
 newline arrives. One call reads at most ``max_bytes`` so a huge log cannot stall the UI;
 ``too_large`` says the file is past ``warn_bytes``.
 
@@ -14,6 +15,7 @@ No threads here: the UI calls ``poll()`` from a worker on a timer.
 from __future__ import annotations
 
 import os
+import stat
 
 DEFAULT_MAX_BYTES = 1 << 20  # per poll()
 DEFAULT_WARN_BYTES = 100 << 20
@@ -44,7 +46,7 @@ class LogFollower:
         self.exists = False
         self.truncations = 0
         self.rotations = 0
-        self.last_event: str | None = None  # "truncated", "rotated", "missing" or None
+        self.last_event: str | None = None  # "truncated", "rotated", "missing", "not-a-file" or None
 
     @property
     def too_large(self) -> bool:
@@ -68,10 +70,15 @@ class LogFollower:
 
     def _open(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: a FIFO at the log's path must not hang the follower waiting for a writer
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         except FileNotFoundError:
             return False
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            self.last_event = "not-a-file"
+            return False
         self._fd, self._ident = fd, (st.st_dev, st.st_ino)
         self._offset = st.st_size if self._from_end else 0
         self._from_end = False  # only the very first open skips existing content
@@ -117,6 +124,12 @@ class LogFollower:
                     self.close()
             return out
         self.exists = True
+        if not stat.S_ISREG(st.st_mode):
+            # a FIFO, a device, a directory where the log should be: never read from it
+            self.close()
+            self.size = 0
+            self.last_event = "not-a-file"
+            return out
         self.size = st.st_size
         if self._fd is not None and self._ident != (st.st_dev, st.st_ino):
             # rotated: the old file may still hold lines written before the rename

@@ -7,6 +7,9 @@ broken file does not hide the rest. The caller fetches ``docker info`` (the UI h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from gpudock.host.root import HostRoot
 from gpudock.toolkit import config as tkconfig
 from gpudock.toolkit import daemon_json as dj
 from gpudock.toolkit.atomic import AtomicWriteError
@@ -15,13 +18,15 @@ from gpudock.toolkit.atomic import AtomicWriteError
 def overview(
     config: str | None = None,
     daemon_json: str | None = None,
-    root: str = "/",
+    root: str | HostRoot = "/",
     docker_info: dict | None = None,
     docker_error: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[dict, list[str]]:
-    """(document, errors). ``docker_info`` None: the engine is reported unreachable with ``docker_error``."""
+    """(document, errors). ``docker_info`` None: the engine is reported unreachable with
+    ``docker_error``. ``environ``: where the toolkit's config lookup reads its overrides."""
     errors: list[str] = []
-    loc = tkconfig.locate_config(config, root=root)
+    loc = tkconfig.locate_config(config, root=root, environ=environ)
     cfg_out: dict = {
         "path": loc.path,
         "source": loc.source,
@@ -30,9 +35,13 @@ def overview(
         "settings": None,
         "debug": None,
     }
-    if loc.exists:
+    if loc.error:
+        # something is there but it cannot be read as config.toml: a link loop, a FIFO, a device
+        cfg_out["error"] = loc.error
+        errors.append(loc.error)
+    elif loc.exists:
         try:
-            st = tkconfig.load_config(loc.path).status().to_json()
+            st = tkconfig.load_config(loc).status().to_json()
             cfg_out.update(settings=st["settings"], debug=st["debug"])
         except (tkconfig.ConfigError, AtomicWriteError) as e:
             cfg_out["error"] = str(e)
@@ -43,13 +52,13 @@ def overview(
             f"{loc.path} does not exist; `gpudock toolkit defaults --config {loc.path}` writes the toolkit's defaults"
         )
 
-    dpath = daemon_json or tkconfig.host_file(root, dj.DEFAULT_PATH)
+    dfile = dj.daemon_json_file(daemon_json, root=root)
     doc = None
     try:
-        doc = dj.load_daemon_json(dpath)
+        doc = dj.load_daemon_json(dfile)
         dj_out = doc.to_json() | {"error": None}
     except (dj.DaemonJsonError, AtomicWriteError) as e:
-        dj_out = {"path": dpath, "exists": True, "error": str(e)}
+        dj_out = {"path": dfile.shown, "exists": True, "error": str(e)}
         errors.append(str(e))
 
     if docker_info is None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from textual import on, work
 from textual.app import App
@@ -21,16 +21,20 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from gpudock.host.docker import DockerWatcher
-from gpudock.host.holders import HoldersMap, build_holders, proc_root_for
-from gpudock.host.nvml import NvmlSession
+from gpudock.host.holders import HoldersMap
 from gpudock.model import HostSnapshot
+from gpudock.session import HostSession, Options, open_session
 
 # The holder column's width in app.holders_by_gpu (the GPU screen fits the text to its own column).
 HOLDER_WIDTH = 24
 
 
 def _css_paths() -> list[str]:
-    styles = resources.files("gpudock") / "styles"
+    """The .tcss files: inside the installed package (the wheel ships styles/ as gpudock/styles),
+    or styles/ beside gpudock/ in a checkout."""
+    styles = Path(str(resources.files("gpudock"))) / "styles"
+    if not styles.is_dir():
+        styles = Path(__file__).resolve().parents[2] / "styles"
     return sorted(str(p) for p in styles.iterdir() if p.name.endswith(".tcss"))
 
 
@@ -39,61 +43,6 @@ class SnapshotReady(Message):
         super().__init__()
         self.snapshot = snapshot
         self.holders = holders  # the holders map joined with this snapshot (None: no Docker watcher)
-
-
-@dataclass(frozen=True)
-class HostChoice:
-    """Which host the dashboard shows, and the banner that says why (e.g. the fallback to the demo)."""
-
-    session: NvmlSession
-    banner: str | None = None
-    # The Docker engine whose containers hold the GPUs (None: --docker-host, else DOCKER_HOST or
-    # the default socket) and the /proc that maps GPU processes to containers (None: <--root>/proc).
-    # A simulated host (gpudock.sim) sets both to its own engine and /proc.
-    docker_base_url: str | None = None
-    proc_root: str | None = None
-    sim_host: object | None = None  # gpudock.sim.host.SimHost serving both; the app closes it on exit
-
-
-def with_sim_docker(choice: HostChoice, args, scenario=None) -> HostChoice:
-    """A simulated host's Docker side: when the scenario (``--demo``/``--sim`` or ``scenario``)
-    describes an engine and none is named (``--docker-host``/``DOCKER_HOST``), start a
-    :class:`gpudock.sim.host.SimHost` (engine socket + ``/proc``) and watch it."""
-    import dataclasses
-
-    from gpudock.sim.host import sim_host_for
-
-    sim = sim_host_for(args, scenario).__enter__()  # a started SimHost, or None
-    if sim is None:
-        return choice
-    return dataclasses.replace(choice, docker_base_url=sim.docker_base_url, proc_root=sim.proc_root, sim_host=sim)
-
-
-def choose_host(args) -> HostChoice:
-    """The dashboard's host: the one asked for, or the demo when this machine has no NVIDIA driver."""
-    from gpudock.cli import open_nvml
-    from gpudock.sim.libnvml import sim_library_loader
-    from gpudock.sim.scenario import builtin_scenario
-
-    session = open_nvml(args)
-    if session.source != "nvml":
-        return with_sim_docker(HostChoice(session), args)
-    if getattr(args, "no_demo", False):
-        return HostChoice(session)
-    failure = session.start()
-    if failure is not None and failure.code == 12:  # no libnvidia-ml.so.1 at all: a laptop, CI
-        session.shutdown()
-        demo = NvmlSession(sim_library_loader(builtin_scenario("demo")), source="sim:demo")
-        return with_sim_docker(
-            HostChoice(
-                demo,
-                "No NVIDIA driver on this machine (libnvidia-ml.so.1 not found): showing the built-in "
-                "simulated host. Use --no-demo to see the error instead.",
-            ),
-            args,
-            builtin_scenario("demo"),
-        )
-    return HostChoice(session)
 
 
 class GpudockApp(App):
@@ -111,12 +60,10 @@ class GpudockApp(App):
         Binding("t", "toolkit", "Toolkit", id="toolkit"),
     ]
 
-    def __init__(self, host: HostChoice, refresh: float = 1.0, root: str = "/", args=None) -> None:
+    def __init__(self, host: HostSession, refresh: float | None = None) -> None:
         super().__init__(driver_class=_terminal_driver())
         self.host = host
-        self.refresh_period = max(0.2, refresh)
-        self.root = root
-        self.args = args
+        self.refresh_period = max(0.2, refresh if refresh is not None else host.options.refresh)
         self.snapshot: HostSnapshot | None = None
         # Which container holds each GPU (gpudock.host.holders), joined on every poll.
         self.docker_watcher: DockerWatcher | None = None
@@ -132,9 +79,7 @@ class GpudockApp(App):
         from gpudock.ui.screens.gpus import GpuScreen
 
         self._handle_termination()
-        url = self.host.docker_base_url or getattr(self.args, "docker_host", None)
-        # Retry a lost engine at most every 5 s: the banner should go soon after it is back.
-        self.docker_watcher = DockerWatcher(url, backoff=(0.5, 5.0))
+        self.docker_watcher = self.host.watcher()
         self._start_docker()
         self.push_screen(GpuScreen(banner=self.host.banner))
         self.poll()
@@ -143,12 +88,9 @@ class GpudockApp(App):
     def _start_docker(self) -> None:
         """Start the watcher's thread; once its first connection attempt is over (ok or not), poll
         again so the holders (or the banner saying why there are none) show without waiting a period."""
-        watcher = self.docker_watcher
-        if watcher is None:
-            return
-        watcher.start()
+        watcher = self.host.start_watching()
         worker = get_current_worker()
-        while watcher.status.state == "connecting":
+        while watcher.status.state == "connecting" and watcher.running:
             if worker.is_cancelled or self._quitting:
                 return
             time.sleep(0.02)
@@ -159,24 +101,8 @@ class GpudockApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
     def poll(self) -> None:
-        snap = self.host.session.snapshot()
-        try:
-            holders = self._holders(snap)
-        except Exception as e:  # noqa: BLE001 - the GPU view must keep working whatever the join does
-            self.log.error(f"holders: {e!r}")
-            holders = None
+        snap, holders = self.host.poll(all=self.show_all_containers)
         self.post_message(SnapshotReady(snap, holders))
-
-    def _holders(self, snap: HostSnapshot) -> HoldersMap | None:
-        """Join the snapshot with the watcher's containers (called in the poll thread)."""
-        watcher = self.docker_watcher
-        if watcher is None:
-            return None
-        status = watcher.status
-        # The exact tuple the watcher returns: build_holders caches its container-side work on it.
-        containers = watcher.snapshot(snap.gpus, all=self.show_all_containers)
-        proc_root = self.host.proc_root or proc_root_for(self.root)
-        return build_holders(snap, containers, proc_root=proc_root, docker_status=status)
 
     @on(SnapshotReady)
     def _on_snapshot(self, message: SnapshotReady) -> None:
@@ -224,21 +150,11 @@ class GpudockApp(App):
 
     def docker_client_factory(self):
         """A Docker client for the engine the dashboard watches (the simulated one on --demo)."""
-        import docker
-
-        url = self.docker_watcher.status.base_url if self.docker_watcher else None
-        return docker.DockerClient(base_url=url, timeout=10) if url else docker.from_env(timeout=10)
+        return self.host.docker_client()
 
     def holders_for_launch(self, snapshot: HostSnapshot) -> dict[str, tuple[str, ...]]:
         """GPU UUID -> running containers holding it, from the live holders map (no second read)."""
-        holders = self.holders
-        if holders is None:
-            return {}
-        return {
-            g.uuid: tuple(sorted(h.name for h in g.running_holders))
-            for g in holders.gpus
-            if g.uuid and g.running_holders
-        }
+        return self.holders.running_holder_names() if self.holders is not None else {}
 
     def action_doctor(self) -> None:
         from gpudock.ui.screens.doctor import DoctorScreen
@@ -278,11 +194,7 @@ class GpudockApp(App):
         for sig in self._signals:
             loop.remove_signal_handler(sig)
         self._signals.clear()
-        if self.docker_watcher is not None:
-            self.docker_watcher.stop()
-        if self.host.sim_host is not None:
-            self.host.sim_host.close()
-        self.host.session.shutdown()
+        self.host.close()
 
 
 def _terminal_driver():
@@ -297,12 +209,14 @@ def _terminal_driver():
     return HangupSafeDriver if App.get_driver_class(App) is LinuxDriver else None
 
 
-def run_dashboard(args) -> int:
-    host = choose_host(args)
-    app = GpudockApp(host, refresh=args.refresh, root=args.root, args=args)
+def run_dashboard(options: Options) -> int:
+    """Open the host the options name (the built-in simulated one where this machine has no
+    NVIDIA driver) and run the dashboard on it; the exit status is non-zero when it died of an
+    exception. The host is closed however the app ends."""
+    host = open_session(options, fallback_to_demo=True)
     try:
+        app = GpudockApp(host)
         app.run()
+        return int(app.return_code or 0)
     finally:
-        if host.sim_host is not None:
-            host.sim_host.close()
-    return 0
+        host.close()

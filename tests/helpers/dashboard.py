@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from textual.worker import WorkerCancelled, WorkerError
 
-from gpudock.sim.host import SimHost
+from gpudock.session import open_scenario
 from gpudock.sim.scenario import Scenario
-from gpudock.ui.app import GpudockApp, HostChoice
-from helpers.sim import frozen_demo, session
+from gpudock.ui.app import GpudockApp
+from helpers.sim import frozen_demo
 
 # The Docker engine a test dashboard watches unless it names one: a socket that never exists, so
 # that what the screens show (the Docker banner) is the same on every machine, with or without a
@@ -24,21 +22,18 @@ def make_app(
     docker_base_url: str | None = None,
     proc_root: str | None = None,
 ) -> GpudockApp:
-    """The dashboard on a simulated NVML host (default: the frozen demo).
+    """The dashboard on a simulated host (default: the frozen demo), closed when the app exits.
 
     Its Docker engine: ``docker_base_url`` (a real engine, e.g. the ``engine`` fixture's; GPU
-    processes mapped through ``proc_root``, default the real /proc); else the scenario's simulated
-    engine and /proc (gpudock.sim.host.SimHost, closed when the app exits) when it describes one,
-    as ``--demo`` does; else :data:`NO_DOCKER`."""
+    processes mapped through ``proc_root``, default this machine's /proc); else the
+    scenario's simulated engine when it describes one, as ``--demo`` does; else
+    :data:`NO_DOCKER`, so the banner reads the same on every machine."""
     sc = sc or frozen_demo()
-    host = HostChoice(session(sc), banner)
-    if docker_base_url is not None:
-        host = dataclasses.replace(host, docker_base_url=docker_base_url, proc_root=proc_root)
-    elif sc.has_docker:  # not through sim_host_for: a DOCKER_HOST in the tests' environment must not matter
-        sim = SimHost(sc).start()
-        host = dataclasses.replace(host, docker_base_url=sim.docker_base_url, proc_root=sim.proc_root, sim_host=sim)
-    else:
-        host = dataclasses.replace(host, docker_base_url=NO_DOCKER, proc_root=proc_root)
+    url = docker_base_url or (None if sc.has_docker else NO_DOCKER)
+    if docker_base_url is not None and proc_root is None:
+        proc_root = "/proc"  # a real engine's containers: their processes are this machine's
+    host = open_scenario(sc, docker_url=url, proc_root=proc_root)
+    host.banner = banner
     return GpudockApp(host, refresh=refresh)
 
 

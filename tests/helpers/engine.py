@@ -23,10 +23,19 @@ Device nodes: `make_nvidia_dev_nodes(dir)` creates `nvidiactl`, `nvidia0..7`, `n
 `nvidia-uvm`, `nvidia-uvm-tools` with mknod (char devices; see NVIDIA_DEV_NODES); map them into
 containers as `devices=[f"{eng.dev_dir}/nvidia3:/dev/nvidia3:rwm"]`.
 
-Environment knobs: GPUDOCK_TEST_DOCKERD (the dockerd binary), GPUDOCK_TEST_STORAGE_DRIVER (force
-overlay2/vfs/...), GPUDOCK_TEST_RUN_DIR
-(parent of temporary work dirs; scripts/test sets it so it can clean up after a crash),
-GPUDOCK_TEST_ENGINE_TIMEOUT (seconds to wait for the socket, default 30).
+A second engine for CDI: `CdiEngine.start(dev_dir=..., cdi_dir=...)` runs Debian 13's dockerd
+(Docker 26.1, the first Debian release with CDI; unpacked from its .deb by ./scripts/test into
+.test-run/docker26, never installed; it runs on Debian 12's containerd and runc) with
+`{"features": {"cdi": true}, "cdi-spec-dirs": [cdi_dir]}` in its daemon.json and otherwise the
+same set-up (own roots and socket, runtime `nvidia` = runc, the stand-in hook on its PATH, the
+busybox test image). `--device nvidia.com/gpu=...` (a DeviceRequest with Driver "cdi") then
+injects what the specs in `eng.cdi_dir` say (tests/helpers/cdi.py writes NVIDIA-style specs).
+
+Environment knobs: GPUDOCK_TEST_DOCKERD (the dockerd binary), GPUDOCK_TEST_DOCKERD26 (the CDI
+engine's dockerd, 25 or newer; default .test-run/docker26/usr/sbin/dockerd),
+GPUDOCK_TEST_STORAGE_DRIVER (force overlay2/vfs/...), GPUDOCK_TEST_RUN_DIR (parent of temporary
+work dirs; scripts/test sets it so it can clean up after a crash), GPUDOCK_TEST_ENGINE_TIMEOUT
+(seconds to wait for the socket, default 30).
 """
 
 from __future__ import annotations
@@ -34,7 +43,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -402,16 +413,24 @@ class Engine:
 
     # ---- internals
 
-    def _setup(self, storage_driver: str | None) -> None:
+    def _locate_dockerd(self) -> str:
         forced_dockerd = os.environ.get("GPUDOCK_TEST_DOCKERD")
-        self.dockerd = forced_dockerd if forced_dockerd and os.access(forced_dockerd, os.X_OK) else None
+        dockerd = forced_dockerd if forced_dockerd and os.access(forced_dockerd, os.X_OK) else None
         if not forced_dockerd:
-            self.dockerd = _find_binary("dockerd")
-        if not self.dockerd:
+            dockerd = _find_binary("dockerd")
+        if not dockerd:
             raise EngineError(
                 f"dockerd not found{f' at GPUDOCK_TEST_DOCKERD={forced_dockerd}' if forced_dockerd else ''}: "
                 "the tests need Debian's docker.io package (`apt-get install docker.io`; ./scripts/test installs it)"
             )
+        return dockerd
+
+    def _daemon_json_text(self) -> str:
+        """dockerd's --config-file at start (subclasses turn features on here)."""
+        return "{}\n"
+
+    def _setup(self, storage_driver: str | None) -> None:
+        self.dockerd = self._locate_dockerd()
         self.runc = _find_binary("runc")
         if not self.runc:
             raise EngineError("runc not found: install Debian's runc (a dependency of docker.io)")
@@ -420,7 +439,7 @@ class Engine:
         busybox = find_static_busybox()
         for d in (self.data_root, self.exec_root, self.toolkit_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.daemon_json.write_text("{}\n")
+        self.daemon_json.write_text(self._daemon_json_text())
         if not self.hook_config.exists():
             self.hook_config.write_text(default_toolkit_config(self.hook_log, self.runtime_log))
         self.make_dev_nodes()
@@ -580,3 +599,102 @@ class Engine:
             return
         for m in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
+
+
+# --------------------------------------------------------------------------- the CDI engine
+
+DOCKERD26_ENV = "GPUDOCK_TEST_DOCKERD26"
+DOCKERD26_DEFAULT = HELPERS_DIR.parents[1] / ".test-run" / "docker26" / "usr" / "sbin" / "dockerd"
+CDI_MIN_VERSION = (25, 0)  # Docker 25 added CDI (DeviceRequests with Driver "cdi", "features": {"cdi": true})
+
+
+def find_dockerd26() -> str:
+    """The CDI engine's dockerd: $GPUDOCK_TEST_DOCKERD26, else the one ./scripts/test unpacked."""
+    forced = os.environ.get(DOCKERD26_ENV)
+    path = Path(forced) if forced else DOCKERD26_DEFAULT
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        where = f"{DOCKERD26_ENV}={forced}" if forced else str(path)
+        raise EngineError(
+            f"Docker 26's dockerd not found at {where}: run the tests with ./scripts/test, which downloads "
+            "Debian 13's docker.io .deb (apt-get download, with a sources list of its own) and unpacks it with "
+            f"dpkg -x into .test-run/docker26 (nothing is installed); or set {DOCKERD26_ENV} to a dockerd 25 or newer"
+        )
+    return str(path)
+
+
+def _version_tuple(v: str) -> tuple[int, int]:
+    parts = v.split(".")
+    try:
+        return int(parts[0]), int(parts[1].split("+")[0].split("-")[0])
+    except (IndexError, ValueError):
+        return 0, 0
+
+
+class CdiEngine(Engine):
+    """A private Docker 26 engine with CDI on. As :class:`Engine`, plus ``cdi_dir`` (its one
+    ``cdi-spec-dirs`` entry; the engine re-reads specs written there while it runs) and
+    ``server_version``."""
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike | None = None,
+        dev_dir: str | os.PathLike | None = None,
+        cdi_dir: str | os.PathLike | None = None,
+    ):
+        super().__init__(workdir, dev_dir=dev_dir)
+        self.cdi_dir = Path(cdi_dir) if cdi_dir is not None else self.workdir / "cdi"
+        self.server_version: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        workdir: str | os.PathLike | None = None,
+        *,
+        dev_dir: str | os.PathLike | None = None,
+        cdi_dir: str | os.PathLike | None = None,
+        storage_driver: str | None = None,
+    ) -> CdiEngine:
+        eng = cls(workdir, dev_dir=dev_dir, cdi_dir=cdi_dir)
+        try:
+            eng._setup(storage_driver)
+        except BaseException:
+            eng.close()
+            raise
+        return eng
+
+    def daemon_config(self) -> dict:
+        """What the engine's daemon.json holds at start: CDI on, specs read from ``cdi_dir``."""
+        return {"features": {"cdi": True}, "cdi-spec-dirs": [str(self.cdi_dir)]}
+
+    def _locate_dockerd(self) -> str:
+        dockerd = find_dockerd26()
+        try:
+            said = subprocess.run([dockerd, "--version"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            raise EngineError(f"{dockerd} --version failed: {e}") from e
+        m = re.search(r"version (\S+?),", said)
+        if not m or _version_tuple(m.group(1)) < CDI_MIN_VERSION:
+            raise EngineError(
+                f"{dockerd} is {said.strip() or 'of an unknown version'}; the CDI engine needs Docker 25 or newer "
+                f"(point {DOCKERD26_ENV} at one, or remove .test-run/docker26 and rerun ./scripts/test)"
+            )
+        return dockerd
+
+    def _daemon_json_text(self) -> str:
+        return json.dumps(self.daemon_config(), indent=2) + "\n"
+
+    def _setup(self, storage_driver: str | None) -> None:
+        self.cdi_dir.mkdir(parents=True, exist_ok=True)
+        super()._setup(storage_driver)
+        info = self.client.info()
+        self.server_version = str(info.get("ServerVersion") or "")
+        if _version_tuple(self.server_version) < CDI_MIN_VERSION:
+            raise EngineError(
+                f"{self.dockerd} is Docker {self.server_version or '(unknown)'}; CDI needs Docker 25 or newer "
+                f"(point {DOCKERD26_ENV} at a newer dockerd, or remove .test-run/docker26 and rerun ./scripts/test)"
+            )
+        if info.get("CDISpecDirs") != [str(self.cdi_dir)]:
+            raise EngineError(
+                f"Docker {self.server_version} did not turn CDI on: docker info shows CDISpecDirs "
+                f"{info.get('CDISpecDirs')!r}, expected [{str(self.cdi_dir)!r}]; its log:\n{self.log_tail()}"
+            )

@@ -11,11 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 
-import psutil
 import pytest
 
-from helpers.prometheus import Exporter, Prometheus, StaticMetrics, child_env
+from helpers.prometheus import Exporter, Prometheus, StaticMetrics, child_env, listening
 
 UA = ["GPU-a0000000-0000-4000-8000-00000000000" + str(i) for i in range(2)]
 UB = ["GPU-b0000000-0000-4000-8000-00000000000" + str(i) for i in range(2)]
@@ -82,6 +83,8 @@ name = "stopped"
 image = "nvcr.io/nvidia/pytorch:24.01-py3"
 state = "exited"
 device_requests = [{{ driver = "", count = -1, capabilities = [["gpu"]] }}]
+[host]
+module = "535.104.05"  # upgraded without a reboot: the doctor's driver-library-mismatch
 """,
     # a CDI holder, and a MIG-partitioned GPU with one instance held
     "gpu-node-b": HEAD
@@ -109,6 +112,8 @@ name = "mig-serve"
 image = "nvcr.io/nvidia/pytorch:24.01-py3"
 runtime = "nvidia"
 env = ["NVIDIA_VISIBLE_DEVICES={MIG_B[1]}"]
+[host]
+missing_nodes = ["/dev/nvidia2"]  # the doctor's device-nodes
 """,
     # an engine with no containers: nothing holds its GPU
     "gpu-node-c": HEAD + gpu(UC[0], "0000:3b:00.0", 0, 5) + DOCKER,
@@ -156,6 +161,14 @@ def dcgm_text() -> str:
     return "\n".join(out) + "\n"
 
 
+def _doctor_runs(url: str) -> int:
+    """How many exporters' doctor runs Prometheus has (each exporter runs it once at start)."""
+    q = urllib.parse.urlencode({"query": "count(gpudock_doctor_last_run_timestamp_seconds)"})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=10) as r:
+        result = json.load(r)["data"]["result"]
+    return int(float(result[0]["value"][1])) if result else 0
+
+
 def gpudock_cli(*args: str) -> tuple[int, str, str]:
     p = subprocess.run(
         [sys.executable, "-m", "gpudock", *args], capture_output=True, text=True, timeout=120, env=child_env()
@@ -199,7 +212,7 @@ def fleet(tmp_path_factory):
             if (
                 set(hosts) >= want
                 and all(h["gpus"] and not h["stale"] for h in hosts.values())
-                and all(hosts[n]["doctor"]["errors"] or hosts[n]["doctor"]["warnings"] for n in files)
+                and _doctor_runs(prom.url) == len(started)
                 and any("holders" in g and g["holders"] for g in hosts["gpu-node-a"]["gpus"])
                 and any("dcgm-exporter" in g["sources"] for g in hosts["gpu-node-b"]["gpus"])
             ):
@@ -272,6 +285,8 @@ def test_doctor_errors_per_host_as_its_own_doctor_says(fleet):
         own = json.loads(out)
         errors = sorted((f["id"], f["title"]) for f in own["findings"] if f["severity"] == "error")
         assert sorted((e["id"], e["title"]) for e in hosts[name]["doctor"]["errors"]) == errors, name
+    assert "driver-library-mismatch" in {e["id"] for e in hosts["gpu-node-a"]["doctor"]["errors"]}
+    assert "device-nodes" in {e["id"] for e in hosts["gpu-node-b"]["doctor"]["errors"]}
 
 
 def test_the_host_lists_summary_read_agrees_with_the_per_gpu_read(fleet):
@@ -301,14 +316,14 @@ def test_another_exporters_series_under_a_gpudock_name_is_said_and_left_out(flee
 
 
 def test_the_exporter_writes_dcgm_exporters_hpc_job_files(fleet):
-    files = {n: open(os.path.join(fleet["hpc"], n)).read() for n in sorted(os.listdir(fleet["hpc"]))}
+    names = [n for n in sorted(os.listdir(fleet["hpc"])) if not n.startswith(".")]  # not the writers' lock files
+    files = {n: open(os.path.join(fleet["hpc"], n)).read() for n in names}
     assert files == {"0": "infer\n", "1.2": "mig-serve\n"}  # GPU 1's instance 2 is MIG_B[1]
 
 
 def test_exporters_listen_on_the_address_given_and_nowhere_else(fleet):
     for e in [*fleet["exporters"].values(), fleet["gone"]]:
-        listening = [c.laddr for c in psutil.Process(e.proc.pid).net_connections("inet") if c.status == "LISTEN"]
-        assert listening == [("127.0.0.1", e.port)]
+        assert listening(e.proc.pid) == [("127.0.0.1", e.port)]
 
 
 def test_a_port_in_use_is_a_clear_error(fleet):

@@ -182,6 +182,8 @@ def test_first_logs_and_commands_without_a_shell(engine):
 
 @pytest.fixture
 def cli_env(engine, monkeypatch):
+    # DOCKER_HOST names the engine for the real host; --demo's own engine would not have the image,
+    # so these tests name the test engine with --docker-host (which takes the simulated one's place)
     monkeypatch.setenv("DOCKER_HOST", engine.base_url)
     monkeypatch.delenv("NV_GPU", raising=False)
     return engine
@@ -191,6 +193,8 @@ def test_gpudock_run_on_the_demo_host(cli_env, capsys):
     rc = main(
         [
             "--demo",
+            "--docker-host",
+            cli_env.base_url,
             "run",
             "--mode",
             "runtime",
@@ -218,7 +222,10 @@ def test_gpudock_run_on_the_demo_host(cli_env, capsys):
 
 def test_gpudock_run_takes_nv_gpu(cli_env, capsys, monkeypatch):
     monkeypatch.setenv("NV_GPU", "3 1")
-    rc = main(["--demo", "run", "--mode", "gpus", "--ids", "index", "--json", cli_env.image, "true"])
+    rc = main(
+        ["--demo", "--docker-host", cli_env.base_url, "run", "--mode", "gpus", "--ids", "index", "--json"]
+        + [cli_env.image, "true"]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     import json
@@ -241,7 +248,7 @@ def test_gpudock_run_takes_nv_gpu(cli_env, capsys, monkeypatch):
 def test_gpudock_run_refusals_are_one_line_exit_2(cli_env, capsys, argv, message):
     argv = [cli_env.image if a == "IMAGE" else a for a in argv]
     before = count_containers(cli_env)
-    rc = main(["--demo", *argv])
+    rc = main(["--demo", "--docker-host", cli_env.base_url, *argv])
     out, err = capsys.readouterr()
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("gpudock: ") and message in err

@@ -10,7 +10,6 @@ containers have ids and PIDs that change from run to run.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import time
@@ -19,7 +18,6 @@ import docker
 from rich.text import Text
 from textual.widgets import Static
 
-from gpudock.ui.app import choose_host
 from gpudock.ui.screens.containers import HOST_KEY, ContainerScreen
 from gpudock.ui.screens.gpus import GpuScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner
@@ -305,24 +303,6 @@ async def test_demo_holders_from_the_simulated_engine():
         old = next(r for r in panel_rows(app).values() if r["name"] == "old-job")
         assert (old["status"], old["gpus"]) == ("exited", "all (8)")
         assert list(panel_rows(app))[-1] == HOST_KEY  # outsiders stay last
-
-
-def test_choose_host_gives_the_demo_its_simulated_engine(monkeypatch):
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    args = argparse.Namespace(demo=True, sim=None, root="/", nvml_lib=None, no_demo=False, docker_host=None)
-    host = choose_host(args)
-    try:
-        assert host.sim_host is not None
-        assert host.docker_base_url == host.sim_host.docker_base_url and host.proc_root == host.sim_host.proc_root
-    finally:
-        host.sim_host.close()
-        host.session.shutdown()
-    # a named engine wins over the simulated one
-    host = choose_host(argparse.Namespace(**{**vars(args), "docker_host": "unix:///x.sock"}))
-    try:
-        assert host.sim_host is None and host.docker_base_url is None
-    finally:
-        host.session.shutdown()
 
 
 # --------------------------------------------------------------------------- snapshots (80x24)

@@ -185,7 +185,7 @@ async def test_the_form_launches_on_the_engine_the_dashboard_watches():
     async with app.run_test(size=(80, 24)) as pilot:
         await first_snapshot(pilot)
         client = app.docker_client_factory()
-        assert client.api.base_url.startswith("http+docker://") and app.host.sim_host is not None
+        assert client.api.base_url.startswith("http+docker://") and app.host.sim is not None
         assert {c.name for c in client.containers.list()} >= {"train-llama", "triton", "embedder"}
         held = app.holders_for_launch(app.snapshot)
         gpu2 = app.snapshot.gpus[2].uuid

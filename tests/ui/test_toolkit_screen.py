@@ -5,10 +5,10 @@ live log view, 80x24 snapshots, and the real test engine's stand-in hook writing
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import docker
 import pytest
@@ -56,6 +56,7 @@ def screen_for(cfg: Path, dmn: Path, info=INFO, **kw) -> ToolkitScreen:
         return info
 
     kw.setdefault("log_poll_s", 0.05)
+    kw.setdefault("root", "/")  # the test's files are this machine's
     return ToolkitScreen(str(cfg), str(dmn), docker_info_factory=factory, **kw)
 
 
@@ -280,7 +281,7 @@ async def test_no_permission_is_said_in_words(tmp_path, monkeypatch):
     real = atomic.read_snapshot
 
     def denied(path):
-        if path == str(cfg):
+        if str(path) == str(cfg):
             raise atomic.PermissionDeniedError(atomic.permission_message(path, "read"), path)
         return real(path)
 
@@ -375,7 +376,7 @@ async def test_log_view_follows_appends_truncation_and_warns_when_large(tmp_path
 async def test_t_opens_the_screen_with_the_apps_options_and_escape_goes_back(tmp_path):
     cfg, dmn = setup_files(tmp_path, DEBIAN_117.read_bytes(), {"runtimes": {}})
     app = make_app(refresh=3600)
-    app.args = SimpleNamespace(config=str(cfg), daemon_json=str(dmn), docker_host="unix:///nonexistent/docker.sock")
+    app.host.options = dataclasses.replace(app.host.options, config=str(cfg), daemon_json=str(dmn))
     async with app.run_test(size=(80, 24)) as pilot:
         await first_snapshot(pilot)
         main = app.screen
@@ -385,7 +386,8 @@ async def test_t_opens_the_screen_with_the_apps_options_and_escape_goes_back(tmp
         assert isinstance(screen, ToolkitScreen)
         await until(pilot, lambda: idle(screen), "loaded")
         text = " ".join(status(screen).split())
-        assert str(cfg) in text and str(dmn) in text and "engine not reachable" in text
+        # --config/--daemon-json win; the engine is the one the dashboard watches (the demo's)
+        assert str(cfg) in text and str(dmn) in text and "engine knows nvidia" in text
         await pilot.press("t")  # already there: no second screen
         await pilot.pause()
         assert app.screen is screen
@@ -456,7 +458,11 @@ async def test_hook_lines_from_a_gpus_container_appear_in_the_log_view(engine):
     log_path.unlink(missing_ok=True)
     original = engine.hook_config.read_bytes()
     screen = ToolkitScreen(
-        str(engine.hook_config), str(engine.daemon_json), docker_info_factory=engine.client.info, log_poll_s=0.05
+        str(engine.hook_config),
+        str(engine.daemon_json),
+        root="/",
+        docker_info_factory=engine.client.info,
+        log_poll_s=0.05,
     )
     async with make_app(refresh=3600).run_test(size=(80, 24)) as pilot:
         await open_toolkit(pilot, screen)

@@ -157,13 +157,18 @@ def test_permission_denied_on_open(tmp_path, monkeypatch):
 def test_read_only_filesystem_is_a_clear_error(tmp_path, monkeypatch):
     p = tmp_path / "config.toml"
     p.write_bytes(b"a = 1\n")
+    real_open = os.open
 
-    def erofs(*a, **kw):
-        raise OSError(errno.EROFS, "Read-only file system")
+    def erofs(path, flags, *a, **kw):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return real_open(path, flags, *a, **kw)
 
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", erofs)
-    with pytest.raises(PermissionDeniedError, match="Read-only file system"):
-        atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))
+    snap = read_snapshot(str(p))
+    monkeypatch.setattr(os, "open", erofs)
+    with pytest.raises(atomic.FileAccessError, match="mounted read-only") as ei:
+        atomic_write(str(p), b"a = 2\n", snap)
+    assert "as root" not in str(ei.value) and str(p) in str(ei.value)
 
 
 def test_really_unprivileged_user_gets_the_root_message():
@@ -220,17 +225,47 @@ def test_symlink_target_is_written_and_link_kept(tmp_path):
     assert link.is_symlink() and target.read_bytes() == b'{"a": 1}\n'
 
 
-def test_stale_temp_files_are_cleaned(tmp_path):
+def test_temp_files_of_a_killed_writer_are_cleaned_at_the_next_write(tmp_path):
+    """Temps are only made under the file's lock, so the next writer (holding it) knows any it
+    finds are orphans, however young; another file's temps are not touched."""
     p = tmp_path / "config.toml"
     p.write_bytes(b"a = 1\n")
-    stale = tmp_path / f".config.toml.abc{atomic.TEMP_SUFFIX}"
-    fresh = tmp_path / f".config.toml.def{atomic.TEMP_SUFFIX}"
-    stale.write_bytes(b"a =")
-    fresh.write_bytes(b"a =")
-    old = time.time() - atomic.STALE_TEMP_AGE_S - 10
-    os.utime(stale, (old, old))
+    orphans = [tmp_path / f".config.toml.abcdefgh{atomic.TEMP_SUFFIX}"]
+    orphans.append(tmp_path / f".config.toml{BACKUP_SUFFIX}.ijklmnop{atomic.TEMP_SUFFIX}")
+    others = [tmp_path / f".config.toml.x.abcdefgh{atomic.TEMP_SUFFIX}", tmp_path / ".config.toml.notmine"]
+    for o in orphans + others:
+        o.write_bytes(b"a =")
     atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))
-    assert not stale.exists() and fresh.exists()
+    assert [o.exists() for o in orphans] == [False, False]
+    assert all(o.exists() for o in others)
+
+
+def test_kill_9_mid_write_leaves_a_temp_that_the_next_write_removes(tmp_path):
+    p = tmp_path / "config.toml"
+    p.write_bytes(b"a = 1\n")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the writer: stops for ever inside its temp file's fsync, holding the lock
+        try:
+            os.close(r)
+
+            def stuck(fd):
+                os.write(w, b"x")
+                time.sleep(3600)
+
+            atomic.os.fsync = stuck
+            atomic_write(str(p), b"a = 2\n" * 1000, read_snapshot(str(p)))
+        finally:
+            os._exit(3)
+    os.close(w)
+    assert _read_bytes(r, 1, 30) == b"x"
+    os.close(r)
+    assert len(_temps(tmp_path)) == 1
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    # the lock died with it; the next write goes through and takes the orphan away
+    atomic_write(str(p), b"a = 3\n", read_snapshot(str(p)))
+    assert p.read_bytes() == b"a = 3\n" and _temps(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- crash test
@@ -340,7 +375,10 @@ def _kill_loop(path: Path, kills: int, naive: bool) -> tuple[set, list[str]]:
         if bak.exists() and bak.read_bytes() not in valid:
             broken.append(f"kill {i}: the backup is broken")
         for name in os.listdir(path.parent):
-            if not (name in ("config.toml", "config.toml" + BACKUP_SUFFIX) or name.endswith(atomic.TEMP_SUFFIX)):
+            if not (
+                name in ("config.toml", "config.toml" + BACKUP_SUFFIX, ".config.toml" + atomic.LOCK_SUFFIX)
+                or name.endswith(atomic.TEMP_SUFFIX)
+            ):
                 broken.append(f"kill {i}: unexpected file {name}")
     return seen, broken
 
@@ -355,3 +393,74 @@ def test_sigkill_during_writes_never_leaves_a_broken_file(tmp_path):
 def test_control_the_kill_harness_catches_a_non_atomic_writer(tmp_path):
     _, broken = _kill_loop(tmp_path / "config.toml", 100, naive=True)
     assert broken, "the harness did not notice a writer that truncates in place"
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+def test_a_writer_waits_for_the_lock_and_says_who_holds_it(tmp_path, monkeypatch):
+    import fcntl
+
+    p = tmp_path / "daemon.json"
+    p.write_bytes(b"{}\n")
+    snap = read_snapshot(str(p))
+    lock = tmp_path / f".daemon.json{atomic.LOCK_SUFFIX}"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another gpudock in the middle of its write
+        monkeypatch.setattr(atomic, "LOCK_TIMEOUT_S", 0.3)
+        with pytest.raises(atomic.FileAccessError, match="another gpudock has been writing it") as ei:
+            atomic_write(str(p), b'{"a": 1}\n', snap)
+        assert str(lock.name) in str(ei.value)
+        assert p.read_bytes() == b"{}\n"
+    finally:
+        os.close(fd)
+    atomic_write(str(p), b'{"a": 1}\n', snap)  # released: it goes through
+    assert p.read_bytes() == b'{"a": 1}\n'
+
+
+def test_edit_lock_is_reentrant_in_one_thread(tmp_path):
+    p = tmp_path / "config.toml"
+    p.write_bytes(b"a = 1\n")
+    with atomic.edit_lock(str(p)):
+        atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))  # would wait for ever otherwise
+    assert p.read_bytes() == b"a = 2\n"
+
+
+def test_a_planted_lock_link_is_refused_and_its_target_untouched(tmp_path):
+    p = tmp_path / "config.toml"
+    p.write_bytes(b"a = 1\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    (tmp_path / f".config.toml{atomic.LOCK_SUFFIX}").symlink_to(victim)
+    with pytest.raises(atomic.FileAccessError, match="not gpudock's lock file"):
+        atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))
+    assert victim.read_bytes() == b"precious\n" and p.read_bytes() == b"a = 1\n"
+
+
+def test_setgid_and_sticky_bits_kept_with_owner(tmp_path):
+    p = tmp_path / "daemon.json"
+    p.write_bytes(b"{}\n")
+    os.chown(p, 1234, 2345)
+    os.chmod(p, 0o2640 | 0o1000)
+    atomic_write(str(p), b'{"a": 1}\n', read_snapshot(str(p)))
+    st = os.stat(p)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 2345, 0o3640)
+
+
+def test_links_planted_at_the_backup_and_temp_names_are_replaced_not_followed(tmp_path, monkeypatch):
+    p = tmp_path / "config.toml"
+    p.write_bytes(b"a = 1\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    (tmp_path / ("config.toml" + BACKUP_SUFFIX)).symlink_to(victim)
+    # every temp name the writer will pick already exists as a link to the victim
+    names = iter(["aaaaaaaa", "aaaaaaaa", "bbbbbbbb", "bbbbbbbb", "cccccccc", "dddddddd"])
+    monkeypatch.setattr(atomic, "_temp_name", lambda name: f".{name}.{next(names)}{atomic.TEMP_SUFFIX}")
+    (tmp_path / f".config.toml.aaaaaaaa{atomic.TEMP_SUFFIX}").symlink_to(victim)
+    (tmp_path / f".config.toml{BACKUP_SUFFIX}.bbbbbbbb{atomic.TEMP_SUFFIX}").symlink_to(victim)
+    atomic_write(str(p), b"a = 2\n", read_snapshot(str(p)))
+    assert victim.read_bytes() == b"precious\n"
+    assert p.read_bytes() == b"a = 2\n"
+    bak = tmp_path / ("config.toml" + BACKUP_SUFFIX)
+    assert not bak.is_symlink() and bak.read_bytes() == b"a = 1\n"

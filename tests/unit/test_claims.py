@@ -406,10 +406,26 @@ class TestCdi:
             runtime="nvidia",
             devices=[dev("/dev/nvidia0")],
             device_requests=[{"Driver": "cdi", "DeviceIDs": ["nvidia.com/gpu=2"]}],
+            hc_extra={"Annotations": {"cdi.k8s.io/x": "nvidia.com/gpu=4"}},
         )
         c = claims(ins)
-        assert [x.mechanism for x in c] == ["device", "cdi", "runtime-env"]
-        assert uuids(c) == [U(7), U(2), U(5)]
+        assert [x.mechanism for x in c] == ["device", "cdi", "cdi"]
+        assert uuids(c) == [U(7), U(2), U(4)]
+
+    def test_cdi_device_request_voids_the_runtime_env(self):
+        # NVIDIA's spec sets NVIDIA_VISIBLE_DEVICES=void, which replaces the image's "all" in the OCI spec
+        docker26 = {"Driver": "cdi", "Count": 0, "DeviceIDs": ["nvidia.com/gpu=3"], "Capabilities": [], "Options": {}}
+        ins = inspect(env=["NVIDIA_VISIBLE_DEVICES=all"], runtime="nvidia", device_requests=[docker26])
+        c = claims(ins)
+        assert [(x.mechanism, x.selector, x.gpu_uuid) for x in c] == [("cdi", "nvidia.com/gpu=3", U(3))]
+        # the legacy CUDA image default ("all" when unset) is voided the same way
+        legacy = inspect(env=["CUDA_VERSION=10.0.130"], runtime="nvidia", device_requests=[docker26])
+        assert uuids(claims(legacy)) == [U(3)]
+        # another vendor's CDI device leaves the NVIDIA env alone
+        intel = {"Driver": "cdi", "DeviceIDs": ["intel.com/gpu=0"]}
+        assert uuids(claims(inspect(env=["NVIDIA_VISIBLE_DEVICES=1"], runtime="nvidia", device_requests=[intel]))) == [
+            U(1)
+        ]
 
     def test_cdi_annotations_with_nvidia_runtime(self):
         ann = {"cdi.k8s.io/gpus": "nvidia.com/gpu=1,nvidia.com/gpu=3", "other": "nvidia.com/gpu=5"}

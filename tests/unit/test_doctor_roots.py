@@ -349,6 +349,72 @@ def test_cdi_mode_without_spec(tmp_path):
     assert [e.value for e in f.evidence if e.source == "/etc/nvidia-container-runtime/config.toml"] == ["cdi"]
 
 
+def test_cdi_specs_read_where_daemon_json_and_the_toolkit_say(tmp_path):
+    root = healthy(tmp_path)
+    K.write(root, "/etc/docker/daemon.json", json.dumps({"features": {"cdi": True}, "cdi-spec-dirs": ["/srv/cdi/"]}))
+    K.write(
+        root,
+        "/etc/nvidia-container-runtime/config.toml",
+        '[nvidia-container-runtime.modes.cdi]\nspec-dirs = ["/opt/cdi", "/etc/cdi"]\n',
+    )
+    K.write(root, "/srv/cdi/nvidia.yaml", CDI.format(uvm=507, v="535.129.03"))
+    K.write(root, "/opt/cdi/nvidia.json", json.dumps({"kind": "nvidia.com/gpu", "devices": []}))
+    facts, fs = run(root)
+    assert [(d.path, d.named_by) for d in facts.cdi_spec_dirs] == [
+        ("/srv/cdi", ("/etc/docker/daemon.json cdi-spec-dirs",)),
+        ("/opt/cdi", ("/etc/nvidia-container-runtime/config.toml spec-dirs",)),
+        ("/etc/cdi", ("/etc/nvidia-container-runtime/config.toml spec-dirs", "CDI default")),
+        ("/var/run/cdi", ("CDI default",)),
+    ]
+    f = fs["cdi-spec-stale"]
+    assert f.data["specs"] == ["/srv/cdi/nvidia.yaml", "/opt/cdi/nvidia.json"]
+    assert f.severity == "warning" and "/srv/cdi/nvidia.yaml gives /dev/nvidia-uvm as 507:0" in f.summary
+    assert ev_values(f, "/opt/cdi/nvidia.json") == ["current"]  # the stale one beside it does not taint it
+    (dirs,) = [e.line for e in f.evidence if e.source == "CDI spec dirs"]
+    assert dirs.startswith("/srv/cdi (/etc/docker/daemon.json cdi-spec-dirs); /opt/cdi (")
+
+
+def test_one_spec_reached_through_two_dir_names_is_read_once(tmp_path):
+    root = healthy(tmp_path)
+    K.write(root, "/run/cdi/nvidia.yaml", CDI.format(uvm=511, v="535.129.03"))
+    (root / "var").mkdir(exist_ok=True)
+    (root / "var/run").symlink_to("/run")  # absolute: resolved inside the root
+    K.write(root, "/etc/docker/daemon.json", json.dumps({"cdi-spec-dirs": ["/run/cdi"]}))
+    facts, fs = run(root)
+    assert [s.path for s in facts.cdi_specs] == ["/run/cdi/nvidia.yaml"]
+    assert fs["cdi-spec-stale"].severity == "ok"
+
+
+def _cdi_container(name: str, device_ids) -> dict:
+    return {
+        "Id": name * 8,
+        "Name": f"/{name}",
+        "Config": {"Env": ["NVIDIA_VISIBLE_DEVICES=all"]},
+        "HostConfig": {"Runtime": "runc", "DeviceRequests": [{"Driver": "cdi", "DeviceIDs": device_ids}]},
+    }
+
+
+def test_a_stale_spec_is_an_error_when_running_containers_use_cdi(tmp_path):
+    root = healthy(tmp_path)
+    K.write(root, "/var/run/cdi/nvidia.yaml", CDI.format(uvm=507, v="535.129.03"))
+    facts, fs = run(root)
+    assert fs["cdi-spec-stale"].severity == "warning"  # nothing uses CDI here: a warning
+    facts.docker_checked = True
+    facts.docker_info = {"ServerVersion": "26.1.5", "CDISpecDirs": ["/var/run/cdi"], "Runtimes": {"runc": {}}}
+    facts.containers = (
+        _cdi_container("eval", ["nvidia.com/gpu=0"]),
+        _cdi_container("other-vendor", ["intel.com/gpu=0"]),
+    )
+    f = by_id(run_checks(facts))["cdi-spec-stale"]
+    assert f.severity == "error" and f.data["containers"] == ["eval"]
+    assert "Running containers that use CDI devices (eval) cannot start again" in f.summary
+    assert ("docker info", "CDISpecDirs: /var/run/cdi", "on") in [(e.source, e.line, e.value) for e in f.evidence]
+    # and with no spec at all, they cannot start either
+    facts.cdi_specs = ()
+    f = by_id(run_checks(facts))["cdi-spec-stale"]
+    assert f.severity == "warning" and f.title == "No NVIDIA CDI spec although running containers use CDI devices"
+
+
 def test_absolute_symlinks_resolve_inside_the_root(tmp_path):
     # A host copied with absolute soname links (as some installers make them): resolved inside
     # the root, never against this machine's /usr.

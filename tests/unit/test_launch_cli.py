@@ -27,11 +27,13 @@ def test_args_default_is_runtime_mode_by_uuid_in_order(capsys):
 
 
 def test_args_plugin_format_is_the_plugins_line(capsys, tmp_path):
-    rc, out, _ = run(capsys, "args", "--root", str(tmp_path), "--mode", "legacy", "--format", "plugin", "0", "2")
+    # the demo host has /dev/nvidia-uvm-tools, so the plugin's line names it (1.0 added it when present)
+    rc, out, _ = run(capsys, "args", "--mode", "legacy", "--format", "plugin", "0", "2")
     assert rc == 0
     assert out == (
         "--volume-driver=nvidia-docker --volume=nvidia_driver_535.129.03:/usr/local/nvidia:ro "
-        "--device=/dev/nvidiactl --device=/dev/nvidia-uvm --device=/dev/nvidia3 --device=/dev/nvidia1\n"
+        "--device=/dev/nvidiactl --device=/dev/nvidia-uvm --device=/dev/nvidia-uvm-tools "
+        "--device=/dev/nvidia3 --device=/dev/nvidia1\n"
     )
 
 

@@ -353,9 +353,9 @@ def test_engine_mode_support_from_docker_info():
     assert check_mode_supported("gpus", plain) is None
     with pytest.raises(LaunchError, match="gpus mode needs Docker 19.03"):
         check_mode_supported("gpus", {"ServerVersion": "18.09.7"})
-    with pytest.raises(LaunchError, match=r"cdi mode needs Docker 25 .*this engine is 20.10.24"):
+    with pytest.raises(LaunchError, match=r"cdi mode needs Docker 25 .*this engine is 20.10.24\); use --mode gpus"):
         check_mode_supported("cdi", plain)
-    with pytest.raises(LaunchError, match="CDI is not enabled"):
+    with pytest.raises(LaunchError, match=r"CDI is not enabled .*restart dockerd, or use --mode gpus$"):
         check_mode_supported("cdi", {"ServerVersion": "26.1.0", "CDISpecDirs": []})
     assert check_mode_supported("cdi", {"ServerVersion": "26.1.0", "CDISpecDirs": ["/etc/cdi"]}) is None
     by_path = {"Runtimes": {"runc": {"path": "runc"}, "nv": {"path": "/usr/bin/nvidia-container-runtime"}}}

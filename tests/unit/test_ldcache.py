@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from gpudock.host import ldcache
 from gpudock.host.ldcache import LdCacheEntry, LdCacheError, arch_flag, flag_text, parse
 from gpudock.host.root import HostRoot
-from helpers.ldcache_writer import Rec, build_cache
+from gpudock.sim.ldcache_writer import Rec, build_cache
 from helpers.libroot import add_lib, ldconfig_print, require_tools, run_ldconfig, write_ld_so_conf
 
 # glibc 2.36 (Debian 12) prints the LoongArch arch bits as decimals; later glibc prints the words

@@ -114,3 +114,20 @@ def test_invalid_utf8_does_not_break(tmp_path):
     p = tmp_path / "hook.log"
     _append(p, b"ok \xff\n")
     assert LogFollower(str(p)).poll() == ["ok \ufffd"]
+
+
+def test_a_fifo_at_the_log_path_is_never_read(tmp_path):
+    import threading
+
+    p = tmp_path / "nvidia-container-toolkit.log"
+    os.mkfifo(p)
+    f = LogFollower(str(p))
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(f.poll()), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "poll() blocked on a FIFO"
+    assert got == [[]] and f.last_event == "not-a-file" and f.size == 0
+    p.unlink()
+    p.write_text("line 1\n")  # a real log appears: followed as usual
+    assert f.poll() == ["line 1"]

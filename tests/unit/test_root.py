@@ -293,6 +293,14 @@ def test_resolve_matches_the_kernel_in_a_chroot(spec) -> None:
             except OSError as e:
                 mine = ("err", e.errno)
             assert mine == (status, val), (q, entries)
+            # the descriptor walk (what reads and writes go through) lands on the same file
+            try:
+                with h.walk(q) as (dfd, name, host):
+                    os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    walked = ("ok", host)
+            except OSError as e:
+                walked = ("err", e.errno)
+            assert walked == (status, val), (q, entries)
 
 
 def test_resolution_is_fast(tree: Path) -> None:
@@ -312,3 +320,33 @@ def test_names_with_odd_bytes(tmp_path: Path) -> None:
     (tmp_path / odd).write_text("x")
     (tmp_path / "l").symlink_to(odd)
     assert HostRoot(tmp_path).resolve("/l") == "/" + odd
+
+
+def test_a_trailing_slash_demands_a_directory_as_the_kernel_does(tree: Path) -> None:
+    (tree / "etc/to-file-dot").symlink_to("/etc/passwd/.")
+    h = HostRoot(tree)
+    for p in ("/etc/passwd/", "/etc/passwd/.", "/etc/to-file-dot", "/etc/abs-passwd/"):
+        with pytest.raises(NotADirectoryError):
+            h.resolve(p, strict=True)
+        with pytest.raises(NotADirectoryError), h.walk(p):
+            pass
+        assert h.read_bytes(p) is None
+    assert h.resolve("/usr/lib/", strict=True) == "/usr/lib"
+    with h.walk("/lib64/") as (dfd, name, host):
+        assert (name, host) == (".", "/usr/lib") and os.path.samestat(
+            os.stat(name, dir_fd=dfd), os.stat(tree / "usr/lib")
+        )
+
+
+def test_walk_reaches_the_same_file_as_resolve_and_never_leaves(tree: Path) -> None:
+    h = HostRoot(tree)
+    for p in ("/lib64/x86_64-linux-gnu/libcuda.so.1", "/etc/abs-passwd", "/etc/escape", "/etc/dotdot-abs"):
+        with h.walk(p) as (dfd, name, host):
+            assert host == h.resolve(p, strict=True)
+            assert os.path.samestat(os.stat(name, dir_fd=dfd), os.stat(h.real(p)))
+    with pytest.raises(OSError) as ei, h.walk("/etc/loop1"):
+        pass
+    assert ei.value.errno == errno.ELOOP and "more than 40" in str(ei.value)
+    with h.walk("/etc/dangling-abs", create=True) as (dfd, name, host):  # made inside the root
+        assert host == "/opt/nvidia/gone.so" and name == "gone.so"
+    assert (tree / "opt/nvidia").is_dir()

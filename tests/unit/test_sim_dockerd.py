@@ -3,7 +3,6 @@ over gpudock.sim.dockerd (Engine API on a UNIX socket) and gpudock.sim.procfs (a
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import http.client
 import json
@@ -25,7 +24,7 @@ from gpudock.host.procmap import container_of
 from gpudock.launch.run import holders_by_gpu, launch, preflight
 from gpudock.launch.selection import parse_selection
 from gpudock.launch.spec import LaunchError, build_spec
-from gpudock.sim.host import SimHost, sim_host_for
+from gpudock.sim.host import SimHost
 from gpudock.sim.scenario import ScenarioError, builtin_scenario, parse_scenario
 from helpers.sim import frozen_demo, gpu, session
 
@@ -117,7 +116,7 @@ def test_missing_container_and_unknown_paths_are_404_with_a_message(client, sim)
     status, doc = _raw_get(sim, "/v1.24/containers/triton/json")  # any API version prefix
     assert status == 200 and doc["Name"] == "/triton"
     status, doc = _raw_get(sim, "/version")
-    assert status == 200 and doc["ApiVersion"] == "1.43"
+    assert status == 200 and doc["ApiVersion"] == "1.45"
 
 
 def test_images_carry_their_cuda_requirements(client):
@@ -141,7 +140,7 @@ def test_watcher_gives_the_claims_of_every_mechanism(sim, snap):
     w = DockerWatcher(sim.docker_base_url)
     st = w.connect()
     assert st.ok, st.message
-    assert st.nvidia_runtimes == ("nvidia",) and st.default_runtime == "runc" and st.engine_version == "24.0.7"
+    assert st.nvidia_runtimes == ("nvidia",) and st.default_runtime == "runc" and st.engine_version == "26.1.5"
     assert st.containers == 8
     got = _claims(w.snapshot(snap.gpus, all=True))
     assert got["train-llama"] == {("device-request", 0, None), ("device-request", 1, None)}
@@ -242,31 +241,31 @@ def test_cli_holders_demo_text():
     assert "[shared] GPU 2 is held by 2 running containers: embedder, triton" in r.stdout
 
 
-def test_an_engine_named_explicitly_wins_over_the_simulated_one(tmp_path):
-    ns = argparse.Namespace(demo=True, sim=None, docker_host=None)
-    with sim_host_for(ns) as h:
-        assert h is not None and h.docker_base_url.startswith("unix://")
+def test_the_simulated_engine_is_the_simulated_hosts_own(tmp_path, monkeypatch):
+    with SimHost(DEMO) as h:
+        # where a real host has it: /var/run/docker.sock, a link to /run/docker.sock
         sock = h.dockerd.socket_path
+        assert sock == h.root.real("/var/run/docker.sock") and h.docker_base_url == f"unix://{sock}"
         assert os.path.exists(sock) and os.path.isdir(h.proc_root)
-    assert not os.path.exists(sock)  # closed and cleaned up
-    with sim_host_for(argparse.Namespace(demo=True, sim=None, docker_host="unix:///x.sock")) as h:
-        assert h is None
-    os.environ["DOCKER_HOST"] = "unix:///elsewhere.sock"
-    try:
-        with sim_host_for(ns) as h:
-            assert h is None
-    finally:
-        del os.environ["DOCKER_HOST"]
-    # a scenario without containers describes no engine: nothing simulated
+        directory = h.directory
+    assert not os.path.exists(sock) and not os.path.exists(directory)  # closed and cleaned up
+    # the demo is whole: DOCKER_HOST does not reach into it; an engine named on the command line
+    # takes the simulated one's place
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/elsewhere.sock")
+    r = _run_cli("holders", "--demo", "--json")
+    assert json.loads(r.stdout)["docker"]["state"] == "ok"
+    r = _run_cli("holders", "--demo", "--json", "--docker-host", f"unix://{tmp_path}/none.sock")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 2 and doc["docker"]["state"] == "unavailable" and "none.sock" in doc["docker"]["message"]
+    # a scenario without containers runs no engine: its socket is absent, as on such a host
     f = tmp_path / "gpus-only.toml"
     f.write_text(
         '[driver]\nversion = "535.129.03"\n[[gpu]]\nuuid = "GPU-1"\nname = "x"\n'
         'pci_bus_id = "0000:05:00.0"\nmemory_total_mib = 1024\n'
     )
-    with sim_host_for(argparse.Namespace(demo=False, sim=str(f), docker_host=None)) as h:
-        assert h is None
-    r = _run_cli("holders", "--demo", "--json", "--docker-host", f"unix://{tmp_path}/none.sock")
-    assert json.loads(r.stdout)["docker"]["state"] == "unavailable"
+    r = _run_cli("holders", "--sim", str(f), "--json")
+    doc = json.loads(r.stdout)
+    assert doc["docker"]["state"] == "unavailable" and "docker.sock" in doc["docker"]["message"]
 
 
 # ----------------------------------------------------------------------------- changes and events

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from gpudock.commands import toolkit as cmd
+from gpudock.cli import main
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "config-toml"
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gpudock")
-    parser.add_argument("--root", default="/")
-    sub = parser.add_subparsers(dest="command")
-    cmd.register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 @pytest.fixture
@@ -86,10 +80,8 @@ def test_debug_on_off_via_cli(files, capsys):
     assert b'\ndebug = "/tmp/rt.log"\n' in cfg.read_bytes()
     assert run(["toolkit", "debug", "off", "--hook", "--config", str(cfg), "--yes"]) == 0
     assert run(["toolkit", "debug", "off", "--runtime", "--config", str(cfg), "--yes"]) == 0
-    # the runtime line went off with the operator's path in it; everything else is the original
-    assert cfg.read_bytes() == original.replace(
-        b'#debug = "/var/log/nvidia-container-runtime.log"', b'#debug = "/tmp/rt.log"'
-    )
+    # off puts the shipped line back, whatever path was on: the original, byte for byte
+    assert cfg.read_bytes() == original
 
 
 def test_debug_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -139,3 +131,48 @@ def test_root_after_the_action(tmp_path, capsys):
     assert doc["config"]["path"] == str(tmp_path / "etc/nvidia-container-runtime/config.toml")
     assert main(["--root", str(tmp_path), "toolkit", "status", "--json", "--no-engine"]) == 0
     assert json.loads(capsys.readouterr().out)["daemon_json"]["path"] == str(tmp_path / "etc/docker/daemon.json")
+
+
+def test_debug_path_must_be_a_usable_name(files, capsys):
+    cfg, _ = files
+    original = cfg.read_bytes()
+    assert run(["toolkit", "debug", "on", "--path", "", "--config", str(cfg), "--yes"]) == 2
+    assert "--path must name the log file" in capsys.readouterr().err
+    assert run(["toolkit", "debug", "on", "--path", "/var/log/\udcff.log", "--config", str(cfg), "--yes"]) == 2
+    assert "not valid UTF-8" in capsys.readouterr().err
+    assert cfg.read_bytes() == original
+
+
+def test_register_keeps_a_registered_absolute_path(files, capsys):
+    _, dj = files
+    text = '{"runtimes": {"nvidia": {"path": "/usr/local/nvidia/toolkit/nvidia-container-runtime"}}}\n'
+    dj.write_text(text)
+    assert run(["toolkit", "runtime", "register", "--daemon-json", str(dj)]) == 0
+    out = capsys.readouterr().out
+    assert "kept" in out and "/usr/local/nvidia/toolkit/nvidia-container-runtime" in out and "nothing to change" in out
+    assert dj.read_text() == text
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--name", ""], "name must not be empty"),
+        (["--path", ""], "path must not be empty"),
+        ([b"--name", b"rt\xff"], "not valid UTF-8"),
+    ],
+    ids=["empty-name", "empty-path", "non-utf8-name"],
+)
+def test_register_refuses_names_it_cannot_write(files, argv, words):
+    import subprocess
+    import sys
+
+    _, dj = files
+    before = dj.read_bytes()
+    p = subprocess.run(
+        [sys.executable, "-m", "gpudock", "toolkit", "runtime", "register", "--daemon-json", str(dj), *argv],
+        capture_output=True,
+        timeout=60,
+    )
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 2 and words in err and "Traceback" not in err
+    assert dj.read_bytes() == before

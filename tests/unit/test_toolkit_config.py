@@ -375,12 +375,43 @@ def test_edit_that_would_change_more_is_refused(tmp_path, monkeypatch):
 def test_any_log_path_round_trips(tmp_path, log):
     path = _copy(tmp_path, DATA / "toolkit-1.13.5-ubuntu.toml")
     original = path.read_bytes()
-    tc.set_debug(str(path), "runtime", True, log)
+    plan = tc.set_debug(str(path), "runtime", True, log)
     st_ = tc.load_config(str(path)).status().debug["runtime"]
     assert st_.enabled and st_.log_path == log
-    assert len(_changed_lines(original, path.read_bytes())) == 1
+    # the shipped line stays as it is; ours is the one line added right after it
+    lines_before, lines_after = original.split(b"\n"), path.read_bytes().split(b"\n")
+    assert plan.action == "add" and lines_after[: plan.line - 1] == lines_before[: plan.line - 1]
+    assert lines_after[plan.line - 2] == b'#debug = "/var/log/nvidia-container-runtime.log"'
+    assert lines_after[plan.line :] == lines_before[plan.line - 1 :]
     tc.set_debug(str(path), "runtime", False)
     assert not tc.load_config(str(path)).status().debug["runtime"].enabled
+    assert path.read_bytes() == original  # on --path X, then off: the original, for any X
+
+
+@pytest.mark.parametrize("src", REAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+def test_on_with_any_path_then_off_gives_back_the_shipped_line(tmp_path, src, crlf):
+    data = src.read_bytes()
+    if crlf:
+        data = data.replace(b"\n", b"\r\n")
+    path = _copy(tmp_path, data)
+    for component in ("hook", "runtime"):
+        if component == "runtime" and b"[nvidia-container-runtime]" not in data:
+            continue  # the hook-era file has no runtime table
+        tc.set_debug(str(path), component, True, "/srv/logs/x.log")
+        assert tc.load_config(str(path)).status().debug[component].log_path == "/srv/logs/x.log"
+        plan = tc.set_debug(str(path), component, False)
+        assert plan.action == "remove" and "shipped #debug line stays" in plan.describe()
+        assert path.read_bytes() == data
+
+
+def test_on_with_a_path_on_a_last_line_without_newline(tmp_path):
+    text = b'[nvidia-container-cli]\n#debug = "/var/log/nvidia-container-toolkit.log"'
+    path = _copy(tmp_path, text)
+    tc.set_debug(str(path), "hook", True, "/tmp/x.log")
+    assert path.read_bytes() == text + b'\ndebug = "/tmp/x.log"'
+    tc.set_debug(str(path), "hook", False)
+    assert path.read_bytes() == text
 
 
 # --------------------------------------------------------------------------- refusals
@@ -627,3 +658,25 @@ def test_plan_notes_the_upgrade_trap_for_default_paths(tmp_path):
     assert tc.plan_debug(cfg, "hook", True, "/var/log/gpudock-hook-debug.log").note is None
     assert tc.plan_debug(cfg, "hook", False).note is None
     assert tc.plan_debug(cfg, "hook", True).to_json()["note"]
+
+
+@pytest.mark.parametrize(
+    "text,line,col,depth",
+    [
+        ("a = " + "[" * 5000 + "]" * 5000 + "\n", 1, 5004, 5000),
+        (
+            '[nvidia-container-cli]\n# [[[ not this\nx = "[[[["\ny = ' + "{a = " * 3000 + "1" + "}" * 3000 + "\n",
+            4,
+            5 + 5 * 2999,
+            3000,
+        ),
+    ],
+    ids=["arrays", "inline-tables"],
+)
+def test_nesting_too_deep_for_the_parser_is_refused_with_the_place(tmp_path, text, line, col, depth):
+    path = _copy(tmp_path, text.encode())
+    with pytest.raises(tc.ConfigParseError) as ei:
+        tc.load_config(str(path))
+    e = ei.value
+    assert (e.line, e.column) == (line, col)
+    assert f"{path} is not usable TOML at line {line}, column {col}: arrays or inline tables nested {depth}" in str(e)

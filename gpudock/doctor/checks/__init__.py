@@ -7,11 +7,14 @@ so, because one bug in one check must not hide the other findings during an outa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from gpudock.doctor.checks import devices, docker, driver, health, images
 from gpudock.doctor.facts import HostFacts
 from gpudock.doctor.finding import Evidence, Finding
+
+log = logging.getLogger(__name__)
 
 Check = Callable[[HostFacts], Finding]
 
@@ -44,6 +47,7 @@ def run_checks(facts: HostFacts) -> tuple[Finding, ...]:
         try:
             out.append(fn(facts))
         except Exception as e:  # noqa: BLE001 - see module docstring
+            log.debug("check %s failed", check_id, exc_info=True)
             out.append(
                 Finding(
                     check_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from gpudock.doctor import libview
-from gpudock.doctor.facts import HOOK, TOOLKIT_CONFIG, HostFacts
+from gpudock.doctor.facts import CDI_DIRS, HOOK, TOOLKIT_CONFIG, HostFacts, SpecDir
 from gpudock.doctor.finding import Evidence, Finding
 from gpudock.host import procfs
 from gpudock.host.claims import nvidia_runtimes, parse_requests
@@ -169,13 +169,33 @@ def container_runtime(f: HostFacts) -> Finding:
         else ("'--runtime=nvidia' will fail with 'unknown or invalid runtime name: nvidia'")
     )
     summary = f"{gpus_txt}. {rt_txt}."
+    cdi_dirs = f.engine_cdi_dirs if not unreachable else None
+    if cdi_dirs is not None:  # Docker 25+: CDI, on or off
+        ev.append(
+            Evidence(
+                "docker info", f"CDISpecDirs: {', '.join(cdi_dirs) or '[] (CDI off)'}", "on" if cdi_dirs else "off"
+            )
+        )
+        summary += (
+            f" '--device nvidia.com/gpu=...' (CDI) reads specs from {', '.join(cdi_dirs)}."
+            if cdi_dirs
+            else " CDI is off in this engine: '--device nvidia.com/gpu=...' fails with 'could not select device "
+            'driver "cdi"\' (to use it: "features": {"cdi": true} in daemon.json, then restart dockerd).'
+        )
     if notes:
         summary += " " + "; ".join(n[0].upper() + n[1:] for n in notes if n not in gpus_txt) + "."
     if remarks:
         summary += " " + " ".join(remarks)
     if unreachable:
         summary += f" ({unreachable[0].upper() + unreachable[1:]}.)"
-    data = {"gpus_flag": gpus_ok, "runtime": runtime_ok, "runtimes": names, "hook": hook}
+    data = {
+        "gpus_flag": gpus_ok,
+        "runtime": runtime_ok,
+        "runtimes": names,
+        "hook": hook,
+        "cdi": None if cdi_dirs is None else bool(cdi_dirs),
+        "cdi_spec_dirs": list(cdi_dirs or ()),
+    }
     if gpus_ok and runtime_ok and not notes:
         return Finding(
             fid,
@@ -223,6 +243,27 @@ def hook_only_gpu_containers(f: HostFacts) -> list[tuple[dict, list[str]]]:
     return out
 
 
+def _device_paths(c: dict) -> list[str]:
+    return [
+        str(d.get("PathOnHost", "")) for d in (c.get("HostConfig") or {}).get("Devices") or [] if isinstance(d, dict)
+    ]
+
+
+def explicit_device_containers(f: HostFacts, unlinked: set[str]) -> list[tuple[dict, list[str]]]:
+    """Running, unprivileged containers given NVIDIA device nodes with --device whose
+    /dev/char/MAJ:MIN link is missing (``unlinked``: host paths): runc's systemd driver writes
+    device rules by those links and skips a node without one, so a reload drops even these."""
+    out = []
+    for c in f.containers:
+        hc = c.get("HostConfig") or {}
+        if hc.get("Privileged") is True:
+            continue
+        lost = [p for p in _device_paths(c) if p in unlinked]
+        if lost:
+            out.append((c, lost))
+    return out
+
+
 def cgroup_device_loss(f: HostFacts) -> Finding:
     fid = "cgroup-device-loss"
     unreachable = _unreachable(f)
@@ -263,11 +304,15 @@ def cgroup_device_loss(f: HostFacts) -> Finding:
     victims = hook_only_gpu_containers(f)
     # runc translates device rules to /dev/char/MAJ:MIN; missing links drop even explicit devices.
     missing_links = []
+    unlinked: set[str] = set()
     for p, n in sorted(f.nodes.items()):
         if n.exists and n.is_char and procfs.dev_char_link(f.root, n.major, n.minor) is None:
             missing_links.append(f"/dev/char/{n.major}:{n.minor} ({p})")
+            unlinked.add(p)
     if missing_links:
         ev.append(Evidence("/dev/char", "missing: " + ", ".join(missing_links[:6]), str(len(missing_links))))
+    explicit = explicit_device_containers(f, unlinked)
+    victims = victims + explicit
     fixes = (
         "Recreate the listed containers to get the GPUs back after a reload. Prevent it with one of: set "
         '\'"exec-opts": ["native.cgroupdriver=cgroupfs"]\' in daemon.json and restart dockerd; pass every '
@@ -301,14 +346,25 @@ def cgroup_device_loss(f: HostFacts) -> Finding:
                 f"docker inspect {name}",
                 f"Runtime={(c.get('HostConfig') or {}).get('Runtime')} "
                 f"DeviceRequests={len((c.get('HostConfig') or {}).get('DeviceRequests') or [])} "
-                f"Devices=[] {' '.join(env)}".strip(),
+                f"Devices=[{', '.join(_device_paths(c))}] {' '.join(env)}".strip(),
                 ",".join(sel),
             )
         )
+    hook_names = names[: len(names) - len(explicit)]
+    explicit_names = names[len(names) - len(explicit) :]
+    parts = []
+    if hook_names:
+        parts.append(
+            f"these running containers got their GPUs only through the toolkit's hook: {', '.join(hook_names)}"
+        )
+    if explicit_names:
+        parts.append(
+            f"{', '.join(explicit_names)} got NVIDIA nodes with --device, but {len(missing_links)} /dev/char "
+            "link(s) are missing and runc's systemd driver writes device rules through those links"
+        )
     summary = (
-        f"The engine uses the systemd cgroup driver and these running containers got their GPUs only "
-        f"through the toolkit's hook: {', '.join(names)}. The next 'systemctl daemon-reload' (package "
-        f"installs run one) makes systemd reapply the device policy without the NVIDIA devices, and "
+        f"The engine uses the systemd cgroup driver; {'; '.join(parts)}. The next 'systemctl daemon-reload' "
+        f"(package installs run one) makes systemd reapply the device policy without the NVIDIA devices, and "
         f"nvidia-smi inside them then says 'Failed to initialize NVML: Unknown Error'."
     )
     return Finding(
@@ -418,29 +474,75 @@ def _walk_spec(spec) -> tuple[list[str], list[dict]]:
     return host_paths, nodes
 
 
+def _cdi_containers(f: HostFacts) -> list[str]:
+    """Names of the running containers given NVIDIA GPUs by CDI names (they resolve them again
+    at every start)."""
+    info = f.docker_info or {}
+    nv = nvidia_runtimes(info.get("Runtimes")) | {"nvidia"}
+    out = []
+    for ins in f.containers:
+        if any(r.mechanism == "cdi" for r in parse_requests(ins, nv, info.get("DefaultRuntime") or "runc")):
+            out.append(str(ins.get("Name") or ins.get("Id", "?")[:12]).lstrip("/"))
+    return sorted(out)
+
+
+def _spec_dir_evidence(f: HostFacts) -> list[Evidence]:
+    """Where specs were looked for and who reads them there; the engine's CDI state."""
+    dirs = f.cdi_spec_dirs or tuple(SpecDir(d, ("CDI default",)) for d in CDI_DIRS)
+    ev = [Evidence("CDI spec dirs", "; ".join(f"{d.path} ({', '.join(d.named_by)})" for d in dirs), None)]
+    engine = f.engine_cdi_dirs
+    if engine is not None:
+        ev.append(
+            Evidence("docker info", f"CDISpecDirs: {', '.join(engine) or '[] (CDI off)'}", "on" if engine else "off")
+        )
+    return ev
+
+
 def cdi_spec_stale(f: HostFacts) -> Finding:
     fid = "cdi-spec-stale"
     specs = [s for s in f.cdi_specs if s.parsed is None or "nvidia.com" in str((s.parsed or {}).get("kind", ""))]
     mode, mode_ev = _toolkit_mode(f)
+    users = _cdi_containers(f)
+    dirs = ", ".join(d.path for d in f.cdi_spec_dirs) or ", ".join(CDI_DIRS)
+    users_txt = (
+        f" Running containers that use CDI devices ({', '.join(users)}) cannot start again: the engine "
+        "resolves their CDI names at every start."
+        if users
+        else ""
+    )
+    data = {"containers": users, "spec_dirs": [d.path for d in f.cdi_spec_dirs]}
     if not specs:
-        sev = "warning" if mode == "cdi" else "ok"
+        sev = "warning" if mode == "cdi" or users else "ok"
+        why = (
+            " although the toolkit is in CDI mode"
+            if mode == "cdi"
+            else " although running containers use CDI devices"
+            if users
+            else ""
+        )
         return Finding(
             fid,
             sev,
-            "No NVIDIA CDI spec" + (" although the toolkit is in CDI mode" if sev != "ok" else ""),
-            "No nvidia.com CDI spec in /etc/cdi or /var/run/cdi."
+            "No NVIDIA CDI spec" + why,
+            f"No nvidia.com CDI spec in {dirs}."
             + (
                 " With mode = \"cdi\" every GPU container fails with 'unresolvable CDI devices'."
-                if sev != "ok"
-                else " Nothing can be stale."
-            ),
-            (Evidence("/etc/cdi, /var/run/cdi", "no nvidia.com spec", None), mode_ev),
-            "Generate one: 'nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml'." if sev != "ok" else "",
+                if mode == "cdi"
+                else ""
+            )
+            + (users_txt or (" Nothing can be stale." if sev == "ok" else "")),
+            (Evidence(dirs, "no nvidia.com spec", None), *_spec_dir_evidence(f), mode_ev),
+            "Generate one: 'nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml' (or into a directory "
+            "the engine reads: see CDISpecDirs in 'docker info')."
+            if sev != "ok"
+            else "",
+            data=data,
         )
-    ev: list[Evidence] = []
+    ev: list[Evidence] = list(_spec_dir_evidence(f))
     problems = []
     kv = f.kernel_version
     for s in specs:
+        known = len(problems)
         if s.error or s.parsed is None:
             problems.append(f"{s.path}: {s.error or 'unreadable'}")
             ev.append(Evidence(s.path, s.error, None))
@@ -477,8 +579,9 @@ def cdi_spec_stale(f: HostFacts) -> Finding:
                 ev.append(
                     Evidence(s.path, f"deviceNodes: {host} {n['major']}:{n.get('minor')}", f"{real.major}:{real.minor}")
                 )
-        if not problems:
+        if len(problems) == known:
             ev.append(Evidence(s.path, f"{len(paths)} hostPaths, {len(nodes)} deviceNodes", "current"))
+    data["specs"] = [s.path for s in specs]
     if not problems:
         return Finding(
             fid,
@@ -487,16 +590,18 @@ def cdi_spec_stale(f: HostFacts) -> Finding:
             "Every host path and device node in the NVIDIA CDI specs exists with the right numbers.",
             tuple(ev),
             "",
+            data=data,
         )
     return Finding(
         fid,
-        "error" if mode == "cdi" else "warning",
+        "error" if mode == "cdi" or users else "warning",
         "The NVIDIA CDI spec is stale",
         "; ".join(problems) + ". Containers using CDI names fail with 'unresolvable CDI devices' or "
-        "stat errors on missing files.",
+        "stat errors on missing files." + users_txt,
         tuple(ev),
         "Regenerate it: 'nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml' (or /etc/cdi) after "
         "every driver upgrade, reboot and MIG change; enable nvidia-cdi-refresh.path where available.",
+        data=data,
     )
 
 

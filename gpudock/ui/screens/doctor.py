@@ -9,8 +9,7 @@ config) and a changed fingerprint starts a re-check, so a driver upgrade while t
 shows up without a restart.
 
 The screen is given a ``runner`` (a callable returning ``(facts, findings)``) so tests run it on a
-test root; the default runner uses the app's NVML session (pynvml has one global library, so the
-screen must not open a second session) and the Docker engine the CLI options name.
+test root; the default runner is the app's host session's (:meth:`gpudock.session.HostSession.diagnose`).
 """
 
 from __future__ import annotations
@@ -37,44 +36,9 @@ SEVERITY_LABEL = {"ok": "OK", "info": "INFO", "warning": "WARN", "error": "ERROR
 
 
 def default_runner(app) -> Runner:
-    """Diagnose the app's host: its root, its NVML session, the Docker engine of its options."""
-    from gpudock.doctor import diagnose
-    from gpudock.host.root import HostRoot
-
-    args = getattr(app, "args", None)
-    root = HostRoot(getattr(app, "root", "/") or "/")
-    host = getattr(app, "host", None)
-    session = getattr(host, "session", None)
-
-    # The engine the dashboard itself watches (the simulated one with --demo/--sim), else the
-    # one the CLI options name.
-    url = getattr(host, "docker_base_url", None) or getattr(args, "docker_host", None)
-
-    def run():
-        from gpudock.commands.doctor import docker_for
-
-        if url:
-            client, use_docker = _client(url), True
-        else:
-            client, use_docker = docker_for(args, root) if args is not None else (None, True)
-        try:
-            return diagnose(root, session, client, use_docker=use_docker)
-        finally:
-            if client is not None:
-                client.close()
-
-    return run
-
-
-def _client(url: str):
-    try:
-        import docker
-
-        c = docker.DockerClient(base_url=url, timeout=10)
-        c.api.ping()
-        return c
-    except Exception:  # noqa: BLE001 - unreachable engine: the findings say so
-        return None
+    """Diagnose the app's host: its root, its NVML session (pynvml has one global library, so the
+    screen must not open a second session) and its Docker engine."""
+    return app.host.diagnose
 
 
 def order(findings) -> list[Finding]:
@@ -136,6 +100,7 @@ class DoctorScreen(Screen):
         super().__init__(id="doctor")
         self._runner = runner
         self._root = root
+        self._environ = None  # where the toolkit's config lookup reads its overrides (None: ours)
         self.root_label = root_label
         self.watch_s = watch_s
         self.findings: list[Finding] = []
@@ -153,8 +118,12 @@ class DoctorScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        host = getattr(self.app, "host", None)
         if self._root is None:
-            self._root = getattr(self.app, "root", "/") or "/"
+            self._root = host.root if host is not None else "/"
+            self._environ = host.environ if host is not None else None
+            if self.root_label is None and host is not None:
+                self.root_label = host.root_label
         if self._runner is None:
             self._runner = default_runner(self.app)
         table = self.query_one(DataTable)
@@ -162,7 +131,7 @@ class DoctorScreen(Screen):
         table.add_column("ID", key="id")
         table.add_column("FINDING", key="title")
         table.focus()
-        self._fp = fingerprint(self._root)
+        self._fp = fingerprint(self._root, environ=self._environ)
         self.recheck("opened")
         self.set_interval(self.watch_s, self._watch)
 
@@ -183,7 +152,7 @@ class DoctorScreen(Screen):
 
     @work(thread=True, exclusive=True, group="doctor-watch", exit_on_error=False)
     def _watch(self) -> None:
-        fp = fingerprint(self._root)
+        fp = fingerprint(self._root, environ=self._environ)
         if fp != self._fp:
             self.post_message(self.HostChanged(fp))
 
@@ -238,9 +207,10 @@ class DoctorScreen(Screen):
     def _update_header(self, checking: bool = False) -> None:
         t = Text()
         t.append("Doctor", style="bold")
-        label = self.root_label or (self._root if self._root not in (None, "/") else None)
+        path = getattr(self._root, "root", self._root)  # a HostRoot, or a test's directory
+        label = self.root_label or (f"root {path}" if path not in (None, "/") else None)
         if label:
-            t.append(f"  root {label}", style="dim")
+            t.append(f"  {label}", style="dim")
         counts = {s: sum(1 for f in self.findings if f.severity == s) for s in ("error", "warning", "info", "ok")}
         if self.findings:
             t.append("  ")
@@ -250,11 +220,6 @@ class DoctorScreen(Screen):
             t.append("checking…", style="italic")
         elif self.checks_done:
             t.append(f"check #{self.checks_done} ({self.last_reason})", style="dim")
-        source = getattr(getattr(self.app, "snapshot", None), "source", "nvml") or "nvml"
-        if source != "nvml":
-            # --demo/--sim: say what is simulated, so this machine's own files are not taken for the demo's
-            where = "" if label else "; the files and /dev are this machine's"
-            t.append(f"\n[{source}] simulated GPUs and engine{where}", style="magenta")
         self.query_one("#doctor-header", Static).update(t)
 
     def current_id(self) -> str | None:

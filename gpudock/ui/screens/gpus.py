@@ -391,9 +391,7 @@ class GpuScreen(Screen):
             self.notify("Mark GPUs with the space bar first", severity="warning")
             return
         factory = getattr(self.app, "docker_client_factory", None)
-        self.app.push_screen(
-            LaunchScreen(self._snapshot, gpus, root=getattr(self.app, "root", "/"), client_factory=factory)
-        )
+        self.app.push_screen(LaunchScreen(self._snapshot, gpus, root=self.app.host.root, client_factory=factory))
 
     def action_containers(self) -> None:
         from gpudock.ui.screens.containers import ContainerScreen

@@ -27,6 +27,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from gpudock.host.root import HostRoot
 from gpudock.launch.selection import SelectionError, parse_selection
 from gpudock.launch.spec import DEFAULT_CAPABILITIES, MODES, LaunchError, LaunchSpec, build_spec
 from gpudock.model import Gpu, HostSnapshot
@@ -95,20 +96,18 @@ class LaunchScreen(ModalScreen[None]):
         self,
         snapshot: HostSnapshot,
         gpus: list[Gpu],
-        root: str = "/",
+        root: str | HostRoot = "/",
         client_factory: Callable[[], object] | None = None,
     ) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.gpus = gpus
-        self.root = root
+        self.root = root if isinstance(root, HostRoot) else HostRoot(root)
         self.client_factory = client_factory or _docker_from_env
         self.holders: dict[str, tuple[str, ...]] = {}
         self.spec: LaunchSpec | None = None
         self._confirmed_held = False
-        from gpudock.host.root import HostRoot
-
-        self._uvm_tools = HostRoot(root).exists("/dev/nvidia-uvm-tools")
+        self._uvm_tools = self.root.exists("/dev/nvidia-uvm-tools")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="launch-box"):
@@ -252,14 +251,13 @@ class LaunchScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
     def _launch(self, spec: LaunchSpec, force: bool) -> None:
-        from gpudock.host.root import HostRoot
         from gpudock.launch.run import first_logs, launch
         from gpudock.launch.volume import ensure_driver_volume
 
         try:
             client = self.client_factory()
             if spec.mode == "legacy" and spec.driver_volume:
-                ensure_driver_volume(client, HostRoot(self.root), spec.driver_volume)
+                ensure_driver_volume(client, self.root, spec.driver_volume)
             container, warnings = launch(client, spec, self.snapshot, force=force, holders=self.holders)
             logs: list[str] = []
             deadline = time.monotonic() + 3.0

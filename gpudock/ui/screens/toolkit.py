@@ -58,18 +58,14 @@ LOG_MAX_LINES = 2000
 ASKING_ENGINE = "asking the Docker engine…"
 
 
-def default_docker_info(args=None, timeout: float = 3.0) -> DockerInfoFactory:
-    """``docker info`` of the engine the options name (``--docker-host``) or DOCKER_HOST/the socket."""
+def host_docker_info(host) -> DockerInfoFactory:
+    """``docker info`` of the session's engine (the simulated one on --demo); raises when it cannot."""
 
     def info() -> dict:
-        import docker
-
-        url = getattr(args, "docker_host", None)
-        client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
-        try:
-            return client.info()
-        finally:
-            client.close()
+        answer, error = host.docker_info()
+        if answer is None:
+            raise ConnectionError(error)
+        return answer
 
     return info
 
@@ -353,6 +349,8 @@ class ToolkitScreen(Screen):
         self.config_path = config_path
         self.daemon_json_path = daemon_json_path
         self.root = root
+        self.environ = None  # where the toolkit's config lookup reads its overrides (None: ours)
+        self.root_label: str | None = None if root in (None, "/") else str(root)
         self._docker_info_factory = docker_info_factory
         self.log_poll_s = log_poll_s
         self.log_warn_bytes = log_warn_bytes
@@ -386,16 +384,18 @@ class ToolkitScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        app = self.app
-        args = getattr(app, "args", None)
+        host = getattr(self.app, "host", None)
+        if host is not None:
+            if self.root is None:
+                self.root = host.root
+                self.environ = host.environ
+                self.root_label = host.root_label
+            self.config_path = self.config_path or host.options.config
+            self.daemon_json_path = self.daemon_json_path or host.options.daemon_json
+            if self._docker_info_factory is None:
+                self._docker_info_factory = host_docker_info(host)
         if self.root is None:
-            self.root = getattr(app, "root", "/") or "/"
-        if self.config_path is None:
-            self.config_path = getattr(args, "config", None)
-        if self.daemon_json_path is None:
-            self.daemon_json_path = getattr(args, "daemon_json", None)
-        if self._docker_info_factory is None:
-            self._docker_info_factory = default_docker_info(args)
+            self.root = "/"
         self._show_log(False)
         self._update_header()
         self.query_one("#toolkit-status-box").focus()
@@ -414,13 +414,17 @@ class ToolkitScreen(Screen):
 
     @work(thread=True, group="toolkit-load", exit_on_error=False)
     def _load(self, gen: int, info: dict | None, error: str | None) -> None:
-        doc, errors = overview(self.config_path, self.daemon_json_path, self.root or "/", info, error)
+        doc, errors = overview(self.config_path, self.daemon_json_path, self.root, info, error, self.environ)
         self.post_message(self.Loaded(gen, doc, errors))
 
     def _paths(self) -> tuple[str, str]:
-        root = self.root or "/"
-        cfg = tkconfig.locate_config(self.config_path, root=root).path
-        return cfg, self.daemon_json_path or tkconfig.host_file(root, dj.DEFAULT_PATH)
+        return self._locate().path, self._daemon_json().shown
+
+    def _locate(self) -> tkconfig.ConfigLocation:
+        return tkconfig.locate_config(self.config_path, root=self.root, environ=self.environ)
+
+    def _daemon_json(self):
+        return dj.daemon_json_file(self.daemon_json_path, root=self.root)
 
     @staticmethod
     def _fingerprint(paths: tuple[str, ...]) -> tuple:
@@ -480,8 +484,8 @@ class ToolkitScreen(Screen):
     def _update_header(self) -> None:
         t = Text()
         t.append("NVIDIA Container Toolkit", style="bold")
-        if self.root not in (None, "/"):
-            t.append(f"  root {self.root}", style="dim")
+        if self.root_label:
+            t.append(f"  {self.root_label}", style="dim")
         if self._busy:
             t.append("  working…", style="italic")
         self.query_one("#toolkit-header", Static).update(t)
@@ -495,7 +499,10 @@ class ToolkitScreen(Screen):
         for comp in ("hook", "runtime"):
             d = debug.get(comp)
             if d and d["enabled"] and d["log_path"]:
-                path = tkconfig.host_file(self.root or "/", d["log_path"])
+                try:
+                    path = tkconfig.host_file(self.root, d["log_path"])
+                except (OSError, ValueError):  # a link loop, a relative path: nothing to follow
+                    continue
                 if path not in [p for _, p in out]:
                     out.append((comp, path))
         return tuple(out)
@@ -646,9 +653,9 @@ class ToolkitScreen(Screen):
 
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
     def _plan_debug(self, component: str) -> None:
-        loc = tkconfig.locate_config(self.config_path, root=self.root or "/")
+        loc = self._locate()
         try:
-            cfg = tkconfig.load_config(loc.path)
+            cfg = tkconfig.load_config(loc)
             enable = not cfg.debug_status(component).enabled
             plan = tkconfig.plan_debug(cfg, component, enable)
         except tkconfig.ConfigMissingError:
@@ -667,9 +674,10 @@ class ToolkitScreen(Screen):
 
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
     def _plan_register(self, default: str | None) -> None:
-        path = self.daemon_json_path or tkconfig.host_file(self.root or "/", dj.DEFAULT_PATH)
+        dfile = self._daemon_json()
+        path = dfile.shown
         try:
-            doc = dj.load_daemon_json(path)
+            doc = dj.load_daemon_json(dfile)
             if default == "toggle":
                 make = doc.default_runtime != "nvidia"
                 plan = dj.plan_register(doc, default=make)
@@ -691,8 +699,11 @@ class ToolkitScreen(Screen):
 
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
     def _plan_defaults(self) -> None:
-        loc = tkconfig.locate_config(self.config_path, root=self.root or "/")
-        if os.path.exists(loc.path):
+        loc = self._locate()
+        if loc.error:
+            self.post_message(self.Done(loc.error, error=True))
+            return
+        if loc.exists:
             self.post_message(self.Done(f"{loc.path} exists; gpudock writes the defaults only where there is no file"))
             return
         body = Text()
@@ -702,7 +713,7 @@ class ToolkitScreen(Screen):
             "in 1.17): debug logging off, mode auto, log-level info.\n"
         )
         body.append("The directory is created if needed.", style="dim")
-        self.post_message(self.Planned("defaults", loc.path, "Write the toolkit's defaults?", body))
+        self.post_message(self.Planned("defaults", loc, "Write the toolkit's defaults?", body))
 
     @on(Planned)
     def _on_planned(self, message: Planned) -> None:
@@ -726,8 +737,8 @@ class ToolkitScreen(Screen):
                 dj.apply_register(plan)
                 msg = f"{plan.path}: {'; '.join(plan.changes)}. {dj.RESTART_HINT[0].upper()}{dj.RESTART_HINT[1:]}"
             else:
-                tkconfig.write_defaults(plan, root=self.root or "/")
-                msg = f"wrote the toolkit's defaults to {plan}"
+                tkconfig.write_defaults(plan, root=self.root)
+                msg = f"wrote the toolkit's defaults to {plan.path}"
         except (tkconfig.ConfigError, dj.DaemonJsonError, AtomicWriteError) as e:
             self.post_message(self.Done(str(e), error=True))
             return

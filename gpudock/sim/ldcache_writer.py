@@ -1,11 +1,13 @@
-"""A writer of *synthetic* ld.so.cache files, for tests that need what ldconfig cannot produce here:
-every flag value (other arches), osversion and hwcap values, big-endian files, hand-made damage.
+"""A writer of ld.so.cache files: the simulated host's loader cache, and tests that need what
+ldconfig cannot produce here (every flag value, osversion and hwcap values, big-endian files,
+hand-made damage).
 
 It follows glibc's ``save_cache`` layout: header, entries, one string table (offsets relative to the
 new header; in the compat layout the old table comes first, its count rounded up to even by repeating
 the last entry, so that the new header is 8-byte aligned), then the extension directory (glibc 2.33+)
 rounded up to 4. The real ldconfig reads these files back (``ldconfig -C FILE -p``), which is how the
-tests check our reader's flag words against glibc's own.
+tests check our reader's flag words against glibc's own. :func:`ldconfig_order` sorts entries the way
+ldconfig does, so that the loader's binary search (and "the first entry wins") holds.
 """
 
 from __future__ import annotations
@@ -118,3 +120,29 @@ def build_cache(
 def _s32(v: int) -> int:
     v &= 0xFFFFFFFF
     return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _libcmp_key(name: str) -> tuple:
+    """glibc's _dl_cache_libcmp order: runs of digits compare as numbers, the rest bytewise."""
+    out: list[tuple[int, int | str]] = []
+    i = 0
+    while i < len(name):
+        j = i
+        if name[i].isdigit():
+            while j < len(name) and name[j].isdigit():
+                j += 1
+            out.append((1, int(name[i:j])))
+        else:
+            while j < len(name) and not name[j].isdigit():
+                j += 1
+            out.append((0, name[i:j]))
+        i = j
+    return tuple(out)
+
+
+def ldconfig_order(recs: list[Rec] | tuple[Rec, ...]) -> list[Rec]:
+    """``recs`` in the order ldconfig writes them: sonames in descending library order, higher
+    flag words first; entries that tie keep their order (ldconfig's directory order), so the first
+    of them is the one the loader picks."""
+    by_flags = sorted(recs, key=lambda r: -r.flags)
+    return sorted(by_flags, key=lambda r: _libcmp_key(r.soname), reverse=True)
