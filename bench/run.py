@@ -1,9 +1,10 @@
 """Run every benchmark and record the figures in bench/results.json (run by hand, not by CI).
 
-    python bench/run.py [--quick] [--only dashboard,nvitop,ldcache,holders]
+    python bench/run.py [--quick] [--only dashboard,nvitop,ldcache,holders,fleet]
 
 --quick idles the dashboard for 15 s instead of 60 s. The holders benchmark starts its own private
-Docker engine (as the tests do) and needs root and Debian's docker.io; each benchmark's figures
+Docker engine (as the tests do) and needs root and Debian's docker.io; the fleet benchmark needs
+Debian's prometheus (prometheus and promtool); each benchmark's figures
 are ratios against a reference measured in the same run (see each bench_*.py's docstring).
 Results of earlier runs are kept under "history" in bench/results.json.
 """
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> int:
     if "--only" in argv:
         only = set(argv[argv.index("--only") + 1].split(","))
     from bench_dashboard import bench_dashboard
+    from bench_fleet import bench_fleet
     from bench_ldcache import bench_ldcache
     from bench_nvitop import bench_nvitop
 
@@ -57,6 +59,7 @@ def main(argv: list[str]) -> int:
         "nvitop": bench_nvitop,
         "ldcache": bench_ldcache,
         "holders": _holders,
+        "fleet": bench_fleet,
     }
     run = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -94,9 +94,21 @@ def _leaves(sub: argparse._SubParsersAction):
 
 
 def _command_modules():
-    from gpudock.commands import doctor, gpus, holders, launch, libs, scenarios, sim_exec, toolkit, topo
+    from gpudock.commands import (
+        doctor,
+        exporter,
+        fleet,
+        gpus,
+        holders,
+        launch,
+        libs,
+        scenarios,
+        sim_exec,
+        toolkit,
+        topo,
+    )
 
-    return (gpus, holders, doctor, libs, toolkit, launch, topo, sim_exec, scenarios)
+    return (gpus, holders, doctor, libs, toolkit, launch, topo, sim_exec, scenarios, exporter, fleet)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             from gpudock.ui.app import run_dashboard
 
             return run_dashboard(options)
+        if args.command == "fleet" and not args.json:  # the fleet screen: an app of its own, on no host
+            from gpudock.commands.fleet import open_reader
+            from gpudock.ui.screens.fleet import run_fleet
+
+            reader = open_reader(args)
+            return run_fleet(reader, args.interval) if reader is not None else ExitCode.FAILED
         if not getattr(args, "needs_host", True):
             return int(args.func(args))
         with open_session(options) as host:
