@@ -84,6 +84,34 @@ def parse_cpu_list(text: str) -> tuple[int, ...]:
     return tuple(cpus)
 
 
+def short_bus_id(bus_id: str | None) -> str:
+    """The bus id where columns are few: the tail of NVML's form ("00000000:0A:00.0" -> "0A:00.0"),
+    with the domain only when it is not 0. The one short form every narrow view shows."""
+    if not bus_id:
+        return "N/A"
+    try:
+        full = nvml_bus_id(bus_id)
+    except (ValueError, IndexError):
+        return bus_id
+    domain, _, rest = full.partition(":")
+    return rest if int(domain, 16) == 0 else full
+
+
+# How a container came by a GPU, named as it was started (the docker run flag): the one name per
+# mechanism that every view shows (the JSON keeps the ids on the left).
+MECHANISM_LABELS = {
+    "device": "--device",
+    "runtime-env": "--runtime",
+    "device-request": "--gpus",
+    "cdi": "CDI",
+    "privileged": "--privileged",
+}
+
+
+def mechanism_label(mechanism: str) -> str:
+    return MECHANISM_LABELS.get(mechanism, mechanism)
+
+
 @dataclass(frozen=True, slots=True)
 class GpuProcess:
     """A process NVML reports on a GPU (host PID), enriched from /proc and the container map."""

@@ -217,6 +217,17 @@ class HostSession:
             if client is not None:
                 client.close()
 
+    def explain_engine_error(self, exc: BaseException) -> str:
+        """What an engine error means, in an operator's words: the engine's own explanation of a
+        refusal, or why it cannot be reached and what to do (never docker-py's exception text)."""
+        import docker
+
+        from gpudock.host.docker import explain_connect_error
+
+        if isinstance(exc, docker.errors.APIError):
+            return f"the Docker engine refused: {exc.explanation or exc}"
+        return explain_connect_error(exc, self.docker_url or "the Docker engine")
+
     def watcher(self) -> DockerWatcher:
         """The one cache of this host's containers (not started: :meth:`start_watching` runs its
         event thread; :meth:`read_containers` builds it once, synchronously)."""

@@ -121,10 +121,12 @@ def cmd_run(args, host) -> int:
         if hmap.docker is not None and not hmap.docker.ok:
             raise LaunchError(hmap.docker.message or f"cannot read the Docker engine at {hmap.docker.base_url}")
         container, warnings = launch(client, spec, snap, force=args.force, holders=hmap.running_holder_names())
-    except (LaunchError, SelectionError) as e:
+    except LaunchError as e:
+        return _err(f"{e} (--force launches anyway)" if e.forcible else str(e))
+    except SelectionError as e:
         return _err(str(e))
     except docker.errors.DockerException as e:
-        return _err(f"Docker: {e}")
+        return _err(host.explain_engine_error(e))
     for w in warnings:
         print(f"gpudock: warning: {w}", file=sys.stderr)
     deadline = time.monotonic() + args.wait

@@ -231,7 +231,7 @@ class GpuHolders:
 
 @dataclass(frozen=True, slots=True)
 class ContainerGpus:
-    """One container: the GPUs it holds (by index order), its GPU processes, its bad claims.
+    """One container: the GPUs it holds (in the order it asked for them), its GPU processes, its bad claims.
 
     ``privileged``: started with ``--privileged``; ``reachable``: the GPUs it can open without
     holding them (every GPU not in ``gpus`` when privileged, else ``()``), mechanisms
@@ -512,7 +512,10 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
         refs: tuple[GpuRef, ...] = ()
         if mine:
             lst = []
-            for u in sorted(mine, key=order.__getitem__):
+            # in the container's own order: --gpus '"device=2,0"' holds 2 first, and that matters
+            # (CUDA device 0 inside it is GPU 2)
+            asked = {u: i for i, u in enumerate(c.gpu_uuids)}
+            for u in sorted(mine, key=lambda u: (asked.get(u, len(asked)), order[u])):
                 g = by_uuid[u]
                 sm = summary[(c.id, u)]
                 lst.append(GpuRef(u, g.index, g.minor, sm[0], sm[2]))

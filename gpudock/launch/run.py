@@ -90,7 +90,7 @@ def preflight(
     warnings: list[str] = []
     if not ok:
         if not force:
-            raise LaunchError(f"{spec.image}: {message} (--force launches anyway)")
+            raise LaunchError(f"{spec.image}: {message}", forcible=True)
         warnings.append(f"forced past the CUDA check: {message}")
 
     if holders is None:

@@ -75,7 +75,12 @@ CDI_KIND = "nvidia.com/gpu"
 
 class LaunchError(ValueError):
     """The launch cannot be built or run as asked; the message names the problem. Nothing was
-    launched."""
+    launched. ``forcible``: the refusal is the CUDA check, which the operator may override (the CLI
+    says how with --force, the launch form with its checkbox)."""
+
+    def __init__(self, message: str, *, forcible: bool = False) -> None:
+        super().__init__(message)
+        self.forcible = forcible
 
 
 # -- input validation ---------------------------------------------------------------------------

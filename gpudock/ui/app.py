@@ -9,13 +9,14 @@ one is done, so a slow host stretches the period instead of queueing polls (as d
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from importlib import resources
 from pathlib import Path
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -51,14 +52,23 @@ class GpudockApp(App):
     TITLE = "gpudock"
     CSS_PATH = _css_paths()
     ENABLE_COMMAND_PALETTE = True
+    # The screens an operator moves between, from any of them; the footer hides the key of the
+    # screen shown (check_action). The table refreshes itself every second, so `r` stays out of the
+    # 80-column footer (ctrl+p and ? list it).
+    # Everywhere, but in the footer only where a screen shows them (the main screen does): the other
+    # screens' footers keep their 80 columns for their own keys.
     BINDINGS = [
-        Binding("q", "quit", "Quit", id="quit"),
-        # The table refreshes itself every second, so `r` gives its place in the 80-column footer to
-        # the doctor, which an operator in trouble must find (ctrl+p lists both).
+        Binding("c", "containers", "Containers", id="containers", show=False),
+        Binding("d", "doctor", "Doctor", id="doctor", show=False),
+        Binding("t", "toolkit", "Toolkit", id="toolkit", show=False),
+        Binding("o", "topology", "Topology", id="topology", show=False),
+        Binding("g", "gpus", "GPUs", id="gpus", show=False),
         Binding("r", "refresh_now", "Refresh", id="refresh", show=False),
-        Binding("d", "doctor", "Doctor", id="doctor"),
-        Binding("t", "toolkit", "Toolkit", id="toolkit"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
     ]
+    # action -> the screen it shows
+    NAVIGATION = ("gpus", "containers", "doctor", "toolkit", "topology")
 
     def __init__(self, host: HostSession, refresh: float | None = None) -> None:
         super().__init__(driver_class=_terminal_driver())
@@ -156,17 +166,83 @@ class GpudockApp(App):
         """GPU UUID -> running containers holding it, from the live holders map (no second read)."""
         return self.holders.running_holder_names() if self.holders is not None else {}
 
-    def action_doctor(self) -> None:
-        from gpudock.ui.screens.doctor import DoctorScreen
+    # -- moving between screens ---------------------------------------------------------------
 
-        if not isinstance(self.screen, DoctorScreen):
-            self.push_screen(DoctorScreen())
+    @staticmethod
+    def _screen_class(action: str) -> type:
+        from gpudock.ui.screens.containers import ContainerScreen
+        from gpudock.ui.screens.doctor import DoctorScreen
+        from gpudock.ui.screens.gpus import GpuScreen
+        from gpudock.ui.screens.toolkit import ToolkitScreen
+        from gpudock.ui.screens.topology import TopologyScreen
+
+        return {
+            "gpus": GpuScreen,
+            "containers": ContainerScreen,
+            "doctor": DoctorScreen,
+            "toolkit": ToolkitScreen,
+            "topology": TopologyScreen,
+        }[action]
+
+    def show(self, action: str) -> None:
+        """Bring a screen forward: the one on the stack if there is one (the screens above it go, as
+        going back would take them), else a new one. One of each, so ids never clash."""
+        cls = self._screen_class(action)
+        if isinstance(self.screen, cls):
+            return
+        if any(isinstance(s, cls) for s in self.screen_stack):
+            while not isinstance(self.screen, cls):
+                self.pop_screen()
+            return
+        self.push_screen(cls())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.NAVIGATION:
+            from textual.screen import ModalScreen
+
+            # a modal (the launch form, a confirmation, the help) is answered or closed first;
+            # the screen shown needs no key to go to itself
+            if isinstance(self.screen, ModalScreen) or isinstance(self.screen, self._screen_class(action)):
+                return False
+        if action == "help" and type(self.screen).__name__ == "HelpScreen":
+            return False
+        return True
+
+    def action_gpus(self) -> None:
+        self.show("gpus")
+
+    def action_containers(self) -> None:
+        self.show("containers")
+
+    def action_doctor(self) -> None:
+        self.show("doctor")
 
     def action_toolkit(self) -> None:
-        from gpudock.ui.screens.toolkit import ToolkitScreen
+        self.show("toolkit")
 
-        if not isinstance(self.screen, ToolkitScreen):
-            self.push_screen(ToolkitScreen())
+    def action_topology(self) -> None:
+        self.show("topology")
+
+    def action_help(self) -> None:
+        from gpudock.ui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen):
+        """ctrl+p: Textual's own commands, and every key of the app and of the screen shown, by its
+        name ("Doctor", "Refresh", "Hook dbg", ...), so the palette finds what the keys do."""
+        yield from super().get_system_commands(screen)
+        seen: set[str] = set()
+        for active in screen.active_bindings.values():
+            b = active.binding
+            if not active.enabled or not b.description or (b.action, b.description) in seen:
+                continue
+            seen.add((b.action, b.description))
+            yield SystemCommand(
+                b.description,
+                f"{b.tooltip or b.description} (key {self.get_key_display(b)})",
+                functools.partial(active.node.run_action, b.action),
+            )
 
     async def action_quit(self) -> None:
         self._quitting = True

@@ -19,10 +19,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from gpudock.model import HostSnapshot
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
+from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
 from gpudock.ui.widgets.live_text import LiveText
 

@@ -23,10 +23,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState
 
 from gpudock.doctor import Finding, fingerprint, severity_rank
+from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.tables import cursor_row_key
 
 Runner = Callable[[], tuple]
@@ -67,6 +68,17 @@ def finding_detail(f: Finding) -> Text:
     return t
 
 
+class DetailPane(VerticalScroll):
+    """The highlighted finding's summary, fix and evidence: Enter or Tab from the list comes here,
+    the arrows and PageUp/PageDown scroll it, Escape goes back to the list."""
+
+    BINDINGS = [
+        Binding("escape", "screen.list", "List", id="doctor-list"),
+        Binding("up", "scroll_up", "Scroll", show=False),
+        Binding("down", "scroll_down", "Scroll", show=False),
+    ]
+
+
 class DoctorScreen(Screen):
     """Diagnostics: what is wrong with the GPU stack, the evidence, and the fix."""
 
@@ -74,7 +86,7 @@ class DoctorScreen(Screen):
         Binding("r", "recheck", "Re-check", id="doctor-recheck"),
         Binding("escape", "back", "Back", id="doctor-back"),
         Binding("tab", "focus_next", "Detail/List", show=False),
-        Binding("d", "app.doctor", "Doctor", show=False),  # already here: keep the footer for this screen's keys
+        Binding("enter", "read", "Read", id="doctor-read"),
     ]
 
     class Checked(Message):
@@ -113,7 +125,7 @@ class DoctorScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("Doctor: checking the host…", id="doctor-header")
         yield DataTable(id="doctor-table", cursor_type="row", zebra_stripes=True)
-        with VerticalScroll(id="doctor-detail-box"):
+        with DetailPane(id="doctor-detail-box"):
             yield Static("", id="doctor-detail")
         yield Footer()
 
@@ -219,7 +231,8 @@ class DoctorScreen(Screen):
         if checking:
             t.append("checking…", style="italic")
         elif self.checks_done:
-            t.append(f"check #{self.checks_done} ({self.last_reason})", style="dim")
+            reason = f" ({self.last_reason})" if (self.size.width or 80) >= 100 else ""
+            t.append(f"check #{self.checks_done}{reason}", style="dim")
         self.query_one("#doctor-header", Static).update(t)
 
     def current_id(self) -> str | None:
@@ -241,6 +254,26 @@ class DoctorScreen(Screen):
 
     def action_recheck(self) -> None:
         self.recheck("r pressed")
+
+    def action_read(self) -> None:
+        self.query_one(DetailPane).focus()
+
+    def action_list(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "read" and isinstance(self.focused, DetailPane):
+            return False  # already reading
+        return True
+
+    def on_descendant_focus(self, event) -> None:
+        # reading a finding: the list gives the detail pane its rows
+        self.set_class(isinstance(self.focused, DetailPane), "-reading")
+        self.refresh_bindings()
+
+    @on(DataTable.RowSelected, "#doctor-table")
+    def _on_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_read()  # Enter on a finding: read it
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:

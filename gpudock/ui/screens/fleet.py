@@ -31,11 +31,12 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from gpudock.fleet.view import SORT_KEYS, FleetGpu, FleetHost, FleetView, filter_hosts, sort_hosts
 from gpudock.ui.app import _css_paths, _terminal_driver
+from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_table import Column, LiveTable
 from gpudock.ui.widgets.live_text import LiveText
 

@@ -9,44 +9,62 @@ bus id and device node; nothing is dropped that an operator needs to tell cards 
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer
 
-from gpudock.model import Gpu, HostSnapshot
+from gpudock.model import Gpu, HostSnapshot, mechanism_label, short_bus_id
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
+from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
 from gpudock.ui.widgets.live_text import LiveText
 
 WIDE = 120  # columns from which the table shows the full forms and the model name
+NARROW = 80  # columns from which it shows memory %, power and the node too
 
-# (key, label) in display order; the name column exists only when wide.
+# (key, label, right-aligned) in display order, per width: below 80 columns the fewest that tell
+# the cards apart and say how busy they are; the holder column fills what the others leave.
+COMPACT_COLUMNS = [
+    ("idx", "#", False),
+    ("bus", "BUS", False),
+    ("util", "GPU%", True),
+    ("mem", "MEM GiB", True),
+    ("temp", "TEMP", True),
+    ("holder", "HOLDER", False),
+]
 NARROW_COLUMNS = [
-    ("idx", "#"),
-    ("bus", "BUS"),
-    ("dev", "DEV"),
-    ("util", "GPU%"),
-    ("mem%", "MEM%"),
-    ("mem", "MEMORY GiB"),
-    ("temp", "TEMP"),
-    ("power", "POWER W"),
-    ("holder", "HOLDER"),
+    ("idx", "#", False),
+    ("bus", "BUS", False),
+    ("dev", "DEV", False),
+    ("util", "GPU%", True),
+    ("mem%", "MEM%", True),
+    ("mem", "MEM GiB", True),
+    ("temp", "TEMP", True),
+    ("power", "POWER W", True),
+    ("holder", "HOLDER", False),
 ]
 WIDE_COLUMNS = [
-    ("idx", "#"),
-    ("bus", "PCI BUS ID"),
-    ("dev", "DEVICE"),
-    ("name", "NAME"),
-    ("util", "GPU%"),
-    ("mem%", "MEM%"),
-    ("mem", "MEMORY MiB"),
-    ("temp", "TEMP"),
-    ("power", "POWER W"),
-    ("holder", "HOLDER"),
+    ("idx", "#", False),
+    ("bus", "PCI BUS ID", False),
+    ("dev", "DEVICE", False),
+    ("name", "NAME", False),
+    ("util", "GPU%", True),
+    ("mem%", "MEM%", True),
+    ("mem", "MEMORY MiB", True),
+    ("temp", "TEMP", True),
+    ("power", "POWER W", True),
+    ("holder", "HOLDER", False),
 ]
+LAYOUTS = {"compact": COMPACT_COLUMNS, "narrow": NARROW_COLUMNS, "wide": WIDE_COLUMNS}
+
+
+def layout_for(width: int) -> str:
+    return "wide" if width >= WIDE else "narrow" if width >= NARROW else "compact"
 
 
 # The holder column's least text width (its label is cut with "…" beyond it; "! " marks a
@@ -56,14 +74,17 @@ HOLDER_WIDTH_WIDE = 16
 
 # What the holder column says of a conflict on a GPU that no running container holds.
 _CONFLICT_SHORT = {"no-container": "host process", "foreign-container": "other engine", "unclaimed": "not given"}
+# The GPU% cell of a GPU that NVML cannot read (the details pane has the whole error).
+_ERROR_SHORT = {"GPU is lost": "lost", "GPU requires reset": "reset"}
 
 
-def holder_cell(gh, conflicts, width: int) -> str | Text:
-    """The holder column's cell: the holders' label, and a "!" in bold red/yellow on a conflict."""
+def holder_cell(gh, conflicts, width: int, engine_ok: bool = True) -> str | Text:
+    """The holder column's cell: the holders' label, "free" when nothing holds the GPU, and a "!"
+    in bold red/yellow on a conflict (the header's legend says what it means)."""
     if gh is None:
         return ""
     if not conflicts:
-        return gh.label(width)
+        return gh.label(width) or (Text("free", style="dim") if engine_ok else "")
     label = gh.label(width - 2) or _CONFLICT_SHORT.get(conflicts[0].kind, conflicts[0].kind)
     severe = any(c.kind in ("shared", "no-container", "unclaimed") for c in conflicts)
     return Text(f"! {label}", style="bold red" if severe else "bold yellow")
@@ -73,39 +94,32 @@ def _na(v, fmt: str = "{}") -> str:
     return "N/A" if v is None else fmt.format(v)
 
 
-def _short_bus(bus: str | None) -> str:
-    if not bus:
-        return "N/A"
-    s = bus.lower().split(":")
-    if len(s) == 3 and int(s[0], 16) == 0:
-        return f"{s[1]}:{s[2]}"
-    return bus.lower()
-
-
 def _util(v: int | None) -> Text:
     if v is None:
         return Text("N/A", style="dim")
     style = "bold red" if v >= 90 else "yellow" if v >= 50 else "green" if v > 0 else "dim"
-    return Text(f"{v:>3}", style=style)
+    return Text(str(v), style=style)
 
 
-def gpu_cells(g: Gpu, wide: bool, holder: str = "") -> dict[str, object]:
-    """The table cells of one GPU, by column key."""
+def gpu_cells(g: Gpu, wide: bool, holder: str | Text | Fit = "") -> dict[str, object]:
+    """The table cells of one GPU, by column key (every layout takes the ones it shows)."""
+    bus = (g.pci_bus_id or "N/A") if wide else short_bus_id(g.pci_bus_id)
+    dev = _na(g.device) if wide else _na(g.minor, "nvidia{}")
     if g.error:
-        err = Text(g.error.split(":")[0], style="bold red")
-        base = {
+        # a short word where the numbers go, so one lost card leaves the layout as it is
+        word = _ERROR_SHORT.get(g.error.split(":")[0].strip(), "error")
+        return {
             "idx": str(g.index),
-            "bus": g.pci_bus_id or "N/A" if wide else _short_bus(g.pci_bus_id),
-            "dev": _na(g.device) if wide else _na(g.minor, "nvidia{}"),
+            "bus": bus,
+            "dev": dev,
             "name": _na(g.name),
-            "util": err,
+            "util": Text(word, style="bold red"),
             "mem%": "",
             "mem": "",
             "temp": "",
             "power": "",
             "holder": holder,
         }
-        return base
     if wide:
         mem = f"{_na(g.memory_used_mib)}/{_na(g.memory_total_mib)}"
     else:
@@ -117,8 +131,8 @@ def gpu_cells(g: Gpu, wide: bool, holder: str = "") -> dict[str, object]:
     power = f"{_na(g.power_w, '{:.0f}')}/{_na(g.power_limit_w, '{:.0f}')}"
     return {
         "idx": str(g.index),
-        "bus": (g.pci_bus_id or "N/A") if wide else _short_bus(g.pci_bus_id),
-        "dev": _na(g.device) if wide else _na(g.minor, "nvidia{}"),
+        "bus": bus,
+        "dev": dev,
         "name": _na(g.name),
         "util": _util(g.utilization_gpu),
         "mem%": _util(g.utilization_memory),
@@ -129,68 +143,90 @@ def gpu_cells(g: Gpu, wide: bool, holder: str = "") -> dict[str, object]:
     }
 
 
-def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None) -> Text:
-    """The details of one GPU, as the operator reads them under the table.
+# The details pane: a label column, and values that wrap under themselves (not at column 1).
+LABEL_WIDTH = 12
+_WRAP_CONSOLE = Console(width=400, file=io.StringIO(), color_system=None, legacy_windows=False)
+
+
+def _rows_text(rows: list[tuple[str, Text, str]], width: int) -> Text:
+    """``(label, value, label style)`` rows laid out in ``width`` columns with hanging indents."""
+    out = Text()
+    body = max(20, width - LABEL_WIDTH)
+    for label, value, label_style in rows:
+        lines = value.wrap(_WRAP_CONSOLE, body, overflow="fold") if value.cell_len > body else [value]
+        for i, line in enumerate(lines):
+            out.append(f"{label if i == 0 else '':<{LABEL_WIDTH}}", style=label_style)
+            out.append_text(line)
+            out.append("\n")
+    return out
+
+
+def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None, width: int = 78) -> Text:
+    """The details of one GPU, as the operator reads them under the table, in ``width`` columns.
 
     ``holders``: its :class:`gpudock.host.holders.GpuHolders` (who holds it, its processes' containers);
     ``conflicts``: what is wrong on it (``HoldersMap.conflicts_for_gpu``); ``docker``: the engine's
     :class:`~gpudock.host.docker.DockerStatus` (when it cannot be read, the holders are unknown).
     """
-    t = Text()
+    rows: list[tuple[str, Text, str]] = []
 
-    def row(label: str, value: str, style: str = "") -> None:
-        t.append(f"{label:<12}", style="bold")
-        t.append(f"{value}\n", style=style)
+    def row(label: str, value: str | Text, style: str = "") -> None:
+        rows.append((label, value if isinstance(value, Text) else Text(value, style=style), "bold"))
 
     row("GPU", f"{g.index}  {_na(g.name)}")
     if g.error:
         row("Error", g.error, "bold red")
     row("UUID", _na(g.uuid))
     row("Bus / minor", f"{_na(g.pci_bus_id)}  minor {_na(g.minor)}  {_na(g.device)}")
-    row("Serial", _na(g.serial))
-    row(
-        "Modes",
-        f"persistence {_onoff(g.persistence_mode)}  compute {_na(g.compute_mode)}  "
-        f"MIG {_onoff(g.mig_mode_current)}"
-        + (f" (pending {_onoff(g.mig_mode_pending)})" if g.mig_mode_pending != g.mig_mode_current else ""),
-    )
-    row(
-        "Clocks",
-        f"SM {_na(g.clock_sm_mhz)}/{_na(g.clock_sm_max_mhz)} MHz  "
-        f"mem {_na(g.clock_mem_mhz)}/{_na(g.clock_mem_max_mhz)} MHz  {_na(g.performance_state, 'P{}')}",
-    )
+    if not g.error:  # a GPU NVML cannot read has no modes, clocks or readings to show
+        row("Serial", _na(g.serial))
+        row(
+            "Modes",
+            f"persistence {_onoff(g.persistence_mode)}  compute {_na(g.compute_mode)}  "
+            f"MIG {_onoff(g.mig_mode_current)}"
+            + (f" (pending {_onoff(g.mig_mode_pending)})" if g.mig_mode_pending != g.mig_mode_current else ""),
+        )
+        row(
+            "Clocks",
+            f"SM {_na(g.clock_sm_mhz)}/{_na(g.clock_sm_max_mhz)} MHz  "
+            f"mem {_na(g.clock_mem_mhz)}/{_na(g.clock_mem_max_mhz)} MHz  {_na(g.performance_state, 'P{}')}",
+        )
+    body = max(20, width - LABEL_WIDTH)
     for m in g.mig_devices:
-        row(f"  MIG {m.index}", f"{_na(m.profile):<8} {m.uuid}  {_na(m.memory_used_mib)}/{_na(m.memory_total_mib)} MiB")
+        mem = f"{_na(m.memory_used_mib)}/{_na(m.memory_total_mib)} MiB"
+        line = f"{_na(m.profile):<8} {m.uuid}  {mem}"
+        if len(line) > body:  # the UUID cut rather than the memory wrapped onto a line of its own
+            line = f"{_na(m.profile):<8} {m.uuid[:16]}…  {mem}"
+        row(f"  MIG {m.index}", line)
     if not g.error:
         _reading_rows(g, row)
     if docker is not None and not getattr(docker, "ok", True):
-        t.append(f"{'Held by':<12}", style="bold")
-        t.append("unknown: ", style="bold yellow")
-        t.append(f"{docker_message(docker)}\n", style="yellow")
+        v = Text()
+        v.append("unknown: ", style="bold yellow")
+        v.append(docker_message(docker), style="yellow")
+        row("Held by", v)
     elif holders is not None:
-        _holder_rows(t, holders)
+        _holder_rows(row, holders)
     held = {p.pid: p for p in holders.processes} if holders is not None else {}
     if g.processes:
-        t.append(f"{'Processes':<12}", style="bold")
-        t.append(f"{len(g.processes)}\n")
+        row("Processes", str(len(g.processes)))
         for p in g.processes:
             where = f" on {p.mig_uuid[:12]}…" if p.mig_uuid else ""
             hp = held.get(p.pid)
             bad = hp is not None and (hp.claimed is False or hp.location in ("host", "foreign-container"))
-            t.append(
-                f"{'!' if bad else ' '} {p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  "
-                f"{_na(p.sm_util, 'sm {}%'):<7} ",
+            v = Text(
+                f"{p.pid:>8} {_na(p.used_memory_mib):>7} MiB  {p.kind[0].upper()}  {_na(p.sm_util, 'sm {}%'):<7} ",
                 style="bold red" if bad else "",
             )
             if hp is not None:
-                _process_place(t, hp)
-            t.append(f"{_na(p.command)}{where}\n")
+                _process_place(v, hp)
+            v.append(f"{_na(p.command)}{where}")
+            rows.append(("!" if bad else "", v, "bold red"))
     elif not g.error:
         row("Processes", "none")
     for c in conflicts:
-        t.append(f"{'Conflict':<12}", style="bold red")
-        t.append(f"{c.message}\n", style="red")
-    return t
+        rows.append(("Conflict", Text(c.message, style="red"), "bold red"))
+    return _rows_text(rows, width)
 
 
 def _reading_rows(g: Gpu, row) -> None:
@@ -248,21 +284,22 @@ def _rate(kib_s: int | None) -> str:
     return f"{kib_s} KB/s"
 
 
-def _holder_rows(t: Text, gh) -> None:
-    """'Held by' lines: each container holding the GPU, how (mechanism) and what it asked for."""
+def _holder_rows(row, gh) -> None:
+    """'Held by' rows: each container holding the GPU, how (the docker run flag) and what it asked for."""
     if not gh.holders:
-        t.append(f"{'Held by':<12}", style="bold")
-        t.append("no container\n", style="dim")
+        row("Held by", Text("free: no container holds it", style="dim"))
         return
     for i, h in enumerate(gh.holders):
-        t.append(f"{'Held by' if i == 0 else '':<12}", style="bold")
-        t.append(h.name, style="bold" if h.running else "dim")
-        t.append(f"  {', '.join(h.mechanisms)}  {' '.join(h.selectors)}")
-        if h.mig_uuids:
-            t.append(f"  MIG {' '.join(m[:12] + '…' for m in h.mig_uuids)}")
+        v = Text()
+        v.append(h.name, style="bold" if h.running else "dim")
+        v.append(f"  {', '.join(mechanism_label(m) for m in h.mechanisms)}  {' '.join(h.selectors)}")
+        # a MIG device named by the selector itself is not said twice
+        migs = [m for m in h.mig_uuids if not any(m in sel for sel in h.selectors)]
+        if migs:
+            v.append(f"  MIG {' '.join(m[:12] + '…' for m in migs)}")
         if not h.running:
-            t.append(f"  ({h.status})", style="dim")
-        t.append("\n")
+            v.append(f"  ({h.status})", style="dim")
+        row("Held by" if i == 0 else "", v)
 
 
 def _process_place(t: Text, hp) -> None:
@@ -282,7 +319,7 @@ def _onoff(v: bool | None) -> str:
     return "N/A" if v is None else ("on" if v else "off")
 
 
-def header_text(snap: HostSnapshot | None, banner: str | None) -> Text:
+def header_text(snap: HostSnapshot | None, banner: str | None, conflicts: int = 0, wide: bool = True) -> Text:
     t = Text()
     if snap is None:
         t.append("Reading the GPUs…", style="dim")
@@ -296,11 +333,15 @@ def header_text(snap: HostSnapshot | None, banner: str | None) -> Text:
     t.append(_na(snap.driver_version), style="bold")
     t.append("  CUDA ", style="dim")
     t.append(_na(snap.cuda_driver_version), style="bold")
-    t.append("  NVML ", style="dim")
-    t.append(_na(snap.nvml_version), style="bold")
+    if wide:
+        t.append("  NVML ", style="dim")
+        t.append(_na(snap.nvml_version), style="bold")
     t.append(f"  {len(snap.gpus)} GPUs", style="dim")
     if snap.source != "nvml":
         t.append(f"  [{snap.source}]", style="bold magenta")
+    if conflicts:
+        # the legend of the holder column's marker
+        t.append(f"  ! {conflicts} conflict{'s' if conflicts != 1 else ''}", style="bold yellow")
     if banner:
         t.append("\n" + banner, style="yellow")
     return t
@@ -313,15 +354,16 @@ class GpuScreen(Screen):
         Binding("enter", "details", "Details", id="details", show=False),
         Binding("space", "toggle_mark", "Mark", id="mark"),
         Binding("l", "launch", "Launch", id="launch"),
-        Binding("c", "containers", "Containers", id="containers"),
-        # Not in the 80-column footer (it would push the toolkit out); ctrl+p and the README list it.
-        Binding("o", "topology", "Topology", id="topology", show=False),
+        # the way to the other screens (the app's keys, shown here)
+        Binding("c", "app.containers", "Containers"),
+        Binding("d", "app.doctor", "Doctor"),
+        Binding("t", "app.toolkit", "Toolkit"),
     ]
 
     def __init__(self, banner: str | None = None) -> None:
         super().__init__()
         self.banner = banner
-        self._wide: bool | None = None
+        self._layout: str | None = None
         self._snapshot: HostSnapshot | None = None
         self.marks: list[str] = []  # row keys of the GPUs marked for a launch, in marking order
 
@@ -355,7 +397,8 @@ class GpuScreen(Screen):
         hmap = getattr(self.app, "holders", None)
         if hmap is not None and g.uuid:
             gh, conflicts = hmap.gpu(g.uuid), tuple(hmap.conflicts_for_gpu(g.uuid))
-            return Fit(lambda width: holder_cell(gh, conflicts, width), (gh, conflicts))
+            ok = hmap.docker is None or hmap.docker.ok
+            return Fit(lambda width: holder_cell(gh, conflicts, width, ok), (gh, conflicts, ok))
         holders = getattr(self.app, "holders_by_gpu", None)
         if not holders or not g.uuid:
             return ""
@@ -363,13 +406,21 @@ class GpuScreen(Screen):
 
     def show_snapshot(self, snap: HostSnapshot) -> None:
         self._snapshot = snap
-        self.query_one("#host-header", LiveText).show(header_text(snap, self.banner))
         hmap = getattr(self.app, "holders", None)
+        self.query_one("#host-header", LiveText).show(
+            header_text(
+                snap,
+                self.banner,
+                conflicts=len(hmap.conflicts) if hmap is not None else 0,
+                wide=self.size.width >= WIDE,
+            )
+        )
         self.query_one("#docker-banner", DockerBanner).show_status(hmap.docker if hmap is not None else None)
         table = self.query_one(LiveTable)
-        wide = self.size.width >= WIDE
-        if wide != self._wide:
-            self._rebuild_columns(table, wide)
+        layout = layout_for(self.size.width)
+        if layout != self._layout:
+            self._rebuild_columns(table, layout)
+        wide = layout == "wide"
         seen = set()
         for g in snap.gpus:
             key = self.row_key(g)
@@ -381,18 +432,18 @@ class GpuScreen(Screen):
             table.remove_row(key)
         self._show_details()
 
-    def _rebuild_columns(self, table: LiveTable, wide: bool) -> None:
+    def _rebuild_columns(self, table: LiveTable, layout: str) -> None:
         # Only on a change of width class (rare); the table keeps the cursor on its GPU.
         # The holder column fills the width the others leave (its labels are cut to it): a width
         # that grew with whatever label happened to pass would make the table jump between refreshes.
-        holder_width = HOLDER_WIDTH_WIDE if wide else HOLDER_WIDTH_NARROW
+        holder_width = HOLDER_WIDTH_WIDE if layout == "wide" else HOLDER_WIDTH_NARROW
         table.set_columns(
             [
-                Column(key, label, holder_width, fill=True) if key == "holder" else Column(key, label)
-                for key, label in (WIDE_COLUMNS if wide else NARROW_COLUMNS)
+                Column(key, label, holder_width, fill=True) if key == "holder" else Column(key, label, right=right)
+                for key, label, right in LAYOUTS[layout]
             ]
         )
-        self._wide = wide
+        self._layout = layout
 
     def current_gpu_key(self) -> str | None:
         return self.query_one(LiveTable).cursor_row_key
@@ -409,10 +460,11 @@ class GpuScreen(Screen):
     def _show_details(self) -> None:
         g = self.current_gpu()
         hmap = getattr(self.app, "holders", None)
+        width = max(40, self.size.width - 4)  # the pane's padding and scrollbar
         if g is not None and hmap is not None and g.uuid:
-            text = gpu_details(g, hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), hmap.docker)
+            text = gpu_details(g, hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), hmap.docker, width=width)
         else:
-            text = gpu_details(g) if g else Text()
+            text = gpu_details(g, width=width) if g else Text()
         self.query_one("#gpu-details", LiveText).show(text)
 
     # -- marks for the launch form (gpudock.ui.screens.launch) --------------------------------------
@@ -452,16 +504,6 @@ class GpuScreen(Screen):
             return
         factory = getattr(self.app, "docker_client_factory", None)
         self.app.push_screen(LaunchScreen(self._snapshot, gpus, root=self.app.host.root, client_factory=factory))
-
-    def action_containers(self) -> None:
-        from gpudock.ui.screens.containers import ContainerScreen
-
-        self.app.push_screen(ContainerScreen())
-
-    def action_topology(self) -> None:
-        from gpudock.ui.screens.topology import TopologyScreen
-
-        self.app.push_screen(TopologyScreen())
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_details()

@@ -30,7 +30,8 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from gpudock.host.root import HostRoot
 from gpudock.launch.selection import SelectionError, parse_selection
 from gpudock.launch.spec import DEFAULT_CAPABILITIES, MODES, LaunchError, LaunchSpec, build_spec
-from gpudock.model import Gpu, HostSnapshot
+from gpudock.model import Gpu, HostSnapshot, short_bus_id
+from gpudock.ui.widgets.footer import Footer
 
 __all__ = ["FormValues", "LaunchScreen", "spec_from_form"]
 
@@ -77,10 +78,17 @@ def spec_from_form(snapshot: HostSnapshot, gpus: list[Gpu], v: FormValues, uvm_t
     )
 
 
+FORCE_LABEL = "Launch even if the image needs a newer CUDA than the driver's"
+
+
 class LaunchScreen(ModalScreen[None]):
     """The form, its live preview, and the result of the launch."""
 
-    BINDINGS = [Binding("escape", "close", "Close", id="launch-close")]
+    BINDINGS = [
+        Binding("enter", "launch", "Launch", id="launch-go-key"),
+        Binding("y", "confirm", "Launch anyway", id="launch-confirm"),
+        Binding("escape", "close", "Close", id="launch-close"),
+    ]
 
     class EngineFacts(Message):
         def __init__(self, images: list[str], holders: dict[str, tuple[str, ...]], error: str | None) -> None:
@@ -115,25 +123,39 @@ class LaunchScreen(ModalScreen[None]):
             yield Static("", id="launch-preview")
             yield Static("Asking Docker for local images and holders…", id="launch-warnings")
             with VerticalScroll(id="launch-fields"):
-                yield from _field("Image", Input(placeholder="repository[:tag] of a local image", id="f-image"))
+                yield from _field(
+                    "Image", Input(placeholder="repository[:tag] of a local image", id="f-image", compact=True)
+                )
                 yield from _field(
                     "Command",
-                    Input(placeholder="e.g. nvidia-smi -L (split like a shell, never run by one)", id="f-command"),
+                    Input(
+                        placeholder="e.g. nvidia-smi -L (split like a shell, never run by one)",
+                        id="f-command",
+                        compact=True,
+                    ),
                 )
-                yield from _field("Name", Input(placeholder="optional", id="f-name"))
+                yield from _field("Name", Input(placeholder="optional", id="f-name", compact=True))
                 yield from _field(
-                    "Mode", Select([(m, m) for m in MODES], value="runtime", allow_blank=False, id="f-mode")
+                    "Mode",
+                    Select([(m, m) for m in MODES], value="runtime", allow_blank=False, id="f-mode", compact=True),
                 )
-                yield from _field("Capabilities", Input(value=",".join(DEFAULT_CAPABILITIES), id="f-caps"))
-                yield from _field("Environment", Input(placeholder="K=V K2='a b'", id="f-env"))
                 yield from _field(
-                    "MPS threads %", Input(placeholder="optional, 1-100", restrict=r"\d{0,3}", id="f-mps")
+                    "Capabilities", Input(value=",".join(DEFAULT_CAPABILITIES), id="f-caps", compact=True)
                 )
-                yield Checkbox("Launch even if the image needs a newer CUDA than the driver's", id="f-force")
-            with Horizontal(id="launch-buttons"):
-                yield Button("Launch", variant="primary", id="launch-go")
-                yield Button("Close", id="launch-cancel")
-            yield Static("", id="launch-result")
+                yield from _field("Environment", Input(placeholder="K=V K2='a b'", id="f-env", compact=True))
+                yield from _field(
+                    "MPS threads %",
+                    Input(placeholder="optional, 1-100", restrict=r"\d{0,3}", id="f-mps", compact=True),
+                )
+                yield Checkbox(FORCE_LABEL, id="f-force", compact=True)
+            # Always in sight, however small the terminal: the buttons and what the launch did.
+            with Vertical(id="launch-bottom"):
+                with Horizontal(id="launch-buttons"):
+                    yield Button("Launch", variant="primary", id="launch-go", compact=True)
+                    yield Button("Close", id="launch-cancel", compact=True)
+                with VerticalScroll(id="launch-result-box"):
+                    yield Static("Enter in any field launches; Escape closes.", id="launch-result")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#f-image", Input).focus()
@@ -153,7 +175,8 @@ class LaunchScreen(ModalScreen[None]):
             images = sorted({t for img in client.images.list() for t in img.tags})
             holders = holders_fn(self.snapshot)
         except Exception as e:  # noqa: BLE001 - shown in the form; the operator can still preview
-            self.post_message(self.EngineFacts([], {}, f"Docker engine unreachable: {e}"))
+            explain = getattr(getattr(self.app, "host", None), "explain_engine_error", None)
+            self.post_message(self.EngineFacts([], {}, explain(e) if explain else f"Docker engine unreachable: {e}"))
             return
         self.post_message(self.EngineFacts(images, holders, None))
 
@@ -183,15 +206,13 @@ class LaunchScreen(ModalScreen[None]):
     # -- preview -------------------------------------------------------------------------------------
 
     def _gpu_summary(self) -> Text:
-        t = Text("Launch on these GPUs, in this order:\n", style="bold")
+        t = Text("Launch on these GPUs, in this order (the UUIDs are in the line below):", style="bold")
         for n, g in enumerate(self.gpus, 1):
-            t.append(f" {n}. GPU {g.index}", style="bold")
-            t.append(f" ({g.device or 'no minor'}, {g.uuid or 'no UUID'})")
+            t.append(f"\n {n}. GPU {g.index}", style="bold")
+            t.append(f"  {g.device or 'no minor'}  {short_bus_id(g.pci_bus_id)}")
             who = self.holders.get(g.uuid or "", ())
             if who:
-                t.append(f" held by {', '.join(who)}", style="bold yellow")
-            if n < len(self.gpus):
-                t.append("\n")
+                t.append(f"  held by {', '.join(who)}", style="bold yellow")
         return t
 
     def gpu_summary_refresh(self) -> None:
@@ -222,7 +243,9 @@ class LaunchScreen(ModalScreen[None]):
     @on(Input.Changed)
     @on(Select.Changed)
     def _changed(self) -> None:
-        self._confirmed_held = False
+        if self._confirmed_held:
+            self._confirmed_held = False
+            self.refresh_bindings()
         self._update_preview()
 
     # -- launching -------------------------------------------------------------------------------------
@@ -231,22 +254,43 @@ class LaunchScreen(ModalScreen[None]):
     def action_close(self) -> None:
         self.dismiss(None)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "confirm":
+            return self._confirmed_held  # only while a held card waits for the answer
+        return True
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self._go()  # Enter in a field launches, as a web form submits
+
+    def action_launch(self) -> None:
+        self._go()
+
+    def action_confirm(self) -> None:
+        if self._confirmed_held:
+            self._go()
+
     @on(Button.Pressed, "#launch-go")
     def _go(self) -> None:
+        result = self.query_one("#launch-result", Static)
         if self.spec is None:
-            self.query_one("#launch-result", Static).update(
-                Text("Nothing to launch: fix the form first", style="bold red")
+            result.update(
+                Text("Nothing to launch: fix the form first (the line above says what is wrong)", style="bold red")
             )
             return
         held = self._held_warnings()
         if held and not self._confirmed_held:
             self._confirmed_held = True
-            self.query_one("#launch-result", Static).update(
-                Text("; ".join(held) + ". Press Launch again to launch anyway.", style="bold yellow")
+            self.refresh_bindings()
+            result.update(
+                Text("; ".join(held) + ". Press Enter (or y) to launch anyway, Escape to close.", style="bold yellow")
             )
+            self.query_one("#launch-go", Button).focus()  # so that Enter and y answer, not a field
             return
+        self._confirmed_held = False
+        self.refresh_bindings()
         self.query_one("#launch-go", Button).disabled = True
-        self.query_one("#launch-result", Static).update(Text("Launching…", style="dim"))
+        result.update(Text("Launching…", style="dim"))
         self._launch(self.spec, self.query_one("#f-force", Checkbox).value)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
@@ -269,8 +313,12 @@ class LaunchScreen(ModalScreen[None]):
                 time.sleep(0.1)
             title = f"Started {container.name} ({container.id[:12]}), {container.status}"
             self.post_message(self.Finished(title, warnings, logs, None))
-        except Exception as e:  # noqa: BLE001 - every failure is shown in the form
-            self.post_message(self.Finished("", (), [], str(e)))
+        except LaunchError as e:
+            hint = f" (tick “{FORCE_LABEL}” to launch anyway)" if e.forcible else ""
+            self.post_message(self.Finished("", (), [], f"{e}{hint}"))
+        except Exception as e:  # noqa: BLE001 - every failure is shown in the form, in words
+            explain = getattr(getattr(self.app, "host", None), "explain_engine_error", None)
+            self.post_message(self.Finished("", (), [], explain(e) if explain else str(e)))
 
     @on(Finished)
     def _on_finished(self, msg: Finished) -> None:

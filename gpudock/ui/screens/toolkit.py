@@ -39,7 +39,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import RichLog, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from gpudock.toolkit import config as tkconfig
@@ -47,6 +47,7 @@ from gpudock.toolkit import daemon_json as dj
 from gpudock.toolkit.atomic import AtomicWriteError
 from gpudock.toolkit.logfollow import DEFAULT_WARN_BYTES, LogFollower
 from gpudock.toolkit.overview import overview
+from gpudock.ui.widgets.footer import Footer
 
 DockerInfoFactory = Callable[[], dict]
 
@@ -285,11 +286,8 @@ class ToolkitScreen(Screen):
         Binding("R", "register", "Register", id="toolkit-register"),
         Binding("D", "toggle_default", "Default runtime", show=False, id="toolkit-default"),
         Binding("w", "write_defaults", "Defaults", id="toolkit-defaults"),
-        Binding("r", "reload", "Re-read", id="toolkit-reload"),
+        Binding("r", "reload", "Re-read", id="toolkit-reload", show=False),  # (it re-reads when the files change)
         Binding("escape", "back", "Back", id="toolkit-back"),
-        # The footer keeps to this screen's keys at 80 columns (ctrl+p still lists both).
-        Binding("t", "app.toolkit", "Toolkit", show=False),
-        Binding("d", "app.doctor", "Doctor", show=False),
     ]
 
     class Loaded(Message):
@@ -381,7 +379,7 @@ class ToolkitScreen(Screen):
         yield RichLog(
             id="toolkit-log", max_lines=LOG_MAX_LINES, wrap=True, markup=False, highlight=False, auto_scroll=True
         )
-        yield Footer(compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         host = getattr(self.app, "host", None)

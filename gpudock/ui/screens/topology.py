@@ -12,9 +12,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from gpudock.model import TOPOLOGY_LEGEND, HostSnapshot, Topology
+from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_text import LiveText
 
 # Short legend lines: the full words are in `gpudock topo`; these fit 80 columns.

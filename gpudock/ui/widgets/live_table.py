@@ -64,6 +64,7 @@ class Column:
     label: str
     width: int | None = None
     fill: bool = False
+    right: bool = False  # numbers: right-aligned, label and cells alike
 
 
 class LiveTable(ScrollView, can_focus=True):
@@ -405,10 +406,12 @@ class LiveTable(ScrollView, can_focus=True):
 
     def _line(self, cells: list[str | Text], style: Style, plain: bool) -> Strip:
         parts: list[Text] = []
-        for value, width in zip(cells, self._widths):
+        for value, width, column in zip(cells, self._widths, self._columns):
             t = value.copy() if isinstance(value, Text) else Text(str(value))
             if plain:
                 t = Text(t.plain)
+            if column.right and t.cell_len < width:
+                t.pad_left(width - t.cell_len)
             t.truncate(width, overflow="ellipsis", pad=True)
             parts.append(Text(" "))
             parts.append(t)
