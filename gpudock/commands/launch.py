@@ -19,6 +19,7 @@ import time
 
 from gpudock.launch.selection import SelectionError, parse_selection
 from gpudock.launch.spec import FORMATS, MODES, LaunchError, build_spec
+from gpudock.launch.volume import DEFAULT_VOLUME_DIR
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -103,12 +104,17 @@ def cmd_args(args) -> int:
     return EXIT_OK
 
 
+def _engine_url(args, sim) -> str | None:
+    return sim.docker_base_url if sim is not None else getattr(args, "docker_host", None)
+
+
 def cmd_run(args) -> int:
     import docker
 
     from gpudock.host.root import HostRoot
-    from gpudock.launch.run import first_logs, launch
+    from gpudock.launch.run import holders_by_gpu, launch
     from gpudock.launch.volume import ensure_driver_volume
+    from gpudock.sim.host import sim_host_for
 
     gpus = args.gpu or ([os.environ["NV_GPU"]] if os.environ.get("NV_GPU") else [])
     try:
@@ -116,18 +122,26 @@ def cmd_run(args) -> int:
         spec = _spec(
             args, snap, gpus, image=args.image, command=args.command or None, name=args.name, env=args.env or ()
         )
-        client = docker.from_env()
-        if spec.mode == "legacy":
-            vol = ensure_driver_volume(client, HostRoot(getattr(args, "root", "/") or "/"), spec.driver_volume)
-            if vol is not None:
-                print(
-                    f"gpudock: built driver volume {vol.name} ({len(vol.files)} files) at {vol.path}", file=sys.stderr
-                )
-        container, warnings = launch(client, spec, snap, force=args.force)
+        # --demo/--sim with an engine in the scenario and none named: the simulated engine
+        with sim_host_for(args) as sim:
+            url = _engine_url(args, sim)
+            client = docker.DockerClient(base_url=url, timeout=60) if url else docker.from_env(timeout=60)
+            if spec.mode == "legacy":
+                root = HostRoot(getattr(args, "root", "/") or "/")
+                got = ensure_driver_volume(client, root, spec.driver_volume, args.volume_dir)
+                if got.action != "ok":
+                    print(f"gpudock: {got.message}", file=sys.stderr)
+            container, warnings = launch(client, spec, snap, force=args.force, holders=holders_by_gpu(snap, url))
+            return _report_run(args, spec, container, warnings)
     except (LaunchError, SelectionError) as e:
         return _err(str(e))
     except docker.errors.DockerException as e:
         return _err(f"Docker: {e}")
+
+
+def _report_run(args, spec, container, warnings) -> int:
+    from gpudock.launch.run import first_logs
+
     for w in warnings:
         print(f"gpudock: warning: {w}", file=sys.stderr)
     deadline = time.monotonic() + args.wait
@@ -226,6 +240,14 @@ def register(sub) -> None:
         "--wait", type=float, default=2.0, metavar="S", help="wait up to S seconds for the first log lines (default 2)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--docker-host",
+        metavar="URL",
+        default=None,
+        help="Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock; "
+        "on --demo/--sim the simulated engine)",
+    )
+    _add_volume_dir(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments (no shell)")
     p.set_defaults(func=cmd_run)
@@ -234,3 +256,12 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=3476, help="TCP port (default 3476)")
     p.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
+
+
+def _add_volume_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--volume-dir",
+        default=DEFAULT_VOLUME_DIR,
+        metavar="DIR",
+        help=f"where gpudock builds driver volumes (default {DEFAULT_VOLUME_DIR})",
+    )
