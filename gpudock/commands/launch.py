@@ -2,7 +2,7 @@
 
     gpudock args [--mode legacy|runtime|gpus|cdi] [--format cli|plugin|json|compose|k8s|sdk|run] GPU...
     gpudock run  [--mode ...] --gpu GPU... [--name N] [--env K=V]... [--cap CAPS] [--mps PCT] [--force] IMAGE [CMD...]
-    gpudock serve [--port 3476]
+    gpudock serve [--port 3476] [--plugin-socket PATH | --no-plugin] [--volume-dir DIR]
 
 GPUs are NVML indices, UUIDs, PCI bus ids, an ``NV_GPU``-style list ("2,0") or ``all``; their
 order is kept. ``run`` takes them from ``--gpu`` or, failing that, from ``$NV_GPU``. Every refusal
@@ -20,6 +20,7 @@ import time
 from gpudock.launch.selection import SelectionError, parse_selection
 from gpudock.launch.spec import FORMATS, MODES, LaunchError, build_spec
 from gpudock.launch.volume import DEFAULT_VOLUME_DIR
+from gpudock.launch.volume_plugin import DEFAULT_PLUGIN_SOCKET
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -177,37 +178,69 @@ def _report_run(args, spec, container, warnings) -> int:
 
 
 def cmd_serve(args) -> int:
+    import threading
+
     from gpudock.cli import load_snapshot
     from gpudock.host.root import HostRoot
+    from gpudock.launch.httpserve import SocketInUse
     from gpudock.launch.plugin_server import PluginServer
+    from gpudock.launch.volume_plugin import DriverVolumePlugin
 
     cache: list = [0.0, None]  # one NVML session per second at most, however many requests come
+    lock = threading.Lock()  # requests are answered on several threads; one NVML session at a time
 
     def snapshot():
-        now = time.monotonic()
-        if cache[1] is None or now - cache[0] >= 1.0:
-            cache[:] = [now, load_snapshot(args)]
-        return cache[1]
+        with lock:
+            now = time.monotonic()
+            if cache[1] is None or now - cache[0] >= 1.0:
+                cache[:] = [now, load_snapshot(args)]
+            return cache[1]
 
+    def log(line: str) -> None:
+        print(f"gpudock: {line}", file=sys.stderr, flush=True)
+
+    root = HostRoot(getattr(args, "root", "/") or "/")
+    plugin = None
+    if not args.no_plugin:
+        plugin = DriverVolumePlugin(root, args.volume_dir, lambda: snapshot().driver_version, log=log)
     try:
         srv = PluginServer(
             snapshot,
             port=args.port,
             host=args.host,
-            root=HostRoot(getattr(args, "root", "/") or "/"),
-            log=lambda line: print(line, file=sys.stderr),
+            root=root,
+            log=log,
+            dev_dir=args.dev_dir,
+            volume_plugin=plugin,
+            plugin_socket=args.plugin_socket,
         )
     except LaunchError as e:
         return _err(str(e))
-    except OSError as e:
-        return _err(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
-    print(f"gpudock: nvidia-docker-plugin API on http://127.0.0.1:{srv.port}/v1.0/", file=sys.stderr)
+    except SocketInUse as e:
+        return _err(
+            f"cannot serve the volume plugin: {e} (nvidia-docker-plugin, or another gpudock serve?): "
+            "stop it, or give --plugin-socket PATH, or --no-plugin for the REST API alone"
+        )
+    print(f"gpudock: nvidia-docker-plugin API on http://127.0.0.1:{srv.port}/v1.0/", file=sys.stderr, flush=True)
+    if plugin is not None:
+        print(
+            f"gpudock: Docker volume plugin nvidia-docker on {args.plugin_socket} (volumes in {args.volume_dir})",
+            file=sys.stderr,
+            flush=True,
+        )
     with srv:
-        try:
-            srv.serve_forever()
-        except KeyboardInterrupt:
-            pass
+        srv.serve_forever()
     return EXIT_OK
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text) if len(text) <= 6 else -1
+    except ValueError:
+        n = -1
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:12]!r} is not a TCP port (1-65535)")
+    return n
 
 
 def register(sub) -> None:
@@ -252,9 +285,27 @@ def register(sub) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments (no shell)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("serve", help="answer the nvidia-docker-plugin REST API on 127.0.0.1")
-    p.add_argument("--port", type=int, default=3476, help="TCP port (default 3476)")
+    p = sub.add_parser(
+        "serve",
+        help="nvidia-docker-plugin: the REST API on 127.0.0.1 and the Docker volume plugin on its socket",
+    )
+    p.add_argument("--port", type=_port, default=3476, help="TCP port (default 3476)")
     p.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--plugin-socket",
+        metavar="PATH",
+        default=DEFAULT_PLUGIN_SOCKET,
+        help=f"the volume plugin's UNIX socket (default {DEFAULT_PLUGIN_SOCKET}, where dockerd looks "
+        "for the plugin nvidia-docker)",
+    )
+    p.add_argument("--no-plugin", action="store_true", help="the REST API only, no volume plugin")
+    _add_volume_dir(p)
+    p.add_argument(
+        "--dev-dir",
+        default="/dev",
+        metavar="DIR",
+        help="where this host has the /dev/nvidia* nodes (default /dev; otherwise /docker/cli maps DIR/nvidiaN)",
+    )
     p.set_defaults(func=cmd_serve)
 
 

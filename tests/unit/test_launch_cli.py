@@ -74,7 +74,9 @@ def test_args_json(capsys):
         (["args", "--image", "Up:per", "0"], "invalid image reference"),
         (["args", "--mode", "legacy", "--cap", "video", "0"], "capabilities do not apply in legacy mode"),
         (["args", "--mps", "0", "0"], "MPS thread percentage must be 1-100"),
-        (["serve", "--host", "0.0.0.0"], "listens on 127.0.0.1 only"),
+        (["serve", "--host", "0.0.0.0", "--no-plugin"], "listens on 127.0.0.1 only"),
+        (["args", "1" * 5000], "unknown GPU '111111111111…(5000 digits)': this host has no GPU with that NVML index"),
+        (["args", "--mode", "legacy", "0", "0" * 4999 + "9"], "(5000 digits)"),
     ],
 )
 def test_errors_are_one_line_on_stderr_exit_2(capsys, argv, message):
@@ -96,7 +98,7 @@ def test_the_launcher_core_never_imports_textual():
     assert out.strip() == "False"
 
 
-def test_gpudock_serve_answers_the_plugin_paths():
+def test_gpudock_serve_answers_the_plugin_paths(tmp_path):
     import socket
     import subprocess
     import sys
@@ -107,7 +109,21 @@ def test_gpudock_serve_answers_the_plugin_paths():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gpudock.cli", "--demo", "serve", "--port", str(port)], stderr=subprocess.PIPE, text=True
+        [
+            sys.executable,
+            "-m",
+            "gpudock.cli",
+            "--demo",
+            "serve",
+            "--port",
+            str(port),
+            "--plugin-socket",
+            str(tmp_path / "nvidia-docker.sock"),
+            "--volume-dir",
+            str(tmp_path / "volumes"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert "nvidia-docker-plugin API on http://127.0.0.1:" in proc.stderr.readline()
@@ -123,6 +139,9 @@ def test_gpudock_serve_answers_the_plugin_paths():
         )
         info = urllib.request.urlopen(f"http://127.0.0.1:{port}/gpu/info/json", timeout=5).read()
         assert b'"Driver":"535.129.03"' in info
+        assert f"Docker volume plugin nvidia-docker on {tmp_path}/nvidia-docker.sock" in proc.stderr.readline()
+        assert (tmp_path / "nvidia-docker.sock").is_socket()
     finally:
         proc.terminate()
-        proc.wait(10)
+        assert proc.wait(10) == 0
+    assert not (tmp_path / "nvidia-docker.sock").exists(), "SIGTERM removes the plugin socket"

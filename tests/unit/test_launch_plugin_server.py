@@ -231,3 +231,21 @@ def test_tabwriter_aligns_runs_of_lines_with_cells():
     assert tabwrite("a:\t1\nheading\nbbbb:\t2\nc:\t3") == "a:1\nheading\nbbbb:2\nc:   3"
     # leading empty cells (the template's indentation tab) vanish with padding 0
     assert tabwrite("\tx:  \t1\n\tyy:  \t2\n") == "x:   1\nyy:  2\n"
+
+
+def test_dev_dir_maps_the_nodes_where_they_are(tmp_path):
+    devs = tmp_path / "devs"
+    devs.mkdir()
+    srv = PluginServer(lambda: plugin_host(), port=0, root=fake_root(tmp_path, uvm_tools=False), dev_dir=str(devs))
+    srv.start_background()
+    try:
+        status, _, body = get(srv, "/docker/cli?dev=2")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    d = str(devs)
+    assert status == 200 and body.decode() == (
+        "--volume-driver=nvidia-docker --volume=nvidia_driver_387.26:/usr/local/nvidia:ro "
+        f"--device={d}/nvidiactl:/dev/nvidiactl --device={d}/nvidia-uvm:/dev/nvidia-uvm "
+        f"--device={d}/nvidia2:/dev/nvidia2"
+    )  # no nvidia-uvm-tools in DIR: not offered, as the plugin checked /dev
