@@ -1,8 +1,9 @@
-"""``gpudock args``, ``gpudock run`` and ``gpudock serve``: the launcher on the command line.
+"""``gpudock args``, ``run``, ``serve`` and ``nvidia-docker``: the launcher on the command line.
 
     gpudock args [--mode legacy|runtime|gpus|cdi] [--format cli|plugin|json|compose|k8s|sdk|run] GPU...
     gpudock run  [--mode ...] --gpu GPU... [--name N] [--env K=V]... [--cap CAPS] [--mps PCT] [--force] IMAGE [CMD...]
     gpudock serve [--port 3476] [--plugin-socket PATH | --no-plugin] [--volume-dir DIR]
+    gpudock nvidia-docker [--dev-dir DIR] run|create [docker args]   (and any other docker command)
 
 GPUs are NVML indices, UUIDs, PCI bus ids, an ``NV_GPU``-style list ("2,0") or ``all``; their
 order is kept. ``run`` takes them from ``--gpu`` or, failing that, from ``$NV_GPU``. Every refusal
@@ -243,6 +244,55 @@ def _port(text: str) -> int:
     return n
 
 
+def cmd_nvidia_docker(args) -> int:
+    import docker
+
+    from gpudock.host.root import HostRoot
+    from gpudock.launch.wrapper import WrapperOptions, docker_command, gpu_args, parse_docker_line, wrapped_args
+
+    argv = list(args.docker_args)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        return _err("nvidia-docker: give a docker command, e.g. 'gpudock nvidia-docker run --rm IMAGE nvidia-smi'")
+    line = parse_docker_line(argv)
+    cmd = docker_command(os.environ)
+    final = list(argv)
+    if line.command in ("run", "create"):
+        opts = WrapperOptions(
+            HostRoot(getattr(args, "root", "/") or "/"), args.dev_dir, args.volume_dir, args.plugin_socket
+        )
+        try:
+            snap = _snapshot(args)
+            client = docker.DockerClient(base_url=line.host, timeout=60) if line.host else docker.from_env(timeout=60)
+            final = wrapped_args(line, gpu_args(line, snap, os.environ, opts, client))
+        except (LaunchError, SelectionError) as e:
+            return _err(str(e))
+        except docker.errors.DockerException as e:
+            return _err(f"Docker: {e}")
+    elif line.command == "version":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            mine = version("gpudock")
+        except PackageNotFoundError:
+            mine = "unknown"
+        print(f"NVIDIA Docker: gpudock {mine}\n", flush=True)
+    full = [*cmd, *final]
+    if args.dry_run:
+        import shlex
+
+        print(shlex.join(full))
+        return EXIT_OK
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(full[0], full)  # never through a shell
+    except OSError as e:
+        return _err(f"cannot run {full[0]}: {e.strerror}")
+    return EXIT_OK  # not reached
+
+
 def register(sub) -> None:
     p = sub.add_parser("args", help="print the docker arguments that give a container these GPUs")
     _add_spec_options(p)
@@ -307,6 +357,32 @@ def register(sub) -> None:
         help="where this host has the /dev/nvidia* nodes (default /dev; otherwise /docker/cli maps DIR/nvidiaN)",
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "nvidia-docker",
+        help="nvidia-docker 1.0's wrapper: docker run|create with the GPUs of $NV_GPU and the driver volume",
+        description="docker run/create (also container run/create) with the devices of $NV_GPU (indices or "
+        "UUIDs, in order; all GPUs when unset) and the driver volume inserted before the image, after the "
+        "image's CUDA check; every other argument, and every other docker command, goes to docker unchanged "
+        "($NV_DOCKER replaces 'docker'). gpudock's own options come first; docker's global options after "
+        "'--' (gpudock nvidia-docker -- -H unix:///x run ...).",
+    )
+    p.add_argument(
+        "--dev-dir",
+        default="/dev",
+        metavar="DIR",
+        help="where the Docker host has the /dev/nvidia* nodes (default /dev)",
+    )
+    _add_volume_dir(p)
+    p.add_argument(
+        "--plugin-socket",
+        metavar="PATH",
+        default=DEFAULT_PLUGIN_SOCKET,
+        help="the volume plugin's socket: when it answers and the volume is missing, the plugin builds it",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the docker command instead of running it")
+    p.add_argument("docker_args", nargs=argparse.REMAINDER, metavar="DOCKER-ARGS")
+    p.set_defaults(func=cmd_nvidia_docker)
 
 
 def _add_volume_dir(p: argparse.ArgumentParser) -> None:
