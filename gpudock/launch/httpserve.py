@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import os
 import re
@@ -111,6 +112,8 @@ def claim_unix_socket(path: str) -> None:
     removed; a live one, or anything that is not a socket, raises :class:`SocketInUse` naming it.
     The parent directory is created (mode 0700) when missing."""
     parent = os.path.dirname(path) or "."
+    if os.path.lexists(parent) and not os.path.isdir(parent):
+        raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a directory")
     os.makedirs(parent, mode=0o700, exist_ok=True)
     try:
         st = os.lstat(path)

@@ -392,3 +392,27 @@ def test_serve_refuses_a_port_out_of_range(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert re.search(r"--port: '70000' is not a TCP port \(1-65535\)", err)
+
+
+def test_serve_will_not_take_over_a_live_plugin_socket(tmp_path, capsys):
+    from gpudock.cli import main
+
+    sock = tmp_path / "nvidia-docker.sock"
+    other = socket.socket(socket.AF_UNIX)
+    other.bind(str(sock))
+    other.listen(1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        rc = main(["--demo", "serve", "--port", str(port), "--plugin-socket", str(sock)])
+    finally:
+        other.close()
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert f"another server is answering on {sock}" in err and "--no-plugin" in err
+    assert sock.exists()  # still the other server's
+    (tmp_path / "file").write_text("")
+    rc = main(["--demo", "serve", "--port", str(port), "--plugin-socket", str(tmp_path / "file" / "p.sock")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == f"gpudock: cannot listen on {tmp_path}/file/p.sock: {tmp_path}/file is not a directory\n"
