@@ -203,7 +203,10 @@ def cmd_serve(args) -> int:
     root = HostRoot(getattr(args, "root", "/") or "/")
     plugin = None
     if not args.no_plugin:
-        plugin = DriverVolumePlugin(root, args.volume_dir, lambda: snapshot().driver_version, log=log)
+        # the read-only mounts must be made where dockerd sees them: only on the host itself
+        plugin = DriverVolumePlugin(
+            root, args.volume_dir, lambda: snapshot().driver_version, log=log, read_only_mounts=root.is_live
+        )
     try:
         srv = PluginServer(
             snapshot,
@@ -349,7 +352,7 @@ def register(sub) -> None:
         "for the plugin nvidia-docker)",
     )
     p.add_argument("--no-plugin", action="store_true", help="the REST API only, no volume plugin")
-    _add_volume_dir(p)
+    _add_volume_dir(p, "a directory on this machine, which dockerd opens as named")
     p.add_argument(
         "--dev-dir",
         default="/dev",
@@ -385,10 +388,10 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_nvidia_docker)
 
 
-def _add_volume_dir(p: argparse.ArgumentParser) -> None:
+def _add_volume_dir(p: argparse.ArgumentParser, where: str = "the Docker host's path, under --root") -> None:
     p.add_argument(
         "--volume-dir",
         default=DEFAULT_VOLUME_DIR,
         metavar="DIR",
-        help=f"where gpudock builds driver volumes (default {DEFAULT_VOLUME_DIR})",
+        help=f"where gpudock builds driver volumes ({where}; default {DEFAULT_VOLUME_DIR})",
     )

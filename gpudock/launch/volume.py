@@ -214,7 +214,7 @@ def build_driver_volume(
         if not any(f.how != "symlink" and f.name.startswith(("lib64/", "lib/")) for f in files):
             why = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
             raise LaunchError(
-                f"no library of driver {version} was found through {root.path('/etc/ld.so.cache')}"
+                f"no library of driver {version} was found through {root.real('/etc/ld.so.cache')}"
                 + (f" (skipped: {why})" if skipped else "")
                 + ": a driver volume without the driver's files would give containers an empty "
                 "/usr/local/nvidia; install the driver's libraries (or give --root the host's root) first"
@@ -337,7 +337,7 @@ def _volume_users(client, name: str) -> list[str]:
 
 def ensure_driver_volume(client, root: HostRoot, volume_name: str, volume_dir: str = DEFAULT_VOLUME_DIR):
     """Make sure the Docker volume ``volume_name`` (``nvidia_driver_<version>``) exists and holds
-    that driver's files, as the plugin did on first use: the files under ``root.path(volume_dir)``,
+    that driver's files, as the plugin did on first use: the files under ``root.real(volume_dir)``,
     the volume a read-only bind of ``volume_dir`` as the Docker host names it.
 
     An existing volume is checked (:func:`check_volume_dir`, on its bind directory or mountpoint
@@ -355,7 +355,7 @@ def ensure_driver_volume(client, root: HostRoot, volume_name: str, volume_dir: s
         existing = None
     host_dir = f"{volume_dir.rstrip('/')}/nvidia_driver/{version}"
     if existing is None:
-        vol = build_driver_volume(root, root.path(volume_dir), version)
+        vol = build_driver_volume(root, root.real(volume_dir), version)
         ensure_docker_volume(client, vol, host_path=host_dir)
         return EnsuredVolume(
             volume_name, "built", f"built driver volume {volume_name} ({len(vol.files)} files) at {vol.path}", vol
@@ -366,7 +366,7 @@ def ensure_driver_volume(client, root: HostRoot, volume_name: str, volume_dir: s
     opts = attrs.get("Options") or {}
     device = opts.get("device") if driver == "local" else None
     where = device or attrs.get("Mountpoint") or ""
-    check = check_volume_dir(root.path(where), version) if where.startswith("/") else None
+    check = check_volume_dir(root.real(where), version) if where.startswith("/") else None
     if check is not None and check.ok:
         return EnsuredVolume(volume_name, "ok", f"driver volume {volume_name} {check.message}")
     if check is None or check.kind == "unreadable":
@@ -390,13 +390,13 @@ def ensure_driver_volume(client, root: HostRoot, volume_name: str, volume_dir: s
     if ours:
         # gpudock's own bind: build its files again where it points
         vdir = os.path.dirname(os.path.dirname(device.rstrip("/")))
-        vol = build_driver_volume(root, root.path(vdir), version)
+        vol = build_driver_volume(root, root.real(vdir), version)
         return EnsuredVolume(
             volume_name, "rebuilt", f"{problem}: rebuilt its files ({len(vol.files)}) at {vol.path}", vol
         )
     if driver == "local" and not device and check.kind == "bare":
         existing.remove()
-        vol = build_driver_volume(root, root.path(volume_dir), version)
+        vol = build_driver_volume(root, root.real(volume_dir), version)
         ensure_docker_volume(client, vol, host_path=host_dir)
         return EnsuredVolume(
             volume_name,

@@ -25,6 +25,9 @@ List|Capabilities``. With it, ``docker run --volume-driver=nvidia-docker
 - Errors are ``{"Err": "<reason>: <name>"}``; replies are ``application/vnd.docker.plugins.v1+json``
   and only the plugin API versions 1.1 and 1.2 are accepted (``Accept``), else 406, as 1.0 did.
 
+dockerd keeps a volume plugin it has used among its drivers: once ``gpudock serve`` stops,
+every ``docker volume ls`` waits about 15 s for it, until dockerd restarts (so did 1.0's).
+
 The HTTP side (timeouts, one write per response) is :mod:`gpudock.launch.httpserve`; this
 module's :meth:`DriverVolumePlugin.answer` is a plain function of the request. Plain Python; no
 Textual.
@@ -112,10 +115,15 @@ class _Err(Exception):
 
 
 class DriverVolumePlugin:
-    """The volume plugin's state: driver volumes under ``volume_dir`` (a real directory on this
-    machine), built from the host under ``root``. ``driver_version`` gives the running driver's
-    version (NVML's, as 1.0 took it); when it gives None the loaded kernel module's is used.
-    :meth:`close` undoes the read-only mounts."""
+    """The volume plugin's state: driver volumes under ``volume_dir``, built from the driver's
+    files under ``root``. ``driver_version`` gives the running driver's version (NVML's, as 1.0
+    took it); when it gives None the loaded kernel module's is used. :meth:`close` undoes the
+    read-only mounts.
+
+    Like nvidia-docker-plugin, the plugin runs beside dockerd: ``volume_dir`` is a directory on
+    this machine, and the mount points it answers are paths dockerd opens as they are. The
+    read-only mounts need dockerd's mount namespace too, so ``gpudock serve`` makes them only
+    on the live root (no ``--root``); ``read_only_mounts`` says whether to."""
 
     def __init__(
         self,
@@ -134,6 +142,11 @@ class DriverVolumePlugin:
         self._lock = threading.Lock()
         self._mounted: set[str] = set()  # mount points made by this plugin, still mounted
         self._warned = False
+        if not read_only_mounts:
+            self._say(
+                "read-only mounts are off: containers get the volume directory itself, read-only only "
+                "where they ask for :ro (as /docker/cli and the wrapper do)"
+            )
 
     # -- the protocol --------------------------------------------------------------------------
 

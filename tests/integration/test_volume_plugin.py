@@ -16,7 +16,8 @@ import pytest
 
 from gpudock.host.root import HostRoot
 from gpudock.launch.httpserve import SocketInUse
-from gpudock.launch.plugin_server import PluginServer
+from gpudock.launch.plugin_server import DEFAULT_PORT, PluginServer
+from gpudock.launch.spec import LaunchError
 from gpudock.launch.volume_plugin import DriverVolumePlugin, is_mount_point
 from helpers.driverhost import CURRENT, STALE, driver_host
 from helpers.gpus import shuffled_host
@@ -156,14 +157,11 @@ def plugin_on_engine(engine, tmp_path):
     lines: list[str] = []
     with global_plugin_socket() as sock:
         plugin = DriverVolumePlugin(HostRoot(root), str(tmp_path / "volumes"), lambda: CURRENT, log=lines.append)
-        srv = PluginServer(
-            lambda: shuffled_host(),
-            port=0,
-            root=HostRoot(root),
-            dev_dir=str(engine.dev_dir),
-            volume_plugin=plugin,
-            plugin_socket=sock,
-        )
+        kw = dict(root=HostRoot(root), dev_dir=str(engine.dev_dir), volume_plugin=plugin, plugin_socket=sock)
+        try:  # the plugin's own port, so the seed commands run as written, when nothing else has it
+            srv = PluginServer(lambda: shuffled_host(), port=DEFAULT_PORT, **kw)
+        except LaunchError:
+            srv = PluginServer(lambda: shuffled_host(), port=0, **kw)
         srv.start_background()
         srv.lines, srv.volumes = lines, tmp_path / "volumes"
         try:
@@ -177,6 +175,9 @@ def plugin_on_engine(engine, tmp_path):
                 api.remove_volume(v["Name"], force=True)
             srv.shutdown()
             srv.server_close()
+            # dockerd keeps a plugin it once used among its volume drivers, and then asks it at every
+            # `docker volume ls` (15 s of retries when it is gone): a restart makes it forget
+            engine.restart()
         assert not os.path.exists(sock)
 
 
@@ -200,6 +201,8 @@ def test_docker_volume_create_with_the_plugin(engine, plugin_on_engine):
     assert (plugin_on_engine.volumes / "nvidia_driver" / CURRENT / "lib64/libcuda.so.535.129.03").is_file()
     listed = sh(engine, "docker volume ls --format '{{.Driver}} {{.Name}}'").stdout.split("\n")
     assert f"nvidia-docker {VOLUME}" in listed
+    out = sh(engine, f"docker run --rm -v {VOLUME}:/usr/local/nvidia:ro {engine.image} sh -c '{LIST}'").stdout
+    assert {"libcuda.so.535.129.03", "libnvidia-ml.so.1", "libcuda.so", "nvidia-smi"} <= set(out.split())
 
 
 def test_docker_volume_create_of_another_version_is_refused(engine, plugin_on_engine):

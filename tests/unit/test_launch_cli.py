@@ -91,7 +91,8 @@ def test_the_launcher_core_never_imports_textual():
 
     code = (
         "import sys, gpudock.launch.selection, gpudock.launch.spec, gpudock.launch.engine, gpudock.launch.run, "
-        "gpudock.launch.volume, gpudock.launch.plugin_server, gpudock.commands.launch; "
+        "gpudock.launch.volume, gpudock.launch.plugin_server, gpudock.launch.httpserve, "
+        "gpudock.launch.volume_plugin, gpudock.launch.wrapper, gpudock.commands.launch; "
         "print('textual' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
