@@ -1,6 +1,6 @@
 """Run every benchmark and record the figures in bench/results.json (run by hand, not by CI).
 
-    python bench/run.py [--quick] [--only dashboard,ldcache,holders]
+    python bench/run.py [--quick] [--only dashboard,ldcache,holders,serve]
 
 --quick idles the dashboard for 15 s instead of 60 s. The holders benchmark starts its own private
 Docker engine (as the tests do) and needs root and Debian's docker.io; each benchmark's figures
@@ -50,11 +50,13 @@ def main(argv: list[str]) -> int:
         only = set(argv[argv.index("--only") + 1].split(","))
     from bench_dashboard import bench_dashboard
     from bench_ldcache import bench_ldcache
+    from bench_serve import bench_serve
 
     benches = {
         "dashboard": lambda: bench_dashboard(15.0 if quick else 60.0),
         "ldcache": bench_ldcache,
         "holders": _holders,
+        "serve": bench_serve,
     }
     run = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
