@@ -246,6 +246,7 @@ class DriverVolumePlugin:
             )
         if check_volume_dir(self._dir(version), version).ok:
             return {"Err": None}
+        self._unmount_ro(self._mountpoint(name))  # a mount of the old directory would show it emptied
         try:
             vol = build_driver_volume(self.root, self.volume_dir, version)
         except (LaunchError, OSError) as e:

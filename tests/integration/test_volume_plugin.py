@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -119,6 +120,18 @@ def test_an_empty_version_directory_is_rebuilt_on_create(plugin_here):
     d.mkdir(parents=True)
     assert plugin_call(plugin_here.sock, "VolumeDriver.Create", {"Name": VOLUME})[2] == {"Err": None}
     assert (d / "lib64/libnvidia-ml.so.535.129.03").is_file()
+
+
+def test_a_rebuild_is_what_the_next_mount_shows(plugin_here):
+    sock = plugin_here.sock
+    plugin_call(sock, "VolumeDriver.Create", {"Name": VOLUME})
+    mp = plugin_call(sock, "VolumeDriver.Mount", {"Name": VOLUME, "ID": "a"})[2]["Mountpoint"]
+    built = plugin_here.volumes / "nvidia_driver" / CURRENT
+    shutil.rmtree(built / "lib64")
+    shutil.rmtree(built / "lib")
+    assert plugin_call(sock, "VolumeDriver.Create", {"Name": VOLUME})[2] == {"Err": None}
+    assert plugin_call(sock, "VolumeDriver.Mount", {"Name": VOLUME, "ID": "b"})[2]["Mountpoint"] == mp
+    assert is_mount_point(mp) and "libcuda.so.535.129.03" in os.listdir(f"{mp}/lib64")
 
 
 def test_a_host_without_the_drivers_libraries_is_refused(tmp_path):
