@@ -1,6 +1,6 @@
 """Run every benchmark and record the figures in bench/results.json (run by hand, not by CI).
 
-    python bench/run.py [--quick] [--only dashboard,nvitop,ldcache,holders,fleet]
+    python bench/run.py [--quick] [--only dashboard,nvitop,ldcache,holders,fleet,serve]
 
 --quick idles the dashboard for 15 s instead of 60 s. The holders benchmark starts its own private
 Docker engine (as the tests do) and needs root and Debian's docker.io; the fleet benchmark needs
@@ -53,6 +53,7 @@ def main(argv: list[str]) -> int:
     from bench_fleet import bench_fleet
     from bench_ldcache import bench_ldcache
     from bench_nvitop import bench_nvitop
+    from bench_serve import bench_serve
 
     benches = {
         "dashboard": lambda: bench_dashboard(15.0 if quick else 60.0),
@@ -60,6 +61,7 @@ def main(argv: list[str]) -> int:
         "ldcache": bench_ldcache,
         "holders": _holders,
         "fleet": bench_fleet,
+        "serve": bench_serve,
     }
     run = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

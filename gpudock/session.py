@@ -180,14 +180,16 @@ class HostSession:
 
     # -- the Docker engine -----------------------------------------------------------------------
 
-    def docker_client(self, timeout: float = 10.0):
+    def docker_client(self, timeout: float = 10.0, base_url: str | None = None):
         """A docker SDK client for this host's engine (raises docker.errors.DockerException; the
-        caller says what failed). The same engine for every caller: the watcher's."""
+        caller says what failed). The same engine for every caller: the watcher's; ``base_url``
+        only where the operator named another in the same breath (nvidia-docker's ``-H``)."""
         import docker
 
-        if self.docker_url is None:
+        url = base_url or self.docker_url
+        if url is None:
             raise SessionError("the Docker engine is off for this run (--no-docker)")
-        return docker.DockerClient(base_url=self.docker_url, version="auto", timeout=timeout)
+        return docker.DockerClient(base_url=url, version="auto", timeout=timeout)
 
     def reachable_docker_client(self, timeout: float = 10.0):
         """A client that answered a ping, or None (the caller reports the engine unreachable)."""

@@ -1,8 +1,9 @@
-"""``gpudock args``, ``gpudock run`` and ``gpudock serve``: the launcher on the command line.
+"""``gpudock args``, ``run``, ``serve`` and ``nvidia-docker``: the launcher on the command line.
 
     gpudock args [--mode legacy|runtime|gpus|cdi] [--format cli|plugin|json|compose|k8s|sdk|run] GPU...
     gpudock run  [--mode ...] --gpu GPU... [--name N] [--env K=V]... [--cap CAPS] [--mps PCT] [--force] IMAGE [CMD...]
-    gpudock serve [--port 3476]
+    gpudock serve [--port 3476] [--plugin-socket PATH | --no-plugin] [--volume-dir DIR]
+    gpudock nvidia-docker [--dev-dir DIR] run|create [docker args]   (and any other docker command)
 
 GPUs are NVML indices, UUIDs, PCI bus ids, an ``NV_GPU``-style list ("2,0") or ``all``; their
 order is kept. ``run`` takes them from ``--gpu`` or, failing that, from ``$NV_GPU``. Every refusal
@@ -20,6 +21,8 @@ import time
 from gpudock.exitcode import ExitCode
 from gpudock.launch.selection import SelectionError, parse_selection
 from gpudock.launch.spec import FORMATS, MODES, LaunchError, build_spec
+from gpudock.launch.volume import DEFAULT_VOLUME_DIR
+from gpudock.launch.volume_plugin import DEFAULT_PLUGIN_SOCKET
 
 
 def _err(msg: str) -> int:
@@ -101,7 +104,7 @@ def cmd_args(args, host) -> int:
 def cmd_run(args, host) -> int:
     import docker
 
-    from gpudock.launch.run import first_logs, launch
+    from gpudock.launch.run import launch
     from gpudock.launch.volume import ensure_driver_volume
 
     gpus = args.gpu or ([os.environ["NV_GPU"]] if os.environ.get("NV_GPU") else [])
@@ -110,13 +113,11 @@ def cmd_run(args, host) -> int:
         spec = _spec(
             args, host, snap, gpus, image=args.image, command=args.command or None, name=args.name, env=args.env or ()
         )
-        client = host.docker_client()
+        client = host.docker_client(timeout=60)
         if spec.mode == "legacy":
-            vol = ensure_driver_volume(client, host.root, spec.driver_volume)
-            if vol is not None:
-                print(
-                    f"gpudock: built driver volume {vol.name} ({len(vol.files)} files) at {vol.path}", file=sys.stderr
-                )
+            got = ensure_driver_volume(client, host.root, spec.driver_volume, args.volume_dir)
+            if got.action != "ok":
+                print(f"gpudock: {got.message}", file=sys.stderr)
         hmap = host.holders(snap)
         if hmap.docker is not None and not hmap.docker.ok:
             raise LaunchError(hmap.docker.message or f"cannot read the Docker engine at {hmap.docker.base_url}")
@@ -127,6 +128,12 @@ def cmd_run(args, host) -> int:
         return _err(str(e))
     except docker.errors.DockerException as e:
         return _err(host.explain_engine_error(e))
+    return _report_run(args, spec, container, warnings)
+
+
+def _report_run(args, spec, container, warnings) -> int:
+    from gpudock.launch.run import first_logs
+
     for w in warnings:
         print(f"gpudock: warning: {w}", file=sys.stderr)
     deadline = time.monotonic() + args.wait
@@ -162,35 +169,122 @@ def cmd_run(args, host) -> int:
 
 
 def cmd_serve(args, host) -> int:
+    import threading
+
+    from gpudock.launch.httpserve import SocketInUse
     from gpudock.launch.plugin_server import PluginServer
+    from gpudock.launch.volume_plugin import DriverVolumePlugin
 
     cache: list = [0.0, None]  # one NVML session per second at most, however many requests come
+    lock = threading.Lock()  # requests are answered on several threads; one NVML session at a time
 
     def snapshot():
-        now = time.monotonic()
-        if cache[1] is None or now - cache[0] >= 1.0:
-            cache[:] = [now, host.snapshot()]
-        return cache[1]
+        with lock:
+            now = time.monotonic()
+            if cache[1] is None or now - cache[0] >= 1.0:
+                cache[:] = [now, host.snapshot()]
+            return cache[1]
 
+    def log(line: str) -> None:
+        print(f"gpudock: {line}", file=sys.stderr, flush=True)
+
+    root = host.root
+    # A simulated host keeps the plugin's socket and volumes in its own directory, as it keeps
+    # everything else; a real one where dockerd looks for them.
+    socket_path = args.plugin_socket or (root.real(DEFAULT_PLUGIN_SOCKET) if host.simulated else DEFAULT_PLUGIN_SOCKET)
+    volume_dir = args.volume_dir or (root.real(DEFAULT_VOLUME_DIR) if host.simulated else DEFAULT_VOLUME_DIR)
+    args.plugin_socket, args.volume_dir = socket_path, volume_dir
+    plugin = None
+    if not args.no_plugin:
+        # the read-only mounts must be made where dockerd sees them: only on the host itself
+        plugin = DriverVolumePlugin(
+            root, volume_dir, lambda: snapshot().driver_version, log=log, read_only_mounts=root.is_live
+        )
     try:
         srv = PluginServer(
             snapshot,
             port=args.port,
             host=args.host,
-            root=host.root,
-            log=lambda line: print(line, file=sys.stderr),
+            root=root,
+            log=log,
+            dev_dir=args.dev_dir,
+            volume_plugin=plugin,
+            plugin_socket=socket_path,
         )
     except LaunchError as e:
         return _err(str(e))
-    except OSError as e:
-        return _err(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
-    print(f"gpudock: nvidia-docker-plugin API on http://127.0.0.1:{srv.port}/v1.0/", file=sys.stderr)
+    except SocketInUse as e:
+        return _err(
+            f"cannot serve the volume plugin: {e} (nvidia-docker-plugin, or another gpudock serve?): "
+            "stop it, or give --plugin-socket PATH, or --no-plugin for the REST API alone"
+        )
+    print(f"gpudock: nvidia-docker-plugin API on http://127.0.0.1:{srv.port}/v1.0/", file=sys.stderr, flush=True)
+    if plugin is not None:
+        print(
+            f"gpudock: Docker volume plugin nvidia-docker on {args.plugin_socket} (volumes in {args.volume_dir})",
+            file=sys.stderr,
+            flush=True,
+        )
     with srv:
-        try:
-            srv.serve_forever()
-        except KeyboardInterrupt:
-            pass
+        srv.serve_forever()
     return ExitCode.OK
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text) if len(text) <= 6 else -1
+    except ValueError:
+        n = -1
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:12]!r} is not a TCP port (1-65535)")
+    return n
+
+
+def cmd_nvidia_docker(args, host) -> int:
+    import docker
+
+    from gpudock.launch.wrapper import WrapperOptions, docker_command, gpu_args, parse_docker_line, wrapped_args
+
+    argv = list(args.docker_args)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        return _err("nvidia-docker: give a docker command, e.g. 'gpudock nvidia-docker run --rm IMAGE nvidia-smi'")
+    line = parse_docker_line(argv)
+    cmd = docker_command(os.environ)
+    final = list(argv)
+    if line.command in ("run", "create"):
+        opts = WrapperOptions(host.root, args.dev_dir, args.volume_dir, args.plugin_socket)
+        try:
+            snap = _snapshot(host)
+            # the engine docker's own -H names, else the host's
+            client = host.docker_client(timeout=60, base_url=line.host)
+            final = wrapped_args(line, gpu_args(line, snap, os.environ, opts, client))
+        except (LaunchError, SelectionError) as e:
+            return _err(str(e))
+        except docker.errors.DockerException as e:
+            return _err(host.explain_engine_error(e))
+    elif line.command == "version":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            mine = version("gpudock")
+        except PackageNotFoundError:
+            mine = "unknown"
+        print(f"NVIDIA Docker: gpudock {mine}\n", flush=True)
+    full = [*cmd, *final]
+    if args.dry_run:
+        import shlex
+
+        print(shlex.join(full))
+        return ExitCode.OK
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(full[0], full)  # never through a shell
+    except OSError as e:
+        return _err(f"cannot run {full[0]}: {e.strerror}")
+    return ExitCode.OK  # not reached
 
 
 def register(sub) -> None:
@@ -223,11 +317,71 @@ def register(sub) -> None:
         "--wait", type=float, default=2.0, metavar="S", help="wait up to S seconds for the first log lines (default 2)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_volume_dir(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments (no shell)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("serve", help="answer the nvidia-docker-plugin REST API on 127.0.0.1")
-    p.add_argument("--port", type=int, default=3476, help="TCP port (default 3476)")
+    p = sub.add_parser(
+        "serve",
+        help="nvidia-docker-plugin: the REST API on 127.0.0.1 and the Docker volume plugin on its socket",
+    )
+    p.add_argument("--port", type=_port, default=3476, help="TCP port (default 3476)")
     p.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--plugin-socket",
+        metavar="PATH",
+        default=None,
+        help=f"the volume plugin's UNIX socket (default {DEFAULT_PLUGIN_SOCKET}, where dockerd looks "
+        "for the plugin nvidia-docker; on --demo/--sim, the simulated host's own)",
+    )
+    p.add_argument("--no-plugin", action="store_true", help="the REST API only, no volume plugin")
+    p.add_argument(
+        "--volume-dir",
+        default=None,
+        metavar="DIR",
+        help=f"where the plugin builds driver volumes (a directory on this machine, which dockerd opens as "
+        f"named; default {DEFAULT_VOLUME_DIR}; on --demo/--sim, inside the simulated host)",
+    )
+    p.add_argument(
+        "--dev-dir",
+        default="/dev",
+        metavar="DIR",
+        help="where this host has the /dev/nvidia* nodes (default /dev; otherwise /docker/cli maps DIR/nvidiaN)",
+    )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "nvidia-docker",
+        help="nvidia-docker 1.0's wrapper: docker run|create with the GPUs of $NV_GPU and the driver volume",
+        description="docker run/create (also container run/create) with the devices of $NV_GPU (indices or "
+        "UUIDs, in order; all GPUs when unset) and the driver volume inserted before the image, after the "
+        "image's CUDA check; every other argument, and every other docker command, goes to docker unchanged "
+        "($NV_DOCKER replaces 'docker'). gpudock's own options come first; docker's global options after "
+        "'--' (gpudock nvidia-docker -- -H unix:///x run ...).",
+    )
+    p.add_argument(
+        "--dev-dir",
+        default="/dev",
+        metavar="DIR",
+        help="where the Docker host has the /dev/nvidia* nodes (default /dev)",
+    )
+    _add_volume_dir(p)
+    p.add_argument(
+        "--plugin-socket",
+        metavar="PATH",
+        default=DEFAULT_PLUGIN_SOCKET,
+        help="the volume plugin's socket: when it answers and the volume is missing, the plugin builds it",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the docker command instead of running it")
+    p.add_argument("docker_args", nargs=argparse.REMAINDER, metavar="DOCKER-ARGS")
+    p.set_defaults(func=cmd_nvidia_docker)
+
+
+def _add_volume_dir(p: argparse.ArgumentParser, where: str = "the Docker host's path, under --root") -> None:
+    p.add_argument(
+        "--volume-dir",
+        default=DEFAULT_VOLUME_DIR,
+        metavar="DIR",
+        help=f"where gpudock builds driver volumes ({where}; default {DEFAULT_VOLUME_DIR})",
+    )

@@ -16,26 +16,30 @@ printed them when unavailable. Two differences, because there is no CUDA here: `
 every other GPU whose PCIe path NVML knows (the plugin listed the peers CUDA could reach), and the
 ECC counters give the volatile uncorrected count as ``Global`` with the caches' own counts null.
 
-Plain Python (http.server); no Textual.
+The HTTP layer is :mod:`.httpserve` (shared with the volume plugin's socket,
+:mod:`.volume_plugin`); the answer builders here are plain functions of a snapshot.
+
+Plain Python; no Textual.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import zlib
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from gpudock.host.root import HostRoot
 from gpudock.model import Gpu, HostSnapshot
 
+from .httpserve import DEFAULT_TIMEOUT, HttpServer, Request, Response, claim_unix_socket, error_response
 from .selection import SelectionError, parse_plugin_devices
 from .spec import DRIVER_VOLUME, LaunchError, build_spec, plugin_line
 
-__all__ = ["DEFAULT_PORT", "PluginServer", "tabwrite", "gpu_info_json", "gpu_status_json"]
+__all__ = ["DEFAULT_PORT", "PluginServer", "gpu_info_json", "gpu_status_json", "rest_answer", "tabwrite"]
 
 DEFAULT_PORT = 3476
 LOOPBACK = "127.0.0.1"
@@ -355,82 +359,67 @@ def mesos_cli(snap: HostSnapshot, root: HostRoot) -> str:
 # -- HTTP ---------------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: PluginServer
-    server_version = "gpudock-serve"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's name
-        if self.server.log:
-            self.server.log(f"{self.address_string()} {format % args}")
-
-    def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8", nosniff: bool = False) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        if nosniff:
-            self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _error(self, code: int, text: str) -> None:
-        self._send(code, (text + "\n").encode(), nosniff=True)  # Go's http.Error
-
-    def _not_found(self) -> None:
-        self._error(404, "404 page not found")
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_found
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        path = url.path
-        if path.startswith("/v1.0/"):
-            path = path[len("/v1.0") :]
-        if path not in _ROUTES:
-            return self._not_found()
-        query = parse_qs(url.query, keep_blank_values=True)
-        try:
-            snap = self.server.snapshot_fn()
-        except Exception as e:  # noqa: BLE001 - the plugin answered 500 on any panic
-            return self._error(500, f"internal error: {e}")
-        if snap.nvml_failure:
-            return self._error(500, f"internal error: NVML: {snap.nvml_failure.nvml_text}")
-        root = self.server.root
-        if path == "/gpu/info":
-            return self._send(200, gpu_info_text(snap, root).encode())
-        if path == "/gpu/info/json":
-            return self._send(200, _go_json(gpu_info_json(snap, root)), "application/json")
-        if path == "/gpu/status":
-            return self._send(200, gpu_status_text(snap).encode())
-        if path == "/gpu/status/json":
-            return self._send(200, _go_json(gpu_status_json(snap)), "application/json")
-        if path == "/mesos/cli":
-            return self._send(200, mesos_cli(snap, root).encode())
-        dev = query.get("dev", [""])[0]
-        vols = query.get("vol", [""])[0].split(" ")
-        if len(vols) == 1 and vols[0] in ("", "*"):
-            vols = [DRIVER_VOLUME]  # every known volume; there is only the one
-        bad = next((v for v in vols if v != DRIVER_VOLUME), None)
-        try:
-            sel = parse_plugin_devices(dev, snap)
-            if bad is not None:  # the plugin checked devices first, then volumes
-                return self._error(400, f"invalid volume: {bad}")
-            spec = build_spec(snap, sel, "legacy", uvm_tools=root.exists("/dev/nvidia-uvm-tools"))
-        except SelectionError as e:
-            return self._error(400, str(e))
-        except LaunchError as e:
-            return self._error(500, f"internal error: {e}")
-        args = spec.plugin_args(volumes=len(vols))
-        if path == "/docker/cli":
-            return self._send(200, plugin_line(args).encode())
-        return self._send(200, _go_json(args), "application/json")
+def _not_found() -> Response:
+    return error_response(404, "404 page not found")
 
 
-class PluginServer(ThreadingHTTPServer):
-    """The REST server. ``snapshot_fn`` is called per request (status must be current)."""
+def rest_answer(
+    req: Request, snapshot_fn: Callable[[], HostSnapshot], root: HostRoot, dev_dir: str = "/dev"
+) -> Response:
+    """The REST API's answer to one request (GET only, with or without the ``/v1.0`` prefix)."""
+    path = req.path
+    if path.startswith("/v1.0/"):
+        path = path[len("/v1.0") :]
+    if req.method != "GET" or path not in _ROUTES:
+        return _not_found()
+    query = parse_qs(req.query, keep_blank_values=True)
+    try:
+        snap = snapshot_fn()
+    except Exception as e:  # noqa: BLE001 - the plugin answered 500 on any panic
+        return error_response(500, f"internal error: {e}")
+    if snap.nvml_failure:
+        return error_response(500, f"internal error: NVML: {snap.nvml_failure.nvml_text}")
+    if path == "/gpu/info":
+        return Response(200, gpu_info_text(snap, root).encode())
+    if path == "/gpu/info/json":
+        return Response(200, _go_json(gpu_info_json(snap, root)), "application/json")
+    if path == "/gpu/status":
+        return Response(200, gpu_status_text(snap).encode())
+    if path == "/gpu/status/json":
+        return Response(200, _go_json(gpu_status_json(snap)), "application/json")
+    if path == "/mesos/cli":
+        return Response(200, mesos_cli(snap, root).encode())
+    dev = query.get("dev", [""])[0]
+    vols = query.get("vol", [""])[0].split(" ")
+    if len(vols) == 1 and vols[0] in ("", "*"):
+        vols = [DRIVER_VOLUME]  # every known volume; there is only the one
+    bad = next((v for v in vols if v != DRIVER_VOLUME), None)
+    try:
+        sel = parse_plugin_devices(dev, snap)
+        if bad is not None:  # the plugin checked devices first, then volumes
+            return error_response(400, f"invalid volume: {bad}")
+        if dev_dir == "/dev":
+            uvm_tools = root.exists("/dev/nvidia-uvm-tools")
+        else:
+            uvm_tools = os.path.exists(os.path.join(dev_dir, "nvidia-uvm-tools"))
+        spec = build_spec(snap, sel, "legacy", uvm_tools=uvm_tools, dev_dir=dev_dir)
+    except SelectionError as e:
+        return error_response(400, str(e))
+    except LaunchError as e:
+        return error_response(500, f"internal error: {e}")
+    args = spec.plugin_args(volumes=len(vols))
+    if path == "/docker/cli":
+        return Response(200, plugin_line(args).encode())
+    return Response(200, _go_json(args), "application/json")
 
-    daemon_threads = True
+
+class PluginServer:
+    """``gpudock serve``: the REST API on ``127.0.0.1:port`` and, when ``volume_plugin`` is given,
+    Docker's volume plugin protocol on the UNIX socket ``plugin_socket``, both on one
+    :class:`~gpudock.launch.httpserve.HttpServer` (timeouts, backlog, one write per response,
+    the Host check on TCP). ``snapshot_fn`` is called per request (status must be current).
+    ``dev_dir`` is where this host has the ``/dev/nvidia*`` nodes (``/docker/cli`` then maps
+    ``DIR/nvidiaN:/dev/nvidiaN``; the default ``/dev`` gives the plugin's line byte for byte)."""
 
     def __init__(
         self,
@@ -439,23 +428,72 @@ class PluginServer(ThreadingHTTPServer):
         host: str = LOOPBACK,
         root: HostRoot | None = None,
         log: Callable[[str], None] | None = None,
+        *,
+        dev_dir: str = "/dev",
+        volume_plugin=None,
+        plugin_socket: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if host not in (LOOPBACK, "localhost"):
             raise LaunchError(
                 f"gpudock serve listens on {LOOPBACK} only, not {host!r}: the plugin API has no "
                 "authentication, and its answers open GPUs to whoever runs docker with them"
             )
+        if not 0 <= port <= 65535:
+            raise LaunchError(f"port {port} is not a TCP port (1-65535)")
         self.snapshot_fn = snapshot_fn
         self.root = root or HostRoot("/")
         self.log = log
-        super().__init__((LOOPBACK, port), _Handler)
+        self.dev_dir = dev_dir
+        self.volume_plugin = volume_plugin
+        self.plugin_socket = plugin_socket
+        self.http = HttpServer(timeout=timeout, log=log, name="gpudock-serve")
+        try:
+            try:
+                self.port = self.http.listen_tcp(LOOPBACK, port, self._rest)
+            except OSError as e:
+                raise LaunchError(f"cannot listen on {LOOPBACK}:{port}: {e.strerror or e}") from None
+            if volume_plugin is not None:
+                if not plugin_socket:
+                    raise LaunchError("a volume plugin needs its socket path")
+                try:
+                    claim_unix_socket(plugin_socket)
+                    self.http.listen_unix(plugin_socket, volume_plugin.http_answer)
+                except OSError as e:
+                    hint = (
+                        " (dockerd looks for plugins in /run/docker/plugins, which only root may write: run as "
+                        "root, or give --no-plugin for the REST API alone)"
+                        if isinstance(e, PermissionError)
+                        else ""
+                    )
+                    raise LaunchError(f"cannot listen on {plugin_socket}: {e.strerror or e}{hint}") from None
+        except BaseException:
+            self.http.close()
+            raise
 
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
+    def _rest(self, req: Request) -> Response:
+        return rest_answer(req, self.snapshot_fn, self.root, self.dev_dir)
 
-    def start_background(self, poll_interval: float = 0.05) -> threading.Thread:
-        """Serve from a daemon thread (tests, the TUI); ``shutdown()`` stops it."""
-        t = threading.Thread(target=self.serve_forever, args=(poll_interval,), name="gpudock-serve", daemon=True)
-        t.start()
-        return t
+    def start_background(self, poll_interval: float | None = None) -> threading.Thread:
+        """Serve from a daemon thread (tests, the TUI); :meth:`shutdown` stops it."""
+        return self.http.start_background()
+
+    def serve_forever(self) -> None:
+        """Serve until Ctrl-C, SIGTERM or :meth:`shutdown`."""
+        self.http.serve_forever()
+
+    def shutdown(self) -> None:
+        self.http.shutdown()
+
+    def server_close(self) -> None:
+        """Close the sockets (the plugin socket file goes) and undo the plugin's mounts."""
+        self.http.close()
+        if self.volume_plugin is not None:
+            self.volume_plugin.close()
+
+    def __enter__(self) -> PluginServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()

@@ -11,8 +11,9 @@ This module owns the order of the pre-flight checks and the one call that create
 5. in ``legacy`` mode, the driver volume exists (gpudock builds it with
    :mod:`gpudock.launch.volume`).
 
-Any failure raises :class:`~gpudock.launch.spec.LaunchError` and nothing is created. The container
-is started detached and never privileged. Plain Python; no Textual.
+Any failure raises :class:`~gpudock.launch.spec.LaunchError` and nothing is left behind: a container
+the engine creates but refuses to start is removed again. The container is started detached and
+never privileged. Plain Python; no Textual.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ def preflight(
             client.volumes.get(spec.driver_volume)
         except docker.errors.NotFound:
             raise LaunchError(
-                f"driver volume {spec.driver_volume} does not exist; build it first "
-                "(gpudock volume create, or gpudock.launch.volume.ensure_docker_volume)"
+                f"driver volume {spec.driver_volume} does not exist on this engine: 'gpudock run --mode legacy' "
+                "builds it, or, with 'gpudock serve' running, 'docker volume create --driver=nvidia-docker "
+                f"--name={spec.driver_volume}'"
             ) from None
     return Preflight(runtime, message, tuple(warnings))
 
@@ -119,15 +121,29 @@ def launch(
     force: bool = False,
     holders: Mapping[str, Sequence[str]] | None = None,
 ):
-    """Check, then create and start the container. Returns ``(container, warnings)``."""
+    """Check, then create and start the container. Returns ``(container, warnings)``. A container
+    the engine creates but will not start is removed again, so a retry with the same name works."""
     pre = preflight(client, spec, snapshot, force=force, holders=holders)
     kwargs = spec.sdk_kwargs()
+    kwargs.pop("detach", None)  # create + start is what a detached run is
     if spec.mode == "runtime" and pre.runtime:
         kwargs["runtime"] = pre.runtime
+    image, command = kwargs.pop("image"), kwargs.pop("command", None)
     try:
-        container = client.containers.run(**kwargs)
+        container = client.containers.create(image, command, **kwargs)
     except docker.errors.APIError as e:
         raise LaunchError(f"Docker refused the container: {e.explanation or e}") from None
+    try:
+        container.start()
+    except docker.errors.APIError as e:
+        why = e.explanation or str(e)
+        try:
+            container.remove(force=True)
+            gone = "it was removed again"
+        except docker.errors.APIError as e2:
+            gone = f"and removing it failed too ({e2.explanation or e2}): 'docker rm {container.id[:12]}'"
+        raise LaunchError(f"Docker created the container but would not start it: {why}; {gone}") from None
+    container.reload()
     return container, pre.warnings
 
 

@@ -44,6 +44,7 @@ class Selection:
 
 
 _SPLIT = re.compile(r"[\s,]+")
+_MAX_INDEX_DIGITS = 9
 _INDEX = re.compile(r"\d+")
 # Bus ids: "0000:05:00.0", "00000000:05:00.0", "05:00.0", any case.
 _BUS = re.compile(r"(?:[0-9a-fA-F]{1,8}:)?[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.[0-7]")
@@ -76,12 +77,18 @@ def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
     kind = _kind(token)
     gpus = snapshot.gpus
     if kind == "index":
-        idx = int(token)
+        digits = token.lstrip("0") or "0"
+        shown = token if len(token) <= 24 else f"{token[:12]}…({len(token)} digits)"
+        if len(digits) > _MAX_INDEX_DIGITS:  # int() would refuse 4,300 digits; no host has that many GPUs
+            raise SelectionError(
+                f"unknown GPU {shown!r}: this host has no GPU with that NVML index (indices: {_range_text(gpus)})"
+            )
+        idx = int(digits)
         for g in gpus:
             if g.index == idx:
                 return g
         raise SelectionError(
-            f"unknown GPU {token!r}: this host has no GPU with NVML index {idx} (indices: {_range_text(gpus)})"
+            f"unknown GPU {shown!r}: this host has no GPU with NVML index {idx} (indices: {_range_text(gpus)})"
         )
     if kind == "UUID":
         want = token.lower()
@@ -171,8 +178,8 @@ def parse_plugin_devices(value: str, snapshot: HostSnapshot) -> Selection:
         found: Gpu | None = None
         if item.startswith("GPU-"):
             found = next((g for g in gpus if g.uuid and g.uuid.startswith(item)), None)
-        elif _GO_ATOI.fullmatch(item):
-            i = int(item)
+        elif _GO_ATOI.fullmatch(item) and len(item.lstrip("+-").lstrip("0")) <= _MAX_INDEX_DIGITS:
+            i = int(item)  # longer numbers are out of range anyway (Go's Atoi: "value out of range")
             if 0 <= i < len(gpus):
                 found = gpus[i]
         if found is None:

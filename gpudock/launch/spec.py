@@ -316,7 +316,8 @@ class LaunchSpec:
         return {
             "VolumeDriver": PLUGIN_VOLUME_DRIVER,
             "Volumes": [f"{self.driver_volume}:{DRIVER_VOLUME_MOUNT}:ro"] * volumes,
-            "Devices": [d.container for d in self.devices],
+            # host:container when the nodes are not in /dev (--dev-dir); the plugin's form otherwise
+            "Devices": [d.cli() for d in self.devices],
         }
 
     def plugin_line(self) -> str:

@@ -23,8 +23,14 @@ Not done from 1.0's rules: the ``libnvidia-tls`` ABI-note check (drivers since t
 TLS library). The volume is rebuilt from scratch in a temporary directory and renamed into place,
 so a half-built volume is never mounted.
 
-:func:`ensure_docker_volume` then creates the Docker ``local`` volume ``nvidia_driver_<version>``
-bound to that directory. Plain Python; no Textual.
+A build that lands no library of the version is refused: an empty ``/usr/local/nvidia`` is
+never offered as a driver volume.
+
+:func:`ensure_docker_volume` then creates the Docker ``local`` volume ``nvidia_driver_<version>``,
+a read-only bind of that directory; :func:`ensure_driver_volume` is what a launch calls: it checks
+an existing volume's files (:func:`check_volume_dir`) and builds, rebuilds or refuses. The volume
+plugin (:mod:`gpudock.launch.volume_plugin`) builds with the same :func:`build_driver_volume`.
+Plain Python; no Textual.
 """
 
 from __future__ import annotations
@@ -46,11 +52,15 @@ __all__ = [
     "BINARIES",
     "DEFAULT_VOLUME_DIR",
     "DriverVolume",
+    "EnsuredVolume",
+    "VolumeCheck",
     "VolumeFile",
     "build_driver_volume",
+    "check_volume_dir",
     "ensure_docker_volume",
     "ensure_driver_volume",
     "kernel_module_version",
+    "volume_version",
 ]
 
 BINARIES = (
@@ -63,6 +73,7 @@ BINARIES = (
 VOLUME_GROUPS = frozenset({"utility", "compute", "video", "graphics", "glvnd", "compat"})
 DEFAULT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 DEFAULT_VOLUME_DIR = "/var/lib/gpudock/volumes"
+VOLUME_LABEL = "gpudock.driver-volume"
 _LIB64 = {ARCH_X8664_LIB64, ARCH_POWERPC_LIB64, ARCH_AARCH64_LIB64}
 _LIB32 = {ARCH_NONE, ARCH_X8664_LIBX32}
 
@@ -200,6 +211,14 @@ def build_driver_volume(
                 files.append(VolumeFile(f"bin/{name}", how, resolved))
                 break
 
+        if not any(f.how != "symlink" and f.name.startswith(("lib64/", "lib/")) for f in files):
+            why = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+            raise LaunchError(
+                f"no library of driver {version} was found through {root.real('/etc/ld.so.cache')}"
+                + (f" (skipped: {why})" if skipped else "")
+                + ": a driver volume without the driver's files would give containers an empty "
+                "/usr/local/nvidia; install the driver's libraries (or give --root the host's root) first"
+            )
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
     except BaseException:
@@ -208,10 +227,72 @@ def build_driver_volume(
     return DriverVolume(version, final, tuple(files), tuple(skipped))
 
 
+@dataclass(frozen=True, slots=True)
+class VolumeCheck:
+    """What a driver volume's directory holds, against the driver version its name promises."""
+
+    ok: bool
+    kind: Literal["ok", "missing", "unreadable", "empty", "bare", "other-version"]
+    message: str  # "holds no library of driver 535.129.03 (only of 470.57.02)"
+    other_versions: tuple[str, ...] = ()
+
+
+_VOLUME_NAME = re.compile(r"nvidia_driver_([0-9]+(?:\.[0-9]+)*)")
+
+
+def volume_version(volume_name: str) -> str:
+    """``nvidia_driver_535.129.03`` -> ``535.129.03``; :class:`LaunchError` for any other name."""
+    m = _VOLUME_NAME.fullmatch(volume_name or "")
+    if not m:
+        raise LaunchError(f"{volume_name!r} is not a driver volume name: expected nvidia_driver_<driver version>")
+    return m.group(1)
+
+
+def check_volume_dir(path: str, version: str) -> VolumeCheck:
+    """Does the volume directory ``path`` (a real path on this machine) hold driver ``version``'s
+    libraries, and no other driver's? ``bare`` is a directory with nothing in it at all (what
+    Docker makes when ``docker run -v nvidia_driver_X:…`` names a volume that does not exist)."""
+    try:
+        top = os.listdir(path)
+    except FileNotFoundError:
+        return VolumeCheck(False, "missing", f"its directory {path} does not exist")
+    except NotADirectoryError:
+        return VolumeCheck(False, "missing", f"{path} is not a directory")
+    except OSError as e:
+        return VolumeCheck(False, "unreadable", f"its directory {path} cannot be read here ({e.strerror})")
+    if not top:
+        return VolumeCheck(False, "bare", f"its directory {path} is empty")
+    mine = 0
+    others: set[str] = set()
+    for sub in ("lib64", "lib"):
+        try:
+            names = os.listdir(os.path.join(path, sub))
+        except OSError:
+            continue
+        for n in names:
+            v = driverlibs.version_suffix(n)
+            if v == version:
+                mine += 1
+            elif v:
+                others.add(v)
+    shown = ", ".join(sorted(others))
+    if not mine:
+        if others:
+            return VolumeCheck(
+                False, "other-version", f"holds no library of driver {version}, only of {shown}", tuple(sorted(others))
+            )
+        return VolumeCheck(False, "empty", f"holds no driver library in {path}/lib64 or {path}/lib")
+    if others:
+        return VolumeCheck(
+            False, "other-version", f"holds libraries of driver {shown} beside {version}'s", tuple(sorted(others))
+        )
+    return VolumeCheck(True, "ok", f"holds {mine} libraries of driver {version}")
+
+
 def ensure_docker_volume(client, volume: DriverVolume, host_path: str | None = None):
-    """The Docker ``local`` volume ``nvidia_driver_<version>`` bound to the volume directory
-    (``host_path``: that directory as the Docker host names it; default ``volume.path``). An
-    existing volume with that name is reused when it points at the same directory."""
+    """The Docker ``local`` volume ``nvidia_driver_<version>``, a read-only bind of the volume
+    directory (``host_path``: that directory as the Docker host names it; default ``volume.path``).
+    An existing volume with that name is reused when it points at the same directory."""
     import docker.errors
 
     device = host_path or volume.path
@@ -230,24 +311,101 @@ def ensure_docker_volume(client, volume: DriverVolume, host_path: str | None = N
     return client.volumes.create(
         name=volume.name,
         driver="local",
-        driver_opts={"type": "none", "o": "bind", "device": device},
-        labels={"gpudock.driver-volume": volume.version},
+        # ro: the files are hard links to the host's driver; a container that forgets :ro
+        # must not be able to write them (Docker's local driver remounts a ro bind read-only)
+        driver_opts={"type": "none", "o": "bind,ro", "device": device},
+        labels={VOLUME_LABEL: volume.version},
     )
 
 
+@dataclass(frozen=True, slots=True)
+class EnsuredVolume:
+    """What :func:`ensure_driver_volume` found or did; ``message`` says it in one line."""
+
+    name: str
+    action: Literal["ok", "unchecked", "built", "rebuilt", "replaced"]
+    message: str
+    volume: DriverVolume | None = None  # the files gpudock built, when it built them
+
+
+def _volume_users(client, name: str) -> list[str]:
+    try:
+        return sorted(c.name for c in client.containers.list(all=True, filters={"volume": name}))
+    except Exception:  # noqa: BLE001 - an engine without the filter: assume nobody
+        return []
+
+
 def ensure_driver_volume(client, root: HostRoot, volume_name: str, volume_dir: str = DEFAULT_VOLUME_DIR):
-    """Make sure the Docker volume ``volume_name`` (``nvidia_driver_<version>``) exists, building it
-    on first use as the plugin did: the files under ``root.path(volume_dir)``, the volume bound to
-    ``volume_dir`` as the Docker host names it. Returns the :class:`DriverVolume` built, or None
-    when the volume was already there."""
+    """Make sure the Docker volume ``volume_name`` (``nvidia_driver_<version>``) exists and holds
+    that driver's files, as the plugin did on first use: the files under ``root.real(volume_dir)``,
+    the volume a read-only bind of ``volume_dir`` as the Docker host names it.
+
+    An existing volume is checked (:func:`check_volume_dir`, on its bind directory or mountpoint
+    under ``root``). When it lacks the driver's files and no container uses it: gpudock's own bind
+    is rebuilt in place, and a local volume with nothing in it (``docker run -v`` made it) is
+    replaced; anything else is refused, saying what to remove. A volume whose directory is not on
+    this machine (a remote engine) is reported ``unchecked``. Returns an :class:`EnsuredVolume`;
+    raises :class:`LaunchError` on a refusal."""
     import docker.errors
 
+    version = volume_version(volume_name)
     try:
-        client.volumes.get(volume_name)
-        return None
+        existing = client.volumes.get(volume_name)
     except docker.errors.NotFound:
-        pass
-    version = volume_name.rpartition("_")[2]
-    vol = build_driver_volume(root, root.path(volume_dir), version)
-    ensure_docker_volume(client, vol, host_path=f"{volume_dir.rstrip('/')}/nvidia_driver/{vol.version}")
-    return vol
+        existing = None
+    host_dir = f"{volume_dir.rstrip('/')}/nvidia_driver/{version}"
+    if existing is None:
+        vol = build_driver_volume(root, root.real(volume_dir), version)
+        ensure_docker_volume(client, vol, host_path=host_dir)
+        return EnsuredVolume(
+            volume_name, "built", f"built driver volume {volume_name} ({len(vol.files)} files) at {vol.path}", vol
+        )
+
+    attrs = existing.attrs or {}
+    driver = attrs.get("Driver") or "local"
+    opts = attrs.get("Options") or {}
+    device = opts.get("device") if driver == "local" else None
+    where = device or attrs.get("Mountpoint") or ""
+    check = check_volume_dir(root.real(where), version) if where.startswith("/") else None
+    if check is not None and check.ok:
+        return EnsuredVolume(volume_name, "ok", f"driver volume {volume_name} {check.message}")
+    if check is None or check.kind == "unreadable":
+        why = check.message if check else "the engine gives no directory for it"
+        return EnsuredVolume(
+            volume_name, "unchecked", f"driver volume {volume_name} was not checked: {why} (a remote engine?)"
+        )
+
+    users = _volume_users(client, volume_name)
+    ours = (
+        driver == "local"
+        and bool(device)
+        and ((attrs.get("Labels") or {}).get(VOLUME_LABEL) is not None or device == host_dir)
+    )
+    problem = f"driver volume {volume_name} ({driver}{', ' + where if where else ''}) {check.message}"
+    if users:
+        raise LaunchError(
+            f"{problem}, and containers use it ({', '.join(users)}): remove them, then "
+            f"'docker volume rm {volume_name}', and launch again (gpudock builds it afresh)"
+        )
+    if ours:
+        # gpudock's own bind: build its files again where it points
+        vdir = os.path.dirname(os.path.dirname(device.rstrip("/")))
+        vol = build_driver_volume(root, root.real(vdir), version)
+        return EnsuredVolume(
+            volume_name, "rebuilt", f"{problem}: rebuilt its files ({len(vol.files)}) at {vol.path}", vol
+        )
+    if driver == "local" and not device and check.kind == "bare":
+        existing.remove()
+        vol = build_driver_volume(root, root.real(volume_dir), version)
+        ensure_docker_volume(client, vol, host_path=host_dir)
+        return EnsuredVolume(
+            volume_name,
+            "replaced",
+            f"{problem} (made by 'docker run -v' naming it before it existed?): replaced it with gpudock's "
+            f"driver volume ({len(vol.files)} files) at {vol.path}",
+            vol,
+        )
+    raise LaunchError(
+        f"{problem}; gpudock does not delete a volume it did not make: check it, remove it with "
+        f"'docker volume rm {volume_name}', and launch again"
+    )

@@ -19,7 +19,15 @@ Served (any ``/v1.NN`` prefix, or none):
   demo's launcher shows up in the holder column;
 * ``GET /events``: a chunked stream that stays open and carries one JSON line per container event
   (``filters`` type/container/event; ``until`` ends it at once);
-* ``GET /images/json``, ``GET /images/{name}/json``.
+* ``GET /images/json``, ``GET /images/{name}/json``;
+* volumes of the ``local`` driver: ``GET /volumes`` (``filters`` name/driver/label/dangling),
+  ``POST /volumes/create``, ``GET /volumes/{name}``, ``DELETE /volumes/{name}`` (409 while a
+  container uses it); a container's ``Binds`` naming a missing volume make an empty one, as
+  dockerd does, and another volume driver is "not found". Each volume gets a directory under the
+  engine's socket directory. A scenario with a driver version starts with the driver volume
+  ``nvidia_driver_<version>`` a host set up for legacy launches has: a read-only bind of a
+  directory holding the driver's file names (placeholders), so ``--mode legacy`` launches work
+  on the demo.
 
 Anything else answers 404 ``{"message": "page not found"}``, as dockerd does.
 
@@ -135,6 +143,7 @@ class _Container:
     exit_code: int
     tty: bool = False
     logs: list[tuple[int, str]] = field(default_factory=list)  # (stream 1|2, line)
+    mounts: list[dict] = field(default_factory=list)  # inspect's Mounts: volumes and binds
 
     def inspect(self) -> dict:
         state = self.state
@@ -168,7 +177,7 @@ class _Container:
             "ProcessLabel": "",
             "AppArmorProfile": "docker-default",
             "HostConfig": dict(self.host_config, Runtime=self.runtime),
-            "Mounts": [],
+            "Mounts": [dict(m) for m in self.mounts],
             "Config": {
                 "Hostname": self.id[:12],
                 "Domainname": "",
@@ -205,7 +214,7 @@ class _Container:
             "Status": status,
             "HostConfig": {"NetworkMode": self.host_config.get("NetworkMode", "default")},
             "NetworkSettings": {"Networks": {}},
-            "Mounts": [],
+            "Mounts": [dict(m) for m in self.mounts],
         }
 
 
@@ -242,8 +251,10 @@ def _host_config(c: SimContainer) -> dict[str, Any]:
 class SimEngineState:
     """The engine's containers and images, thread-safe, with event subscribers."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, volume_dir: str | None = None) -> None:
         self.engine: SimEngine = scenario.docker or SimEngine()
+        self.volume_dir = volume_dir  # where volumes' directories are made (None: no files)
+        self.volumes: dict[str, dict] = {}
         self._lock = threading.Lock()
         # Called with a container's record when it starts (the simulated toolkit's debug logs).
         self.on_start: Callable[[_Container], None] | None = None
@@ -274,6 +285,9 @@ class SimEngineState:
                 exit_code=c.exit_code,
                 logs=[(1, f"{c.name}: simulated by gpudock (scenario {scenario.name}); nothing runs here")],
             )
+
+        if volume_dir and scenario.driver_version:
+            self._seed_driver_volume(scenario.driver_version)
 
     # ------------------------------------------------------------------ lookups
 
@@ -356,6 +370,7 @@ class SimEngineState:
         hc.setdefault("Devices", [])
         hc.setdefault("DeviceRequests", None)
         hc.setdefault("NetworkMode", "default")
+        mounts = self._mounts(hc)
         cmd = body.get("Cmd")
         if isinstance(cmd, str):
             cmd = cmd.split()
@@ -391,6 +406,7 @@ class SimEngineState:
                 finished=None,
                 exit_code=0,
                 tty=bool(body.get("Tty")),
+                mounts=mounts,
                 logs=[
                     (1, f"{name}: simulated by gpudock; nothing runs here"),
                     (1, f"image {image}, runtime {runtime}"),
@@ -451,6 +467,147 @@ class SimEngineState:
                 self._emit(c, "die", exitCode="137")
             del self.containers[c.id]
             self._emit(c, "destroy")
+
+    # ------------------------------------------------------------------ volumes (local driver)
+
+    def _volume_doc(self, name: str, labels: dict | None, options: dict | None) -> dict:
+        if self.volume_dir:
+            mountpoint = os.path.join(self.volume_dir, name, "_data")
+            os.makedirs(mountpoint, exist_ok=True)
+        else:
+            mountpoint = f"/var/lib/docker/volumes/{name}/_data"
+        return {
+            "CreatedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Driver": "local",
+            "Labels": labels,
+            "Mountpoint": mountpoint,
+            "Name": name,
+            "Options": options,
+            "Scope": "local",
+        }
+
+    def _seed_driver_volume(self, version: str) -> None:
+        """The driver volume a host set up for legacy launches has (built by gpudock or by
+        nvidia-docker-plugin): a read-only bind of a directory with the driver's file names.
+        The files are placeholders, not the driver: nothing runs on a simulated host."""
+        d = os.path.join(self.volume_dir or "", "_files", "nvidia_driver", version)  # no volume name starts with _
+        for sub in ("bin", "lib64"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        for lib, soname in (("libcuda.so", "libcuda.so.1"), ("libnvidia-ml.so", "libnvidia-ml.so.1")):
+            real = f"{lib}.{version}"
+            with open(os.path.join(d, "lib64", real), "w") as f:
+                f.write(f"placeholder for {real} (simulated host)\n")
+            for link in (soname, lib):
+                if not os.path.lexists(os.path.join(d, "lib64", link)):
+                    os.symlink(real, os.path.join(d, "lib64", link))
+        with open(os.path.join(d, "bin", "nvidia-smi"), "w") as f:
+            f.write("#!/bin/sh\necho 'nvidia-smi: simulated host, no driver here'\n")
+        name = f"nvidia_driver_{version}"
+        self.volumes[name] = self._volume_doc(
+            name, {"gpudock.driver-volume": version}, {"type": "none", "o": "bind,ro", "device": d}
+        )
+
+    def create_volume(self, body: dict) -> dict:
+        name = body.get("Name") or secrets.token_hex(32)
+        driver = body.get("Driver") or "local"
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
+            raise ApiError(
+                400,
+                f'create {name}: "{name}" includes invalid characters for a local volume name, only '
+                '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path',
+            )
+        if driver != "local":
+            raise ApiError(404, f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found')
+        opts = dict(body.get("DriverOpts") or {})
+        bad = sorted(k for k in opts if k not in ("type", "o", "device", "size"))
+        if bad:
+            raise ApiError(400, f'create {name}: invalid option key: "{bad[0]}"')
+        with self._lock:
+            if name not in self.volumes:
+                self.volumes[name] = self._volume_doc(name, dict(body.get("Labels") or {}), opts)
+            return dict(self.volumes[name])
+
+    def volume(self, name: str) -> dict:
+        with self._lock:
+            v = self.volumes.get(name)
+        if v is None:
+            raise ApiError(404, f"get {name}: no such volume")
+        return dict(v)
+
+    def _users(self, name: str) -> list[str]:
+        return [c.id for c in self.containers.values() if any(m.get("Name") == name for m in c.mounts)]
+
+    def list_volumes(self, params: dict[str, list[str]]) -> dict:
+        filters = _filters(params)
+        with self._lock:
+            vols = [dict(v, _used=bool(self._users(v["Name"]))) for v in self.volumes.values()]
+        out = []
+        for v in sorted(vols, key=lambda v: v["Name"]):
+            used = v.pop("_used")
+            if "name" in filters and not any(n in v["Name"] for n in filters["name"]):
+                continue
+            if "driver" in filters and v["Driver"] not in filters["driver"]:
+                continue
+            if "label" in filters and not all(_label_match(v["Labels"] or {}, lab) for lab in filters["label"]):
+                continue
+            if "dangling" in filters and (filters["dangling"][0].lower() in ("1", "true")) == used:
+                continue
+            out.append(v)
+        return {"Volumes": out, "Warnings": None}
+
+    def remove_volume(self, name: str) -> None:
+        with self._lock:
+            v = self.volumes.get(name)
+            if v is None:
+                raise ApiError(404, f"get {name}: no such volume")
+            users = self._users(name)
+            if users:
+                raise ApiError(409, f"remove {name}: volume is in use - [{', '.join(users)}]")
+            del self.volumes[name]
+        if self.volume_dir and v["Mountpoint"].startswith(self.volume_dir + os.sep):
+            shutil.rmtree(os.path.dirname(v["Mountpoint"]), ignore_errors=True)
+
+    def _mounts(self, hc: dict) -> list[dict]:
+        """``HostConfig.Binds`` as inspect's ``Mounts``; a named volume that does not exist is made
+        (local driver, empty), as dockerd does; another volume driver is not found."""
+        driver = hc.get("VolumeDriver") or "local"
+        out = []
+        for bind in hc.get("Binds") or ():
+            src, _, rest = str(bind).partition(":")
+            dst, _, mode = rest.partition(":")
+            rw = "ro" not in mode.split(",")
+            if src.startswith("/"):
+                out.append(
+                    {
+                        "Type": "bind",
+                        "Source": src,
+                        "Destination": dst,
+                        "Mode": mode,
+                        "RW": rw,
+                        "Propagation": "rprivate",
+                    }
+                )
+                continue
+            with self._lock:
+                v = self.volumes.get(src)
+            if v is None:
+                if driver != "local":
+                    raise ApiError(404, f'error looking up volume plugin {driver}: plugin "{driver}" not found')
+                with self._lock:
+                    v = self.volumes.setdefault(src, self._volume_doc(src, None, None))
+            out.append(
+                {
+                    "Type": "volume",
+                    "Name": src,
+                    "Source": v["Mountpoint"],
+                    "Destination": dst,
+                    "Driver": v["Driver"],
+                    "Mode": mode or "z",
+                    "RW": rw,
+                    "Propagation": "",
+                }
+            )
+        return out
 
     # ------------------------------------------------------------------ documents
 
@@ -515,6 +672,10 @@ class SimEngineState:
             if "id" in filters and not any(c.id.startswith(i) for i in filters["id"]):
                 continue
             if "label" in filters and not all(_label_match(c.labels, lab) for lab in filters["label"]):
+                continue
+            if "volume" in filters and not any(
+                m.get("Name") in filters["volume"] or m.get("Destination") in filters["volume"] for m in c.mounts
+            ):
                 continue
             out.append(c.summary(now))
         limit = int((params.get("limit") or ["-1"])[0] or -1)
@@ -677,6 +838,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._events(params)
             if path == "/images/json":
                 return self._json(200, st.image_list())
+            if path == "/volumes":
+                return self._json(200, st.list_volumes(params))
+            m = re.match(r"^/volumes/([^/]+)$", path)
+            if m:
+                return self._json(200, st.volume(unquote(m.group(1))))
             m = re.match(r"^/images/(.+)/json$", path)
             if m:
                 return self._json(200, st.image_inspect(unquote(m.group(1))))
@@ -690,6 +856,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/containers/create":
                 c = st.create(self._body(), q("name") or None)
                 return self._json(201, {"Id": c.id, "Warnings": []})
+            if path == "/volumes/create":
+                return self._json(201, st.create_volume(self._body()))
             m = re.match(r"^/containers/([^/]+)/(start|stop|kill|restart)$", path)
             if m:
                 self._body()
@@ -709,6 +877,10 @@ class _Handler(BaseHTTPRequestHandler):
             m = re.match(r"^/containers/([^/]+)$", path)
             if m:
                 st.remove(unquote(m.group(1)), force=q("force").lower() in ("1", "true"))
+                return self._send(204)
+            m = re.match(r"^/volumes/([^/]+)$", path)
+            if m:
+                st.remove_volume(unquote(m.group(1)))
                 return self._send(204)
         raise ApiError(404, "page not found")
 
@@ -838,7 +1010,7 @@ class SimDockerd:
             raise ValueError(f"socket path too long for a UNIX socket: {path}")
         if os.path.exists(path):
             os.unlink(path)
-        server = _Server(path, SimEngineState(scenario))
+        server = _Server(path, SimEngineState(scenario, os.path.join(os.fspath(socket_dir), "volumes")))
         return cls(server, path, owned)
 
     def close(self) -> None:

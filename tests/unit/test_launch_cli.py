@@ -76,7 +76,9 @@ def test_args_json(capsys):
         (["args", "--image", "Up:per", "0"], "invalid image reference"),
         (["args", "--mode", "legacy", "--cap", "video", "0"], "capabilities do not apply in legacy mode"),
         (["args", "--mps", "0", "0"], "MPS thread percentage must be 1-100"),
-        (["serve", "--host", "0.0.0.0"], "listens on 127.0.0.1 only"),
+        (["serve", "--host", "0.0.0.0", "--no-plugin"], "listens on 127.0.0.1 only"),
+        (["args", "1" * 5000], "unknown GPU '111111111111…(5000 digits)': this host has no GPU with that NVML index"),
+        (["args", "--mode", "legacy", "0", "0" * 4999 + "9"], "(5000 digits)"),
     ],
 )
 def test_errors_are_one_line_on_stderr_exit_2(capsys, argv, message):
@@ -91,14 +93,15 @@ def test_the_launcher_core_never_imports_textual():
 
     code = (
         "import sys, gpudock.launch.selection, gpudock.launch.spec, gpudock.launch.engine, gpudock.launch.run, "
-        "gpudock.launch.volume, gpudock.launch.plugin_server, gpudock.commands.launch; "
+        "gpudock.launch.volume, gpudock.launch.plugin_server, gpudock.launch.httpserve, "
+        "gpudock.launch.volume_plugin, gpudock.launch.wrapper, gpudock.commands.launch; "
         "print('textual' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
-def test_gpudock_serve_answers_the_plugin_paths():
+def test_gpudock_serve_answers_the_plugin_paths(tmp_path):
     import socket
     import subprocess
     import sys
@@ -109,10 +112,25 @@ def test_gpudock_serve_answers_the_plugin_paths():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gpudock.cli", "--demo", "serve", "--port", str(port)], stderr=subprocess.PIPE, text=True
+        [
+            sys.executable,
+            "-m",
+            "gpudock.cli",
+            "--demo",
+            "serve",
+            "--port",
+            str(port),
+            "--plugin-socket",
+            str(tmp_path / "nvidia-docker.sock"),
+            "--volume-dir",
+            str(tmp_path / "volumes"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert "nvidia-docker-plugin API on http://127.0.0.1:" in proc.stderr.readline()
+        lines = [proc.stderr.readline() for _ in range(2)]  # (a line about read-only mounts comes first)
+        assert any("nvidia-docker-plugin API on http://127.0.0.1:" in ln for ln in lines), lines
         url = f"http://127.0.0.1:{port}/v1.0/docker/cli?dev=2+0&vol=nvidia_driver"
         for _ in range(50):
             try:
@@ -125,6 +143,9 @@ def test_gpudock_serve_answers_the_plugin_paths():
         )
         info = urllib.request.urlopen(f"http://127.0.0.1:{port}/gpu/info/json", timeout=5).read()
         assert b'"Driver":"535.129.03"' in info
+        assert f"Docker volume plugin nvidia-docker on {tmp_path}/nvidia-docker.sock" in proc.stderr.readline()
+        assert (tmp_path / "nvidia-docker.sock").is_socket()
     finally:
         proc.terminate()
-        proc.wait(10)
+        assert proc.wait(10) == 0
+    assert not (tmp_path / "nvidia-docker.sock").exists(), "SIGTERM removes the plugin socket"

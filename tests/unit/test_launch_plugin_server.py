@@ -268,3 +268,21 @@ def test_info_and_status_carry_what_nvidia_docker_1_filled_from_nvml(serve, tmp_
     status_text = get(srv, "/gpu/status")[2].decode()
     assert f"    BAR1:  {g2.bar1_used_mib} / 131072 MiB\n" in status_text
     assert f"      RX:  {g2.pcie_rx_kib_s // 1000} MB/s\n" in status_text
+
+
+def test_dev_dir_maps_the_nodes_where_they_are(tmp_path):
+    devs = tmp_path / "devs"
+    devs.mkdir()
+    srv = PluginServer(lambda: plugin_host(), port=0, root=fake_root(tmp_path, uvm_tools=False), dev_dir=str(devs))
+    srv.start_background()
+    try:
+        status, _, body = get(srv, "/docker/cli?dev=2")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    d = str(devs)
+    assert status == 200 and body.decode() == (
+        "--volume-driver=nvidia-docker --volume=nvidia_driver_387.26:/usr/local/nvidia:ro "
+        f"--device={d}/nvidiactl:/dev/nvidiactl --device={d}/nvidia-uvm:/dev/nvidia-uvm "
+        f"--device={d}/nvidia2:/dev/nvidia2"
+    )  # no nvidia-uvm-tools in DIR: not offered, as the plugin checked /dev
