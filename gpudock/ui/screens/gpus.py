@@ -13,10 +13,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer
 
 from gpudock.model import Gpu, HostSnapshot
+from gpudock.ui.updates import LiveScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
 from gpudock.ui.widgets.live_text import LiveText
@@ -248,7 +248,7 @@ def header_text(snap: HostSnapshot | None, banner: str | None) -> Text:
     return t
 
 
-class GpuScreen(Screen):
+class GpuScreen(LiveScreen):
     """Every GPU, live."""
 
     BINDINGS = [

@@ -5,8 +5,11 @@ every render cache key, so a refresh that changes one number re-renders every vi
 through Rich's padding and styling machinery. On the GPU screen, where a few numbers move every
 second, that was nearly all of the dashboard's idle CPU and it repainted the whole table over the
 SSH link each second. Here each row is one ``Text`` rendered into one cached ``Strip``; a changed
-row drops its own strip and asks for a repaint of its own line only, so an unchanged row costs
-nothing and the terminal receives only the lines that changed.
+row is rendered again at once, compared cell by cell with its last strip, and only the spans of
+cells that differ are repainted (``Widget.refresh(Region)``), so an unchanged row costs nothing and
+a number that moves in its last digit repaints that digit. On a :class:`gpudock.ui.updates.LiveScreen`
+the terminal then receives those cells only (Textual's own update would write the line from its
+left edge up to the last changed cell).
 
 The table keeps rows in insertion order, keyed by a string; cells are ``str`` or ``rich.text.Text``
 and are single-line. Columns have a fixed width or size themselves to their widest label or cell
@@ -22,11 +25,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -202,11 +206,12 @@ class LiveTable(ScrollView, can_focus=True):
             self._order.append(key)
         if self._grow_widths(cells) and self._layout():
             self._invalidate_all()
-        else:
+        elif old is None:
             self._strips.pop(key, None)
-            if old is None:
-                self._resize()
+            self._resize()
             self.refresh_line(self._index[key] + 1)
+        else:
+            self._repaint_changes(key)
         if old is None and key == self._pending_key:  # the cursor's row is back after set_columns
             self._pending_key = None
             self._set_cursor(self._index[key])
@@ -375,6 +380,22 @@ class LiveTable(ScrollView, can_focus=True):
         width = sum(w + 2 for w in self._widths)
         self.virtual_size = Size(width, len(self._order) + 1)
 
+    def _repaint_changes(self, key: str) -> None:
+        """Render the changed row now and repaint only the cells that differ from its last line: a
+        power reading going from 543 to 504 repaints "04", not the line."""
+        index = self._index[key]
+        cached = self._strips.pop(key, None)
+        if cached is None:  # never rendered, or its look changed since: the whole line
+            self.refresh_line(index + 1)
+            return
+        # (when the cursor came or went meanwhile, every cell differs in style: the whole line)
+        strip = self.render_row_strip(key, index)
+        y = index + 1 - round(self.scroll_y)
+        scroll_x = round(self.scroll_x)
+        regions = [Region(a - scroll_x, y, b - a, 1) for a, b in changed_spans(cached[1], strip)]
+        if regions:
+            self.refresh(*regions)
+
     def _invalidate_all(self) -> None:
         self._strips.clear()
         self._header = None
@@ -444,6 +465,38 @@ class LiveTable(ScrollView, can_focus=True):
                 return Strip.blank(width, blank)
             strip = self.render_row_strip(self._order[index], index)
         return strip.crop(scroll_x, scroll_x + width).extend_cell_length(width, blank)
+
+
+# Changed cells closer than this are repainted as one span: moving the cursor costs more bytes.
+MERGE_GAP = 4
+
+
+def _cells(strip: Strip) -> list[tuple[str, Style | None]]:
+    """One (character, style) per terminal cell; a wide character's second cell is ("", style)."""
+    cells: list[tuple[str, Style | None]] = []
+    for text, style, _ in strip:
+        if cell_len(text) == len(text):
+            cells.extend((ch, style) for ch in text)
+        else:
+            for ch in text:
+                cells.append((ch, style))
+                cells.extend([("", style)] * (cell_len(ch) - 1))
+    return cells
+
+
+def changed_spans(old: Strip, new: Strip) -> list[tuple[int, int]]:
+    """The ``[start, end)`` cell spans where two lines differ (spans less than MERGE_GAP apart joined)."""
+    a, b = _cells(old), _cells(new)
+    if len(a) != len(b):
+        return [(0, max(len(a), len(b)))]
+    spans: list[list[int]] = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            if spans and i - spans[-1][1] < MERGE_GAP:
+                spans[-1][1] = i + 1
+            else:
+                spans.append([i, i + 1])
+    return [(s, e) for s, e in spans]
 
 
 def _made(value: Cell, width: int) -> str | Text:
