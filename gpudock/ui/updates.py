@@ -206,6 +206,38 @@ class CellUpdate(ChopsUpdate):
         return "".join(out)
 
 
+# Changed cells closer than this are repainted as one span: moving the cursor costs more bytes.
+MERGE_GAP = 4
+
+
+def _cells(strip: Strip) -> list[tuple[str, Style | None]]:
+    """One (character, style) per terminal cell; a wide character's second cell is ("", style)."""
+    cells: list[tuple[str, Style | None]] = []
+    for text, style, _ in strip:
+        if cell_len(text) == len(text):
+            cells.extend((ch, style) for ch in text)
+        else:
+            for ch in text:
+                cells.append((ch, style))
+                cells.extend([("", style)] * (cell_len(ch) - 1))
+    return cells
+
+
+def changed_spans(old: Strip, new: Strip) -> list[tuple[int, int]]:
+    """The ``[start, end)`` cell spans where two lines differ (spans less than MERGE_GAP apart joined)."""
+    a, b = _cells(old), _cells(new)
+    if len(a) != len(b):
+        return [(0, max(len(a), len(b)))]
+    spans: list[list[int]] = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            if spans and i - spans[-1][1] < MERGE_GAP:
+                spans[-1][1] = i + 1
+            else:
+                spans.append([i, i + 1])
+    return [(s, e) for s, e in spans]
+
+
 class CellCompositor(Compositor):
     """Textual's compositor, whose partial updates are :class:`CellUpdate`."""
 

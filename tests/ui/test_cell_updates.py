@@ -16,6 +16,7 @@ from textual.widgets import Input
 from gpudock.ui.app import SnapshotReady
 from gpudock.ui.updates import DEFAULT, CellUpdate, LiveScreen, transition
 from gpudock.ui.widgets.live_table import Column, LiveTable
+from gpudock.ui.widgets.live_text import LiveText
 from helpers import vt
 from helpers.dashboard import first_snapshot, make_app
 
@@ -183,6 +184,92 @@ async def test_on_the_dashboard_one_changed_reading_writes_its_digits():
         await pilot.pause()
         await pilot.pause()
         assert vt.visible_text("".join(writes)) == str(watts)[-1]
+
+
+async def test_on_the_dashboard_a_changed_clock_writes_its_digits_in_the_details():
+    """The details pane under the table keeps its lines when a clock moves: the digits that changed
+    are written, not the pane."""
+    app = make_app(refresh=3600)
+    writes = vt.record(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        await pilot.pause()
+        snap = app.snapshot
+        gpus = list(snap.gpus)
+        assert app.screen.current_gpu_key() == gpus[0].uuid
+        assert f"SM {gpus[0].clock_sm_mhz}/" in str(app.screen.query_one("#gpu-details", LiveText).render())
+        gpus[0] = dataclasses.replace(gpus[0], clock_sm_mhz=1234)
+        writes.clear()
+        app.post_message(SnapshotReady(dataclasses.replace(snap, gpus=tuple(gpus)), app.holders))
+        await pilot.pause()
+        await pilot.pause()
+        assert "SM 1234/" in str(app.screen.query_one("#gpu-details", LiveText).render())
+        changed = "".join(n for o, n in zip(str(snap.gpus[0].clock_sm_mhz), "1234") if o != n)
+        assert vt.visible_text("".join(writes)) == changed
+
+
+class TextScreen(LiveScreen):
+    CSS = "LiveText { padding: 0 2; background: $panel; }"
+
+    def compose(self):
+        yield LiveText("", id="text")
+        yield Input(id="other")
+
+
+class TextApp(App):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = vt.record(self)
+
+    def on_mount(self) -> None:
+        self.push_screen(TextScreen())
+
+
+def details(sm: int, lines: int = 3) -> Text:
+    t = Text()
+    t.append("Clocks      ", style="bold")
+    t.append(f"SM {sm}/1980 MHz\n")
+    for i in range(lines - 1):
+        t.append(f"Line {i}      ", style="bold")
+        t.append("a long line of text that wraps at forty columns, each time the same\n", style="cyan")
+    return t
+
+
+async def test_a_live_text_writes_the_changed_characters_of_its_lines():
+    app = TextApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        text = app.screen.query_one(LiveText)
+        text.show(details(1410))
+        await pilot.pause()
+        screen = vt.Screen(40, 12)
+
+        async def same_picture(step: str) -> None:
+            await pilot.pause()
+            for w in app.writes:
+                screen.feed(w)
+            app.writes.clear()
+            full = vt.full_repaint(app)
+            assert screen.cells == full.cells, f"after {step}:\n" + "\n".join(screen.lines())
+
+        await same_picture("shown")
+        text.show(details(1455))
+        await pilot.pause()
+        assert vt.visible_text("".join(app.writes)) == "55"
+        await same_picture("a clock moved")
+        text.show(details(1455, lines=4))  # a line more: laid out again, the input below moves down
+        await same_picture("grown")
+        text.show(details(990, lines=4))
+        await same_picture("a digit fewer")
+        app.theme = "textual-light"
+        await same_picture("theme changed")
+        text.show(details(991, lines=4))
+        await same_picture("a change after the theme")
+        await pilot.resize_terminal(30, 12)
+        screen = vt.Screen(30, 12)
+        text.show(details(992, lines=4))
+        await same_picture("resized")
+        text.show(details(993, lines=2))
+        await same_picture("shrunk")
 
 
 def test_a_wide_character_is_never_cut_in_half():
