@@ -2,6 +2,7 @@
 
     python bench/run.py [--quick] [--only dashboard,ldcache,holders]
 
+Needs the bench extra (nvitop, the reference for terminal output): pip install -e '.[bench]'.
 --quick idles the dashboard for 15 s instead of 60 s. The holders benchmark starts its own private
 Docker engine (as the tests do) and needs root and Debian's docker.io; each benchmark's figures
 are ratios against a reference measured in the same run (see each bench_*.py's docstring).

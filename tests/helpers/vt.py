@@ -1,15 +1,18 @@
 """A small terminal screen for tests: what an xterm shows after the bytes a Textual app writes.
 
 It knows the sequences Textual's updates use (cursor position CUP and column CHA, SGR attributes,
-newline and carriage return, text with wide characters) and ignores the rest (modes, OSC). Each
+newline and carriage return, text with wide characters), the moves and erases curses adds (VPA,
+relative moves, backspace, ECH, EL, ED), and ignores the rest (modes, OSC, character sets). Each
 cell holds its character and its attributes as (attributes, foreground, background), read here on
 their own, independently of gpudock's encoder, so two byte streams can be compared by the picture
-they leave rather than by their bytes.
+they leave rather than by their bytes. ``written`` counts the bytes that went to each line (a move
+counts for the line it goes to), for the benchmark's breakdown of where the bytes go.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from rich.cells import cell_len
 
@@ -28,6 +31,7 @@ class Screen:
         self.bg: str | None = None
         blank = (" ", (frozenset(), None, None))
         self.cells = [[blank] * width for _ in range(height)]
+        self.written: Counter[int] = Counter()
 
     @property
     def sgr(self) -> tuple[frozenset[str], str | None, str | None]:
@@ -40,19 +44,42 @@ class Screen:
             pos = m.end()
             if m.group(2) is not None:
                 self._csi(m.group(1), m.group(2))
+            self.written[self.y] += len(m.group(0).encode())
         self._text(data[pos:])
 
     def _csi(self, params: str, final: str) -> None:
         if params.startswith("?"):
             return
+        n = int(params) if params.isdigit() else 1
         if final == "H":
             row, _, col = params.partition(";")
-            self.y = min(self.height - 1, max(0, int(row or 1) - 1))
-            self.x = min(self.width - 1, max(0, int(col or 1) - 1))
+            self.y, self.x = int(row or 1) - 1, int(col or 1) - 1
         elif final == "G":
-            self.x = min(self.width - 1, max(0, int(params or 1) - 1))
+            self.x = n - 1
+        elif final == "d":
+            self.y = n - 1
+        elif final in "ABCD":
+            dy, dx = {"A": (-n, 0), "B": (n, 0), "C": (0, n), "D": (0, -n)}[final]
+            self.y, self.x = self.y + dy, self.x + dx
+        elif final == "X":
+            self._erase(self.y, self.x, self.x + n)
+        elif final == "K":
+            a, b = {"": (self.x, self.width), "0": (self.x, self.width), "1": (0, self.x + 1)}.get(params, (0, self.width))
+            self._erase(self.y, a, b)
+        elif final == "J":
+            rows = {"": range(self.y + 1, self.height), "0": range(self.y + 1, self.height), "1": range(self.y)}
+            if params in ("", "0"):
+                self._erase(self.y, self.x, self.width)
+            for y in rows.get(params, range(self.height)):
+                self._erase(y, 0, self.width)
         elif final == "m":
             self._sgr(params.split(";"))
+        self.y = min(self.height - 1, max(0, self.y))
+        self.x = min(self.width - 1, max(0, self.x))
+
+    def _erase(self, y: int, a: int, b: int) -> None:
+        for x in range(max(0, a), min(self.width, b)):
+            self.cells[y][x] = (" ", (frozenset(), None, self.bg))
 
     def _sgr(self, codes: list[str]) -> None:
         i = 0
@@ -86,7 +113,10 @@ class Screen:
 
     def _text(self, text: str) -> None:
         for ch in text:
-            if ch == "\n":
+            self.written[self.y] += len(ch.encode())
+            if ch == "\b":
+                self.x = max(0, self.x - 1)
+            elif ch == "\n":
                 self.y = min(self.height - 1, self.y + 1)
                 self.x = 0
             elif ch == "\r":
