@@ -243,8 +243,8 @@ class CellCompositor(Compositor):
 
     def render_partial_update(self) -> ChopsUpdate | None:
         update = super().render_partial_update()
-        if update is None:
-            return None
+        if type(update) is not ChopsUpdate:  # None (nothing to do), or a Textual this was not made for
+            return update
         return CellUpdate(update.chops, update.spans, update.chop_ends)
 
 
