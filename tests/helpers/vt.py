@@ -64,13 +64,17 @@ class Screen:
         elif final == "X":
             self._erase(self.y, self.x, self.x + n)
         elif final == "K":
-            a, b = {"": (self.x, self.width), "0": (self.x, self.width), "1": (0, self.x + 1)}.get(params, (0, self.width))
-            self._erase(self.y, a, b)
-        elif final == "J":
-            rows = {"": range(self.y + 1, self.height), "0": range(self.y + 1, self.height), "1": range(self.y)}
             if params in ("", "0"):
                 self._erase(self.y, self.x, self.width)
-            for y in rows.get(params, range(self.height)):
+            else:
+                self._erase(self.y, 0, self.x + 1 if params == "1" else self.width)
+        elif final == "J":
+            if params in ("", "0"):
+                self._erase(self.y, self.x, self.width)
+                rows = range(self.y + 1, self.height)
+            else:
+                rows = range(self.y) if params == "1" else range(self.height)
+            for y in rows:
                 self._erase(y, 0, self.width)
         elif final == "m":
             self._sgr(params.split(";"))
