@@ -72,8 +72,11 @@ class Screen:
             if params in ("", "0"):
                 self._erase(self.y, self.x, self.width)
                 rows = range(self.y + 1, self.height)
+            elif params == "1":
+                self._erase(self.y, 0, self.x + 1)
+                rows = range(self.y)
             else:
-                rows = range(self.y) if params == "1" else range(self.height)
+                rows = range(self.height)
             for y in rows:
                 self._erase(y, 0, self.width)
         elif final == "m":
