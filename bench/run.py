@@ -2,6 +2,7 @@
 
     python bench/run.py [--quick] [--only dashboard,nvitop,ldcache,holders,fleet,serve]
 
+Needs the bench extra (nvitop, the reference for terminal output): pip install -e '.[bench]'.
 --quick idles the dashboard for 15 s instead of 60 s. The holders benchmark starts its own private
 Docker engine (as the tests do) and needs root and Debian's docker.io; the fleet benchmark needs
 Debian's prometheus (prometheus and promtool); each benchmark's figures

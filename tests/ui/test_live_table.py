@@ -1,4 +1,4 @@
-"""LiveTable: keyed rows updated in place, and only changed rows re-rendered and repainted."""
+"""LiveTable: keyed rows updated in place; only changed rows re-rendered, only changed cells repainted."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ async def test_a_changed_cell_re_renders_only_its_row():
         assert t.set_row("k3", {"id": "3", "name": "row3", "val": "99", "note": ""}) is True
         await pilot.pause()
         assert rendered == ["3"]
-        # only its line is repainted (line 4: the header is line 0), so only it goes to the terminal
-        assert [[(r.y, r.height) for r in regions] for regions in repainted] == [[(4, 1)]]
+        # only the changed characters are repainted: "30" -> "99" at x 10-11 of line 4 (the header is line 0)
+        assert [[(r.x, r.y, r.width, r.height) for r in regions] for regions in repainted] == [[(10, 4, 2, 1)]]
         # and the other rows keep their rendered lines: a full repaint renders nothing anew
         real_refresh()
         await pilot.pause()

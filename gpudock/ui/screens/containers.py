@@ -18,9 +18,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 
 from gpudock.model import HostSnapshot
+from gpudock.ui.updates import LiveScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
 from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
@@ -237,7 +237,7 @@ def header_text(hmap, show_all: bool) -> Text:
     return t
 
 
-class ContainerScreen(Screen):
+class ContainerScreen(LiveScreen):
     """The containers and the GPUs they hold, live."""
 
     BINDINGS = [

@@ -16,9 +16,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 
 from gpudock.model import Gpu, HostSnapshot, mechanism_label, short_bus_id
+from gpudock.ui.updates import LiveScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
 from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
@@ -347,7 +347,7 @@ def header_text(snap: HostSnapshot | None, banner: str | None, conflicts: int = 
     return t
 
 
-class GpuScreen(Screen):
+class GpuScreen(LiveScreen):
     """Every GPU, live."""
 
     BINDINGS = [

@@ -5,8 +5,11 @@ every render cache key, so a refresh that changes one number re-renders every vi
 through Rich's padding and styling machinery. On the GPU screen, where a few numbers move every
 second, that was nearly all of the dashboard's idle CPU and it repainted the whole table over the
 SSH link each second. Here each row is one ``Text`` rendered into one cached ``Strip``; a changed
-row drops its own strip and asks for a repaint of its own line only, so an unchanged row costs
-nothing and the terminal receives only the lines that changed.
+row is rendered again at once, compared cell by cell with its last strip, and only the spans of
+cells that differ are repainted (``Widget.refresh(Region)``), so an unchanged row costs nothing and
+a number that moves in its last digit repaints that digit. On a :class:`gpudock.ui.updates.LiveScreen`
+the terminal then receives those cells only (Textual's own update would write the line from its
+left edge up to the last changed cell).
 
 The table keeps rows in insertion order, keyed by a string; cells are ``str`` or ``rich.text.Text``
 and are single-line. Columns have a fixed width or size themselves to their widest label or cell
@@ -26,10 +29,12 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from gpudock.ui.updates import changed_spans
 
 
 class Fit:
@@ -203,11 +208,12 @@ class LiveTable(ScrollView, can_focus=True):
             self._order.append(key)
         if self._grow_widths(cells) and self._layout():
             self._invalidate_all()
-        else:
+        elif old is None:
             self._strips.pop(key, None)
-            if old is None:
-                self._resize()
+            self._resize()
             self.refresh_line(self._index[key] + 1)
+        else:
+            self._repaint_changes(key)
         if old is None and key == self._pending_key:  # the cursor's row is back after set_columns
             self._pending_key = None
             self._set_cursor(self._index[key])
@@ -375,6 +381,22 @@ class LiveTable(ScrollView, can_focus=True):
     def _resize(self) -> None:
         width = sum(w + 2 for w in self._widths)
         self.virtual_size = Size(width, len(self._order) + 1)
+
+    def _repaint_changes(self, key: str) -> None:
+        """Render the changed row now and repaint only the cells that differ from its last line: a
+        power reading going from 543 to 504 repaints "04", not the line."""
+        index = self._index[key]
+        cached = self._strips.pop(key, None)
+        if cached is None:  # never rendered, or its look changed since: the whole line
+            self.refresh_line(index + 1)
+            return
+        # (when the cursor came or went meanwhile, every cell differs in style: the whole line)
+        strip = self.render_row_strip(key, index)
+        y = index + 1 - round(self.scroll_y)
+        scroll_x = round(self.scroll_x)
+        regions = [Region(a - scroll_x, y, b - a, 1) for a, b in changed_spans(cached[1], strip)]
+        if regions:
+            self.refresh(*regions)
 
     def _invalidate_all(self) -> None:
         self._strips.clear()
