@@ -417,7 +417,8 @@ def open_scenario(
     try:
         nvml = NvmlSession(sim.library_loader(), source=f"sim:{scenario.name}", root=sim.root)
         # Without [docker] the simulated host runs no engine: its socket is absent, as on a real one.
-        url = docker_url or options.docker_host or (None if options.no_docker else f"unix://{sim.files.docker_socket}")
+        own = sim.docker_base_url or f"unix://{sim.files.docker_socket}"
+        url = docker_url or options.docker_host or (None if options.no_docker else own)
         return HostSession(options, sim.root, nvml, url, sim=sim, scenario=scenario, proc_root_override=proc_root)
     except BaseException:
         sim.close()

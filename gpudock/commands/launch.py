@@ -200,6 +200,11 @@ def cmd_serve(args, host) -> int:
         plugin = DriverVolumePlugin(
             root, volume_dir, lambda: snapshot().driver_version, log=log, read_only_mounts=root.is_live
         )
+        if not root.is_live and not host.simulated:
+            log(
+                "volume plugin: read-only mounts are off (--root): containers get the volume directory itself, "
+                "read-only only where they ask for :ro (as /docker/cli and the wrapper do)"
+            )
     try:
         srv = PluginServer(
             snapshot,

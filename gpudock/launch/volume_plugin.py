@@ -142,11 +142,6 @@ class DriverVolumePlugin:
         self._lock = threading.Lock()
         self._mounted: set[str] = set()  # mount points made by this plugin, still mounted
         self._warned = False
-        if not read_only_mounts:
-            self._say(
-                "read-only mounts are off: containers get the volume directory itself, read-only only "
-                "where they ask for :ro (as /docker/cli and the wrapper do)"
-            )
 
     # -- the protocol --------------------------------------------------------------------------
 

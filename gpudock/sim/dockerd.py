@@ -63,6 +63,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from gpudock.host.root import HostRoot
 from gpudock.sim.scenario import Scenario, SimContainer, SimEngine, SimImage, image_ref
 
 __all__ = ["SimDockerd", "SimEngineState", "ApiError"]
@@ -251,9 +252,11 @@ def _host_config(c: SimContainer) -> dict[str, Any]:
 class SimEngineState:
     """The engine's containers and images, thread-safe, with event subscribers."""
 
-    def __init__(self, scenario: Scenario, volume_dir: str | None = None) -> None:
+    def __init__(self, scenario: Scenario, root: HostRoot | None = None) -> None:
         self.engine: SimEngine = scenario.docker or SimEngine()
-        self.volume_dir = volume_dir  # where volumes' directories are made (None: no files)
+        # The simulated host's files: volumes' directories are made there, at the host paths a real
+        # engine would give (/var/lib/docker/volumes/...). None: volumes have no files.
+        self.root = root
         self.volumes: dict[str, dict] = {}
         self._lock = threading.Lock()
         # Called with a container's record when it starts (the simulated toolkit's debug logs).
@@ -286,8 +289,9 @@ class SimEngineState:
                 logs=[(1, f"{c.name}: simulated by gpudock (scenario {scenario.name}); nothing runs here")],
             )
 
-        if volume_dir and scenario.driver_version:
-            self._seed_driver_volume(scenario.driver_version)
+        module = scenario.host.module if scenario.host is not None else scenario.driver_version
+        if root is not None and module:
+            self._seed_driver_volume(module)
 
     # ------------------------------------------------------------------ lookups
 
@@ -471,11 +475,9 @@ class SimEngineState:
     # ------------------------------------------------------------------ volumes (local driver)
 
     def _volume_doc(self, name: str, labels: dict | None, options: dict | None) -> dict:
-        if self.volume_dir:
-            mountpoint = os.path.join(self.volume_dir, name, "_data")
-            os.makedirs(mountpoint, exist_ok=True)
-        else:
-            mountpoint = f"/var/lib/docker/volumes/{name}/_data"
+        mountpoint = f"/var/lib/docker/volumes/{name}/_data"
+        if self.root is not None:
+            os.makedirs(self.root.real(mountpoint), exist_ok=True)
         return {
             "CreatedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Driver": "local",
@@ -487,24 +489,20 @@ class SimEngineState:
         }
 
     def _seed_driver_volume(self, version: str) -> None:
-        """The driver volume a host set up for legacy launches has (built by gpudock or by
-        nvidia-docker-plugin): a read-only bind of a directory with the driver's file names.
-        The files are placeholders, not the driver: nothing runs on a simulated host."""
-        d = os.path.join(self.volume_dir or "", "_files", "nvidia_driver", version)  # no volume name starts with _
-        for sub in ("bin", "lib64"):
-            os.makedirs(os.path.join(d, sub), exist_ok=True)
-        for lib, soname in (("libcuda.so", "libcuda.so.1"), ("libnvidia-ml.so", "libnvidia-ml.so.1")):
-            real = f"{lib}.{version}"
-            with open(os.path.join(d, "lib64", real), "w") as f:
-                f.write(f"placeholder for {real} (simulated host)\n")
-            for link in (soname, lib):
-                if not os.path.lexists(os.path.join(d, "lib64", link)):
-                    os.symlink(real, os.path.join(d, "lib64", link))
-        with open(os.path.join(d, "bin", "nvidia-smi"), "w") as f:
-            f.write("#!/bin/sh\necho 'nvidia-smi: simulated host, no driver here'\n")
+        """The driver volume a host set up for legacy launches has: built by gpudock from the
+        simulated host's own driver files (placeholders: nothing runs on a simulated host), a
+        read-only bind of its directory, as ``gpudock run --mode legacy`` makes it."""
+        from gpudock.launch.spec import LaunchError
+        from gpudock.launch.volume import DEFAULT_VOLUME_DIR, VOLUME_LABEL, build_driver_volume
+
+        try:
+            build_driver_volume(self.root, self.root.real(DEFAULT_VOLUME_DIR), version)
+        except LaunchError:
+            return  # no driver files on this host: no volume either
         name = f"nvidia_driver_{version}"
+        device = f"{DEFAULT_VOLUME_DIR}/nvidia_driver/{version}"
         self.volumes[name] = self._volume_doc(
-            name, {"gpudock.driver-volume": version}, {"type": "none", "o": "bind,ro", "device": d}
+            name, {VOLUME_LABEL: version}, {"type": "none", "o": "bind,ro", "device": device}
         )
 
     def create_volume(self, body: dict) -> dict:
@@ -564,8 +562,8 @@ class SimEngineState:
             if users:
                 raise ApiError(409, f"remove {name}: volume is in use - [{', '.join(users)}]")
             del self.volumes[name]
-        if self.volume_dir and v["Mountpoint"].startswith(self.volume_dir + os.sep):
-            shutil.rmtree(os.path.dirname(v["Mountpoint"]), ignore_errors=True)
+        if self.root is not None:
+            shutil.rmtree(os.path.dirname(self.root.real(v["Mountpoint"])), ignore_errors=True)
 
     def _mounts(self, hc: dict) -> list[dict]:
         """``HostConfig.Binds`` as inspect's ``Mounts``; a named volume that does not exist is made
@@ -999,9 +997,12 @@ class SimDockerd:
         self._thread.start()
 
     @classmethod
-    def start(cls, scenario: Scenario, socket_dir: str | os.PathLike | None = None) -> SimDockerd:
+    def start(
+        cls, scenario: Scenario, socket_dir: str | os.PathLike | None = None, root: HostRoot | None = None
+    ) -> SimDockerd:
         """Serve ``scenario``'s engine on ``<socket_dir>/docker.sock`` (a new temporary directory,
-        removed by :meth:`close`, when not given)."""
+        removed by :meth:`close`, when not given); ``root``: the simulated host's files, where its
+        volumes keep theirs."""
         owned = None
         if socket_dir is None:
             socket_dir = owned = tempfile.mkdtemp(prefix="gpudock-sim-")
@@ -1010,7 +1011,7 @@ class SimDockerd:
             raise ValueError(f"socket path too long for a UNIX socket: {path}")
         if os.path.exists(path):
             os.unlink(path)
-        server = _Server(path, SimEngineState(scenario, os.path.join(os.fspath(socket_dir), "volumes")))
+        server = _Server(path, SimEngineState(scenario, root))
         return cls(server, path, owned)
 
     def close(self) -> None:

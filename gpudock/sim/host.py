@@ -27,7 +27,7 @@ from gpudock.host.root import HostRoot
 from gpudock.sim.dockerd import SimDockerd
 from gpudock.sim.hostfiles import HostFiles, write_host_files
 from gpudock.sim.libnvml import sim_library_loader
-from gpudock.sim.scenario import Scenario
+from gpudock.sim.scenario import Scenario, ScenarioError
 from gpudock.sim.toolkit_log import ToolkitLog
 
 __all__ = ["SimHost", "PREFIX", "remove_stale"]
@@ -70,11 +70,22 @@ class SimHost:
             self.directory = tempfile.mkdtemp(prefix=PREFIX, dir=_short_tmp())
             self._owner = _hold_owner_lock(self.directory)
         try:
-            self.files = write_host_files(self.scenario, os.path.join(self.directory, "host"))
-            self.root = HostRoot(self.files.root, devices=self.files.devices)
+            given = self.scenario.host.root if self.scenario.host is not None else None
+            if given is not None:
+                # the host's files are already there: read them, lay out nothing, write nothing there
+                if not os.path.isdir(given):
+                    raise ScenarioError(f"scenario {self.scenario.name}: [host].root {given} is not a directory")
+                self.files = HostFiles(given, {})
+                self.root = HostRoot(given)
+            else:
+                self.files = write_host_files(self.scenario, os.path.join(self.directory, "host"))
+                self.root = HostRoot(self.files.root, devices=self.files.devices)
             if self.scenario.has_docker:
-                self.dockerd = SimDockerd.start(self.scenario, os.path.dirname(self.files.docker_socket))
-                self.dockerd.engine.on_start = ToolkitLog(self.root).container_started
+                if given is not None:  # its engine's socket in our own directory, its volumes without files
+                    self.dockerd = SimDockerd.start(self.scenario, self.directory)
+                else:
+                    self.dockerd = SimDockerd.start(self.scenario, os.path.dirname(self.files.docker_socket), self.root)
+                    self.dockerd.engine.on_start = ToolkitLog(self.root).container_started
                 self.docker_base_url = self.dockerd.base_url
         except BaseException:
             self.close()

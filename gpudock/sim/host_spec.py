@@ -9,6 +9,9 @@ directory that the unchanged probes read as ``--root``::
 
     [host]
     hostname = "gpu-demo-01"           # the host's name (default: the scenario's name)
+    root = "/srv/copies/gpu-node-07"   # or: these GPUs on a host whose files are already in this
+                                       # directory (a customer's copy, a test's driver root); nothing is
+                                       # laid out or written there, and no other key below may be given
     kernel = "6.1.0-13-amd64"          # /proc/sys/kernel/osrelease
     boot_time = 1795161480             # /proc/stat btime, seconds since the epoch (2026-11-20 07:58 UTC)
     cgroup = 2                         # 1 or 2: the cgroup hierarchy (/sys/fs/cgroup)
@@ -85,6 +88,7 @@ class LibrarySet:
 @dataclass(frozen=True)
 class HostSpec:
     hostname: str
+    root: str | None = None  # an existing directory holding the host's files (nothing is laid out)
     kernel: str = "6.1.0-13-amd64"
     boot_time: int = 1795161480  # 2026-11-20 07:58:00 UTC, before the demo containers were created
     cgroup: int = 2
@@ -109,6 +113,7 @@ class HostSpec:
 
 _KEYS = {
     "hostname": str,
+    "root": str,
     "kernel": str,
     "boot_time": int,
     "cgroup": int,
@@ -181,6 +186,15 @@ def parse_host(raw: Any, where: str, *, name: str, driver_version: str) -> HostS
     hostname = _get(raw, "hostname", where, str, re.sub(r"[^A-Za-z0-9.-]", "-", name).strip("-.") or "sim")
     if not _HOSTNAME.match(hostname):
         raise HostSpecError(f"{where}.hostname: {hostname!r} is not a host name (letters, digits, '-' and '.')")
+    if "root" in raw:
+        root = _abs_path(_get(raw, "root", where, str, None), f"{where}.root")
+        others = sorted(set(raw) - {"root", "hostname"})
+        if others:
+            raise HostSpecError(
+                f"{where}.root: the host's files are in {root}, so {', '.join(others)} describe(s) nothing: "
+                "leave them out, or leave out root"
+            )
+        return HostSpec(hostname=hostname, root=root)
     kernel = _get(raw, "kernel", where, str, HostSpec.kernel)
     if not kernel or "/" in kernel or kernel in (".", ".."):
         raise HostSpecError(f"{where}.kernel: expected a kernel release such as 6.1.0-13-amd64, got {kernel!r}")
