@@ -12,6 +12,7 @@ older driver.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import time
 from ctypes import (
@@ -288,7 +289,7 @@ class SimNvmlLibrary:
                 return rc
             if sensor != 0:
                 return ERROR_INVALID_ARGUMENT
-            _put_uint(out, round(s._value(g.temperature_c, 4)))
+            _put_uint(out, max(0, round(s._value(g.temperature_c, 4))))  # a swing saturates at 0 C
             return SUCCESS
 
         def power(handle, out):
@@ -460,6 +461,15 @@ class SimNvmlLibrary:
             "nvmlDeviceGetComputeRunningProcesses": ("ppp", processes("compute", procs_v1)),
             "nvmlDeviceGetGraphicsRunningProcesses": ("ppp", processes("graphics", procs_v1)),
         }
+
+
+@functools.cache
+def exported_functions() -> frozenset[str]:
+    """The name of every NVML function the simulated library exports (what a scenario's
+    ``missing_functions`` and ``unsupported`` may name)."""
+    lib = object.__new__(SimNvmlLibrary)  # no scenario: the table's functions are made, never called
+    lib.__dict__["scenario"] = None
+    return frozenset(lib._table())
 
 
 def sim_library_loader(scenario: Scenario):
