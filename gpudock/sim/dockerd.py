@@ -783,6 +783,11 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # listen()'s backlog. socketserver's default of 5 is less than the watcher's 8 parallel
+    # inspects: a UNIX socket whose backlog is full refuses a client with a timeout at once
+    # (EAGAIN, BlockingIOError), and the engine would look unavailable. dockerd asks for
+    # SOMAXCONN; so do we (the kernel caps it at net.core.somaxconn).
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: str, state: SimEngineState) -> None:
         self.state = state
