@@ -68,6 +68,19 @@ def _kind(token: str) -> str:
     return "unknown"
 
 
+def _shown(token: str) -> str:
+    """A token as a message quotes it: whole when short, else its start and its length (a
+    pasted 5,000-digit number must not fill the terminal)."""
+    if len(token) <= 40:
+        return repr(token)
+    return f"{token[:20]!r}… ({len(token)} characters)"
+
+
+# More digits than any index can have: int() of more than 4,300 digits raises ValueError, and a
+# GPU index is below 64 on any host NVML supports.
+_MAX_INDEX_DIGITS = 6
+
+
 def _describe(g: Gpu) -> str:
     return f"GPU {g.index}" + (f" ({g.uuid})" if g.uuid else "")
 
@@ -76,12 +89,14 @@ def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
     kind = _kind(token)
     gpus = snapshot.gpus
     if kind == "index":
-        idx = int(token)
+        digits = token.lstrip("0") or "0"
+        idx = int(digits) if len(digits) <= _MAX_INDEX_DIGITS else None
         for g in gpus:
             if g.index == idx:
                 return g
         raise SelectionError(
-            f"unknown GPU {token!r}: this host has no GPU with NVML index {idx} (indices: {_range_text(gpus)})"
+            f"unknown GPU {_shown(token)}: this host has no GPU with NVML index "
+            f"{idx if idx is not None else _shown(digits)} (indices: {_range_text(gpus)})"
         )
     if kind == "UUID":
         want = token.lower()
@@ -93,19 +108,19 @@ def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
             return prefixed[0]
         if len(prefixed) > 1:
             raise SelectionError(
-                f"ambiguous GPU {token!r}: it is the start of the UUIDs of "
+                f"ambiguous GPU {_shown(token)}: it is the start of the UUIDs of "
                 + ", ".join(_describe(g) for g in prefixed)
                 + "; give more of the UUID"
             )
-        raise SelectionError(f"unknown GPU {token!r}: no GPU on this host has that UUID")
+        raise SelectionError(f"unknown GPU {_shown(token)}: no GPU on this host has that UUID")
     if kind == "bus id":
         want = sysfs_bus_id(token)
         for g in gpus:
             if g.sysfs_bus_id == want:
                 return g
-        raise SelectionError(f"unknown GPU {token!r}: no GPU on this host is at PCI bus id {want}")
+        raise SelectionError(f"unknown GPU {_shown(token)}: no GPU on this host is at PCI bus id {want}")
     raise SelectionError(
-        f"unknown GPU {token!r}: name a GPU by NVML index (0), UUID (GPU-…), PCI bus id (0000:05:00.0) or 'all'"
+        f"unknown GPU {_shown(token)}: name a GPU by NVML index (0), UUID (GPU-…), PCI bus id (0000:05:00.0) or 'all'"
     )
 
 
@@ -144,8 +159,10 @@ def parse_selection(items: str | Iterable[str], snapshot: HostSnapshot) -> Selec
         if first is not None:
             k1, k2 = _kind(first), _kind(tok)
             if k1 == k2:
-                raise SelectionError(f"GPU {g.index} is named twice ({first!r} and {tok!r})")
-            raise SelectionError(f"{k1} {first!r} and {k2} {tok!r} are the same card ({_describe(g)}); name it once")
+                raise SelectionError(f"GPU {g.index} is named twice ({_shown(first)} and {_shown(tok)})")
+            raise SelectionError(
+                f"{k1} {_shown(first)} and {k2} {_shown(tok)} are the same card ({_describe(g)}); name it once"
+            )
         named_by[g.index] = tok
         chosen.append(g)
     return Selection(tuple(chosen))
@@ -171,7 +188,8 @@ def parse_plugin_devices(value: str, snapshot: HostSnapshot) -> Selection:
         found: Gpu | None = None
         if item.startswith("GPU-"):
             found = next((g for g in gpus if g.uuid and g.uuid.startswith(item)), None)
-        elif _GO_ATOI.fullmatch(item):
+        elif _GO_ATOI.fullmatch(item) and len(item.lstrip("+-").lstrip("0")) <= _MAX_INDEX_DIGITS:
+            # a longer number is out of Go's int range too: strconv.Atoi fails, "invalid device"
             i = int(item)
             if 0 <= i < len(gpus):
                 found = gpus[i]

@@ -77,6 +77,11 @@ def test_args_json(capsys):
         (["args", "--mode", "legacy", "--cap", "video", "0"], "capabilities do not apply in legacy mode"),
         (["args", "--mps", "0", "0"], "MPS thread percentage must be 1-100"),
         (["serve", "--host", "0.0.0.0"], "listens on 127.0.0.1 only"),
+        pytest.param(
+            ["args", "9" * 5000],
+            "unknown GPU '99999999999999999999'… (5000 characters): this host has no GPU with NVML index",
+            id="5000-digit index",
+        ),
     ],
 )
 def test_errors_are_one_line_on_stderr_exit_2(capsys, argv, message):
