@@ -34,6 +34,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,12 +42,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from gpudock.host.claims import GpuIndex, GpuRequest, gpu_key, nvidia_runtimes, parse_requests, resolve_requests
+from gpudock.host.claims import (
+    GpuIndex,
+    GpuRequest,
+    NodeReader,
+    gpu_key,
+    nvidia_runtimes,
+    parse_requests,
+    resolve_requests,
+)
+from gpudock.host.root import HostRoot
 from gpudock.model import Container, Gpu, HostSnapshot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DockerStatus", "DockerWatcher", "explain_connect_error", "default_base_url"]
+__all__ = [
+    "DockerStatus",
+    "DockerWatcher",
+    "explain_connect_error",
+    "default_base_url",
+    "host_node_reader",
+    "remote_node_reader",
+]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
@@ -170,7 +187,32 @@ class _Entry:
     requests: tuple[GpuRequest, ...]
 
 
-def _entry(ins: Mapping[str, Any], nv_names: frozenset[str], default_runtime: str | None) -> _Entry:
+def host_node_reader(root: HostRoot) -> NodeReader:
+    """Read a ``--device`` host path as the engine does on its host: stat, links followed (inside
+    the root: the live host, a ``--root`` copy, or a simulated host whose /dev nodes are its
+    root's device table)."""
+
+    def read(path: str) -> tuple[int, int] | None:
+        st = root.stat(path)
+        if not stat.S_ISCHR(st.st_mode):
+            return None
+        return os.major(st.st_rdev), os.minor(st.st_rdev)
+
+    return read
+
+
+def remote_node_reader(base_url: str) -> NodeReader:
+    """For an engine on another machine (tcp://, ssh://): its device nodes cannot be read here."""
+
+    def read(path: str) -> tuple[int, int] | None:
+        raise OSError(errno.EREMOTE, f"the engine at {base_url} runs on another machine")
+
+    return read
+
+
+def _entry(
+    ins: Mapping[str, Any], nv_names: frozenset[str], default_runtime: str | None, read_node: NodeReader | None = None
+) -> _Entry:
     state = ins.get("State") or {}
     cfg = ins.get("Config") or {}
     hc = ins.get("HostConfig") or {}
@@ -184,7 +226,7 @@ def _entry(ins: Mapping[str, Any], nv_names: frozenset[str], default_runtime: st
         runtime=hc.get("Runtime") or default_runtime,
         pid=pid if status in _ACTIVE else None,
         started_at=state.get("StartedAt") or None,
-        requests=parse_requests(ins, nv_names, default_runtime),
+        requests=parse_requests(ins, nv_names, default_runtime, read_node),
     )
 
 
@@ -209,8 +251,11 @@ class DockerWatcher:
         workers: int = 8,
         backoff: tuple[float, float] = (0.5, 30.0),
         nvidia_runtime_names: Iterable[str] = ("nvidia",),
+        read_node: NodeReader | None = None,
     ) -> None:
         self.base_url = base_url or default_base_url()
+        # How a --device host node is read (host_node_reader; None: from its name only).
+        self._read_node = read_node
         self._explicit_url = base_url is not None
         self.timeout = timeout
         self.workers = max(1, workers)
@@ -418,7 +463,7 @@ class DockerWatcher:
         entries = {}
         for ins in found:
             if ins:
-                e = _entry(ins, nvf, default_rt)
+                e = _entry(ins, nvf, default_rt, self._read_node)
                 entries[e.id] = e
         with self._lock:
             self._nv_names = nvf
@@ -449,7 +494,7 @@ class DockerWatcher:
                 self._drop(cid)
                 return
             raise
-        e = _entry(ins, self._nv_names, self._default_runtime)
+        e = _entry(ins, self._nv_names, self._default_runtime, self._read_node)
         with self._lock:
             if self._entries.get(e.id) == e:
                 return

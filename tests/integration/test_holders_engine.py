@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 
 import docker
@@ -503,3 +504,45 @@ def test_cli_holders_json_with_a_privileged_container(priv_engine, capsys):
     assert ctrs["cli-held"]["privileged"] is False and ctrs["cli-held"]["reachable_gpus"] == []
     (conf,) = [x for x in out["conflicts"] if x["kind"] == "privileged"]
     assert conf["container_ids"] == [c.id] and f"0 ({held.name})" in conf["message"]
+
+
+def test_a_device_is_held_by_its_host_nodes_number_not_its_names(engine, tmp_path, capsys):
+    """--device=/tmp/x/gpu-a:/dev/nvidia0 where gpu-a is char 195:2: the container can open 195:2
+    (its device cgroup says so: opening it gives ENXIO, no driver, not EPERM) and not 195:0, so it
+    holds the GPU of minor 2. A node that is gone is mapped by its name, and the claim says so."""
+    node_dir = tmp_path / "x"
+    node_dir.mkdir()
+    node = node_dir / "gpu-a"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(195, 2))
+    # Docker's default rules let a container mknod any node ("c *:* m"); opening one is the rule
+    script = "stat -c %t:%T /dev/nvidia0; cat /dev/nvidia0 2>&1; mknod /tmp/n0 c 195 0 && cat /tmp/n0 2>&1; echo done"
+    c = engine.client.containers.run(
+        engine.image,
+        ["sh", "-c", script + "; sleep 300"],
+        name="node-a",
+        detach=True,
+        devices=[f"{node}:/dev/nvidia0:rwm"],
+    )
+    deadline = time.monotonic() + 30
+    while "done" not in c.logs().decode() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    inside = c.logs().decode()
+    assert inside.startswith("c3:2\n"), inside  # 195:2, in hex
+    assert "No such device or address" in inside and inside.count("Operation not permitted") == 1, inside
+    gone = engine.client.containers.create(
+        engine.image, ["true"], name="node-gone", devices=[f"{node_dir}/nowhere/nvidia5:/dev/nvidia5:rwm"]
+    )
+
+    rc = main(["holders", "--demo", "--json", "--all", "--docker-host", engine.base_url])
+    out = json.loads(capsys.readouterr().out)
+    assert rc in (0, 1) and out["docker"]["state"] == "ok"
+    by_minor = {g["minor"]: g for g in out["gpus"]}
+    assert [h["name"] for h in by_minor[2]["holders"]] == ["node-a"]
+    assert by_minor[2]["holders"][0]["selectors"] == [f"{node}:/dev/nvidia0"]
+    assert "node-a" not in [h["name"] for h in by_minor[0]["holders"]]
+    (claim,) = next(x for x in out["containers"] if x["id"] == gone.id)["claims"]
+    assert claim["gpu_uuid"] == by_minor[5]["uuid"]
+    assert claim["error"] == (
+        f"the host node {node_dir}/nowhere/nvidia5 could not be read (No such file or directory): "
+        "its GPU is taken from the name"
+    )
