@@ -546,3 +546,30 @@ def test_a_device_is_held_by_its_host_nodes_number_not_its_names(engine, tmp_pat
         f"the host node {node_dir}/nowhere/nvidia5 could not be read (No such file or directory): "
         "its GPU is taken from the name"
     )
+
+
+def test_a_dockerd_stopped_with_sigstop_is_marked_stale_and_then_current_again(engine):
+    """dockerd stopped (SIGSTOP, by the PID the fixture knows): nothing closes, the event stream is
+    silent, requests wait. The watcher says the engine is not answering, keeps the containers it
+    knew as the last known, and clears it all when dockerd runs again (SIGCONT, always)."""
+    import signal
+
+    run(engine, "stop-holder", devices=[f"{engine.dev_dir}/nvidia3:/dev/nvidia3:rwm"])
+    w = DockerWatcher(engine.base_url, heartbeat=0.2, stale_after=0.5, timeout=60, backoff=(0.1, 0.5))
+    w.start()
+    try:
+        assert w.wait_for(lambda w: "stop-holder" in by_name(w.snapshot(GPUS)), timeout=30)
+        assert not w.status.stale
+        before = time.time()
+        os.kill(engine.pid, signal.SIGSTOP)
+        try:
+            assert w.wait_for(lambda w: w.status.stale, timeout=30), w.status
+            st = w.status
+            assert st.state == "ok" and st.stale_since >= before and "has not answered since" in st.message
+            assert uuids(by_name(w.snapshot(GPUS))["stop-holder"]) == [U(4)]  # minor 3: the last known holder
+        finally:
+            os.kill(engine.pid, signal.SIGCONT)
+        assert w.wait_for(lambda w: w.status.ok and not w.status.stale, timeout=60), w.status
+        assert "stop-holder" in by_name(w.snapshot(GPUS))
+    finally:
+        w.stop()

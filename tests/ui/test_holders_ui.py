@@ -305,6 +305,27 @@ async def test_demo_holders_from_the_simulated_engine():
         assert list(panel_rows(app))[-1] == HOST_KEY  # outsiders stay last
 
 
+async def test_a_hung_engine_shows_the_banner_and_marks_the_holders_stale():
+    """The demo's engine stops answering (its hang hook, as a dockerd stopped with SIGSTOP): the
+    banner says since when, the holder column marks the last known holders with "?", and all of
+    it goes when the engine answers again."""
+    app = make_app(refresh=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        w = app.host.watcher()
+        w.heartbeat, w.stale_after = 0.1, 0.3
+        await wait_until(pilot, lambda: holder_cells(app)[0] == "train-llama", what="the holders")
+        assert not banner(app.screen).display
+        with app.host.sim.dockerd.stalled():
+            await wait_until(pilot, lambda: banner(app.screen).display, what="the Docker banner")
+            assert "not answering since" in str(banner(app.screen).render())
+            await wait_until(pilot, lambda: holder_cells(app)[0] == "? train-llama", what="stale holders")
+            assert holder_cells(app)[3] == "?"  # no holder known, which is not the same as free
+            assert "has not answered since" in " ".join(details(app).split())
+        await wait_until(pilot, lambda: not banner(app.screen).display, what="the banner to go")
+        await wait_until(pilot, lambda: holder_cells(app)[0] == "train-llama", what="current holders")
+
+
 # --------------------------------------------------------------------------- snapshots (80x24)
 
 

@@ -58,10 +58,13 @@ HOLDER_WIDTH_WIDE = 16
 _CONFLICT_SHORT = {"no-container": "host process", "foreign-container": "other engine", "unclaimed": "not given"}
 
 
-def holder_cell(gh, conflicts, width: int) -> str | Text:
-    """The holder column's cell: the holders' label, and a "!" in bold red/yellow on a conflict."""
+def holder_cell(gh, conflicts, width: int, stale: bool = False) -> str | Text:
+    """The holder column's cell: the holders' label, and a "!" in bold red/yellow on a conflict;
+    "?" and dim while the engine does not answer (the holders are the last known ones)."""
     if gh is None:
         return ""
+    if stale:
+        return Text(f"? {gh.label(width - 2)}".rstrip(), style="dim")
     if not conflicts:
         return gh.label(width)
     label = gh.label(width - 2) or _CONFLICT_SHORT.get(conflicts[0].kind, conflicts[0].kind)
@@ -166,6 +169,9 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None) -> Text:
         t.append("unknown: ", style="bold yellow")
         t.append(f"{docker_message(docker)}\n", style="yellow")
     elif holders is not None:
+        if getattr(docker, "stale_since", None) is not None:
+            t.append(f"{'Docker':<12}", style="bold yellow")
+            t.append(f"{docker_message(docker)}\n", style="yellow")
         _holder_rows(t, holders)
     held = {p.pid: p for p in holders.processes} if holders is not None else {}
     if g.processes:
@@ -295,7 +301,8 @@ class GpuScreen(Screen):
         hmap = getattr(self.app, "holders", None)
         if hmap is not None and g.uuid:
             gh, conflicts = hmap.gpu(g.uuid), tuple(hmap.conflicts_for_gpu(g.uuid))
-            return Fit(lambda width: holder_cell(gh, conflicts, width), (gh, conflicts))
+            stale = getattr(hmap.docker, "stale_since", None) is not None
+            return Fit(lambda width: holder_cell(gh, conflicts, width, stale), (gh, conflicts, stale))
         holders = getattr(self.app, "holders_by_gpu", None)
         if not holders or not g.uuid:
             return ""
