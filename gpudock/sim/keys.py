@@ -176,7 +176,10 @@ def unknown(table: dict, keys, where: str) -> None:
     """Refuse keys that are not in ``keys``, naming those that are."""
     extra = sorted(str(k) for k in set(table) - set(keys))
     if extra:
-        raise SpecError(f"{_colon(where)} unknown key(s) {', '.join(extra)}; expected: {', '.join(sorted(keys))}")
+        named = ", ".join(shown(k, 40) if not k.isidentifier() else k for k in extra[:5])
+        if len(extra) > 5:
+            named += f" and {len(extra) - 5} more"
+        raise SpecError(f"{_colon(where)} unknown key(s) {named}; expected: {', '.join(sorted(keys))}")
 
 
 def strings(value: list, where: str) -> tuple[str, ...]:

@@ -71,6 +71,7 @@ values = st.one_of(
     st.dictionaries(st.sampled_from(["base", "amplitude", "period", "phase", "x"]), st.floats() | st.integers()),
     st.datetimes(),
     st.dates(),
+    st.times(),
 )
 
 mutation = st.one_of(

@@ -72,6 +72,7 @@ def _demo(**gpu3) -> dict:
         ({"uuid": "4f3a1c2e"}, "[[gpu]] #3.uuid: expected a GPU UUID such as GPU-"),
         ({"name": "N" * 96}, "[[gpu]] #3.name: at most 95 bytes (NVML's buffer), got 96"),
         ({"serial": "1\x002"}, "[[gpu]] #3.serial: a NUL character"),
+        ({"name": "H100 \ud800"}, "[[gpu]] #3.name: not UTF-8 text (a lone surrogate)"),
         (
             {"unsupported": ["nvmlDeviceGetPowerUsge"]},
             "[[gpu]] #3.unsupported[0]: 'nvmlDeviceGetPowerUsge' is not an NVML function of the simulated library "
@@ -191,3 +192,11 @@ def test_the_cli_refuses_a_bad_file_in_one_line_and_exits_2(tmp_path, capsys):
     assert rc == 2 and out == ""
     assert f"{bad}: [[gpu]] #0.temperature_c.period: expected seconds from 0.1 to 1000000, got 0" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_many_unknown_keys_are_named_five_at_a_time():
+    doc = copy.deepcopy(DEMO)
+    doc["driver"].update({f"k{i:02d}": 1 for i in range(20)})
+    doc["driver"]["odd key"] = 1
+    msg = _refused(doc)
+    assert msg.startswith("bad.toml: [driver]: unknown key(s) k00, k01, k02, k03, k04 and 16 more; expected: cuda")
