@@ -503,8 +503,10 @@ class DockerWatcher:
     def _beat(self) -> None:
         """Ping the engine every ``heartbeat`` seconds while the event thread follows it."""
         client = None
+        me = threading.current_thread()
         try:
-            while not self._stop.wait(self.heartbeat):
+            # a stop() then start() makes a new heartbeat: this one ends when it wakes
+            while not self._stop.wait(self.heartbeat) and self._heart is me:
                 if self._status.state != "ok":
                     continue  # connecting or unavailable: the event thread says so itself
                 try:
