@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpudock.host.docker import DockerStatus, DockerWatcher
+from gpudock.host.docker import DockerStatus, DockerWatcher, host_node_reader, remote_node_reader
 from gpudock.host.holders import HoldersMap, build_holders
 from gpudock.host.nvml import NvmlSession, system_loader
 from gpudock.host.root import HostRoot
@@ -236,8 +236,22 @@ class HostSession:
         with self._lock:
             if self._watcher is None:
                 # Retry a lost engine at most every 5 s: a banner should go soon after it is back.
-                self._watcher = DockerWatcher(self.docker_url or _NO_ENGINE, backoff=(0.5, 5.0))
+                self._watcher = DockerWatcher(
+                    self.docker_url or _NO_ENGINE, backoff=(0.5, 5.0), read_node=self._device_node_reader()
+                )
             return self._watcher
+
+    def _device_node_reader(self):
+        """How the watcher reads a container's ``--device`` host nodes: on the engine's host. That is
+        this host's root for its own engine (the simulated host's device table, a --root copy, the
+        live host); this machine for an engine given in place of a simulated one; nowhere for an
+        engine reached over the network."""
+        url = self.docker_url or _NO_ENGINE
+        if not url.startswith(("unix://", "http+unix://")):
+            return remote_node_reader(url)
+        if self.simulated and url != f"unix://{self.sim.files.docker_socket}":
+            return host_node_reader(HostRoot("/"))
+        return host_node_reader(self.root)
 
     def start_watching(self) -> DockerWatcher:
         w = self.watcher()

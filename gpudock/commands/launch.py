@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -283,10 +284,17 @@ def cmd_nvidia_docker(args, host) -> int:
 
         print(shlex.join(full))
         return ExitCode.OK
+    # docker runs on the engine gpudock looked at: the host's (on a simulated host, its own)
+    env = dict(os.environ)
+    if not line.host and host.docker_url:
+        env["DOCKER_HOST"] = host.docker_url
     sys.stdout.flush()
     sys.stderr.flush()
+    if host.simulated:
+        # its engine lives in this process: docker must run while it does (never through a shell)
+        return subprocess.run(full, env=env).returncode
     try:
-        os.execvp(full[0], full)  # never through a shell
+        os.execvpe(full[0], full, env)  # never through a shell
     except OSError as e:
         return _err(f"cannot run {full[0]}: {e.strerror}")
     return ExitCode.OK  # not reached

@@ -14,12 +14,20 @@ that a cache can keep the first and redo only the second when the GPU list chang
 Mechanisms and the semantics chosen (references: nvidia-stack.md §6.1, §8.3, §9; failures.md §20):
 
 ``device`` — ``HostConfig.Devices``. A ``/dev/nvidia<minor>`` node is mapped **by minor**, never by
-    index (NVML index and minor differ on many boards). The minor is taken from ``PathOnHost`` when
-    that is ``/dev/nvidiaN`` (the host node is the card, whatever the container calls it), else from
-    ``PathInContainer`` ``/dev/nvidiaN`` (the host path may be anywhere, e.g. ``/tmp/x/nvidia3``),
-    else from a host basename ``nvidiaN``. Control nodes (``nvidiactl``, ``nvidia-uvm``,
-    ``nvidia-uvm-tools``, ``nvidia-modeset``, ``nvidia-caps/*``, ``nvidia-nvswitch*``) hold no card.
-    A ``PathOnHost`` that is a CDI name (``vendor.com/class=name``) is a ``cdi`` request.
+    index (NVML index and minor differ on many boards). What the container can open is the host
+    node's major:minor: Docker stats ``PathOnHost`` (links followed) and writes that number into the
+    container's device cgroup rule, whatever either path is called. So with a ``read_node`` (see
+    :func:`parse_requests`; the watcher reads the node through the host's root) the claim is the
+    node's: char 195:N with N <= 253 is the GPU of minor N; 195:254 (``nvidia-modeset``), 195:255
+    (``nvidiactl``), another major (``nvidia-uvm``, ``/dev/null``) or a path that is not a char
+    device holds no card. Only when the node cannot be read (missing, unreadable, an engine on
+    another machine) are the names used, and the claim says so in its ``error``: the minor is
+    taken from ``PathOnHost`` when that is ``/dev/nvidiaN``, else from ``PathInContainer``
+    ``/dev/nvidiaN`` (the host path may be anywhere, e.g. ``/tmp/x/nvidia3``), else from a host
+    basename ``nvidiaN``. Control nodes (``nvidiactl``, ``nvidia-uvm``, ``nvidia-uvm-tools``,
+    ``nvidia-modeset``, ``nvidia-caps/*``, ``nvidia-nvswitch*``) hold no card. A ``PathOnHost``
+    that is a CDI name (``vendor.com/class=name``) is a ``cdi`` request. A directory given as
+    ``--device`` (Docker then adds every device node under it) is not walked: it holds no card.
 
 ``runtime-env`` — the container's runtime (``HostConfig.Runtime``, or the engine's default runtime
     when empty) is one registered for NVIDIA, and ``NVIDIA_VISIBLE_DEVICES`` in ``Config.Env``
@@ -81,13 +89,16 @@ Mechanisms and the semantics chosen (references: nvidia-stack.md §6.1, §8.3, �
 
 A selector that names nothing on this host becomes a Claim with ``gpu_uuid=None`` and an ``error``
 that says why ("index 9 does not exist on this host (8 GPUs)"). A MIG claim has ``gpu_uuid`` set to
-the parent GPU and ``mig_uuid`` to the MIG device.
+the parent GPU and ``mig_uuid`` to the MIG device. A resolved claim may carry an ``error`` too: a
+note on how sure it is (a device node that could not be read, mapped by its name).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,12 +116,22 @@ __all__ = [
     "nvidia_runtimes",
     "is_cdi_name",
     "env_map",
+    "NodeReader",
+    "NVIDIA_MAJOR",
 ]
 
 # The capability set moby's NVIDIA device driver registers (daemon/nvidia_linux.go).
 NVIDIA_DRIVER_CAPABILITIES = frozenset(
     {"gpu", "nvidia", "compute", "compat32", "graphics", "utility", "video", "display"}
 )
+
+# The NVIDIA driver's character major: minors 0-253 are GPUs, 254 nvidia-modeset, 255 nvidiactl.
+NVIDIA_MAJOR = 195
+_MAX_GPU_MINOR = 253
+
+# (major, minor) of the character device a host path names (links followed), None when it names
+# something else (a file, a directory, a block device); OSError when it cannot be read.
+NodeReader = Callable[[str], "tuple[int, int] | None"]
 
 _DEV_CARD = re.compile(r"^/dev/nvidia(\d+)$")
 _BASENAME_CARD = re.compile(r"(?:^|/)nvidia(\d+)$")
@@ -137,6 +158,7 @@ class GpuRequest:
     mechanism: ClaimMechanism
     selector: str
     token: str
+    note: str | None = None  # how it was read, when not from the device itself (becomes the claim's error)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,18 +223,33 @@ def _split_list(value: str) -> list[str]:
     return [t.strip() for t in value.split(",") if t.strip()]
 
 
-def _device_requests(devs: Any) -> list[GpuRequest]:
+def _device_requests(devs: Any, read_node: NodeReader | None = None) -> list[GpuRequest]:
     out: list[GpuRequest] = []
     for d in devs or ():
         if not isinstance(d, Mapping):
             continue
         host = d.get("PathOnHost") or ""
         cont = d.get("PathInContainer") or ""
+        if not isinstance(host, str) or not isinstance(cont, str):
+            continue
         if host and is_cdi_name(host):
             r = _cdi_request(host, "cdi")
             if r:
                 out.append(r)
             continue
+        selector = host if (not cont or cont == host) else f"{host}:{cont}"
+        note = None
+        if read_node is not None and host.startswith("/"):
+            try:
+                node = read_node(host)
+            except OSError as e:
+                # the errno's words: strerror may carry where it was resolved (a temporary root)
+                why = os.strerror(e.errno) if e.errno and e.errno != errno.EREMOTE else (e.strerror or str(e))
+                note = f"the host node {host} could not be read ({why}): its GPU is taken from the name"
+            else:
+                if node is not None and node[0] == NVIDIA_MAJOR and node[1] <= _MAX_GPU_MINOR:
+                    out.append(GpuRequest("device", selector, f"minor:{node[1]}"))
+                continue  # a control node, another driver's device, or no device: no card
         minor = None
         for path, rx in ((host, _DEV_CARD), (cont, _DEV_CARD), (host, _BASENAME_CARD)):
             m = rx.search(path) if path else None
@@ -221,8 +258,7 @@ def _device_requests(devs: Any) -> list[GpuRequest]:
                 break
         if minor is None:
             continue  # not a card: control device, something else, or a directory
-        selector = host if (not cont or cont == host) else f"{host}:{cont}"
-        out.append(GpuRequest("device", selector, f"minor:{minor}"))
+        out.append(GpuRequest("device", selector, f"minor:{minor}", note))
     return out
 
 
@@ -302,14 +338,16 @@ def parse_requests(
     inspect: Mapping[str, Any],
     nvidia_runtime_names: Iterable[str] = ("nvidia",),
     default_runtime: str | None = "runc",
+    read_node: NodeReader | None = None,
 ) -> tuple[GpuRequest, ...]:
     """Everything a container asked for, in the order devices, ``--gpus``, CDI, runtime env, and
     last ``privileged`` when ``HostConfig.Privileged`` is true (see the module docstring).
 
     ``nvidia_runtime_names`` are the engine runtimes whose path is an NVIDIA container runtime
     (see :func:`nvidia_runtimes`); ``default_runtime`` is the engine's ``DefaultRuntime``, used when
-    the container's ``HostConfig.Runtime`` is empty. Malformed or missing parts of the dict are
-    treated as absent, never raised.
+    the container's ``HostConfig.Runtime`` is empty. ``read_node`` reads a ``--device`` host node
+    on the engine's host (:data:`NodeReader`); without one, devices are read from their names.
+    Malformed or missing parts of the dict are treated as absent, never raised.
     """
     hc = inspect.get("HostConfig") or {}
     cfg = inspect.get("Config") or {}
@@ -317,7 +355,7 @@ def parse_requests(
         hc = {}
     if not isinstance(cfg, Mapping):
         cfg = {}
-    out = _device_requests(hc.get("Devices"))
+    out = _device_requests(hc.get("Devices"), read_node)
     dr_reqs, has_nvidia_dr = _device_request_requests(hc.get("DeviceRequests"))
     out.extend(r for r in dr_reqs if r.mechanism == "device-request")
     cdi_reqs = [r for r in dr_reqs if r.mechanism == "cdi"]
@@ -511,7 +549,12 @@ def resolve_requests(requests: Iterable[GpuRequest], index: GpuIndex) -> tuple[C
         if tok.startswith("minor:"):
             results = [index.minor(int(tok[6:]))]
         elif tok.startswith("count:"):
-            results = [index.index(i) for i in range(int(tok[6:]))]
+            n = int(tok[6:])
+            # One error for the GPUs past the host's, not one each: --gpus 1000000000 is one request.
+            results = [index.index(i) for i in range(min(n, len(index)))]
+            if n > len(index):
+                asked = f"{n} GPU" + ("" if n == 1 else "s")
+                results.append((None, None, f"{asked} asked for; this host has {index._count()}"))
         elif tok.startswith("cdi:"):
             results = _resolve_cdi(index, tok[4:])
         elif tok == "privileged" and r.mechanism == "privileged":
@@ -521,6 +564,8 @@ def resolve_requests(requests: Iterable[GpuRequest], index: GpuIndex) -> tuple[C
         else:
             results = _resolve_id(index, tok)
         for uuid, mig, err in results:
+            if r.note is not None:
+                err = r.note if err is None else f"{err} ({r.note})"
             out.append(Claim(r.mechanism, r.selector, uuid, err, mig))
     return tuple(out)
 
@@ -530,8 +575,9 @@ def claims_from_inspect(
     gpus: Sequence[Gpu] | GpuIndex,
     nvidia_runtime_names: Iterable[str] = ("nvidia",),
     default_runtime: str | None = "runc",
+    read_node: NodeReader | None = None,
 ) -> tuple[Claim, ...]:
     """The container's claims on this host's GPUs (:func:`parse_requests` then
     :func:`resolve_requests`)."""
     ix = gpus if isinstance(gpus, GpuIndex) else GpuIndex(gpus)
-    return resolve_requests(parse_requests(inspect, nvidia_runtime_names, default_runtime), ix)
+    return resolve_requests(parse_requests(inspect, nvidia_runtime_names, default_runtime, read_node), ix)

@@ -24,6 +24,14 @@ that says what to do, ``snapshot`` returns ``()``, and the background thread rec
 exponential backoff and rebuilds the cache when the engine comes back. A container that
 disappears between list and inspect is dropped.
 
+A hung engine (dockerd stopped, deadlocked) closes nothing: the event stream just goes quiet, and
+quiet is also what an idle engine sounds like. So while the event thread runs, a heartbeat pings
+the engine every ``heartbeat`` seconds; when a request (a ping, an inspect, a cold build's list)
+has waited longer than ``stale_after`` seconds without an answer, the status says so:
+``stale_since`` is when the first unanswered request was sent, ``message`` says the engine is not
+answering, and the cache is kept as the last known picture, marked stale, until the engine
+answers again (any answer, an event included, clears it).
+
 Which engine runtimes are NVIDIA's: those whose path is an ``nvidia-container-runtime`` (from
 ``docker info`` ``Runtimes``), plus the runtime *named* ``nvidia`` (the name ``nvidia-ctk runtime
 configure`` and nvidia-docker2 register; the test engine registers runc under it).
@@ -31,9 +39,11 @@ configure`` and nvidia-docker2 register; the test engine registers runc under it
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,12 +51,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from gpudock.host.claims import GpuIndex, GpuRequest, gpu_key, nvidia_runtimes, parse_requests, resolve_requests
+from gpudock.host.claims import (
+    GpuIndex,
+    GpuRequest,
+    NodeReader,
+    gpu_key,
+    nvidia_runtimes,
+    parse_requests,
+    resolve_requests,
+)
+from gpudock.host.root import HostRoot
 from gpudock.model import Container, Gpu, HostSnapshot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DockerStatus", "DockerWatcher", "explain_connect_error", "default_base_url"]
+__all__ = [
+    "DockerStatus",
+    "DockerWatcher",
+    "explain_connect_error",
+    "default_base_url",
+    "host_node_reader",
+    "remote_node_reader",
+]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
@@ -73,10 +99,17 @@ class DockerStatus:
     nvidia_runtimes: tuple[str, ...] = ()
     containers: int = 0  # containers in the cache (all states)
     since: float = field(default=0.0, compare=False)  # time.time() of the last state change
+    # time.time() since when the engine has not answered (a request waits past the deadline):
+    # the containers are the last known ones. None while it answers.
+    stale_since: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.state == "ok"
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_since is not None
 
     def to_json(self) -> dict:
         return {
@@ -87,6 +120,7 @@ class DockerStatus:
             "default_runtime": self.default_runtime,
             "nvidia_runtimes": list(self.nvidia_runtimes),
             "containers": self.containers,
+            "stale_since": self.stale_since,
         }
 
 
@@ -170,7 +204,32 @@ class _Entry:
     requests: tuple[GpuRequest, ...]
 
 
-def _entry(ins: Mapping[str, Any], nv_names: frozenset[str], default_runtime: str | None) -> _Entry:
+def host_node_reader(root: HostRoot) -> NodeReader:
+    """Read a ``--device`` host path as the engine does on its host: stat, links followed (inside
+    the root: the live host, a ``--root`` copy, or a simulated host whose /dev nodes are its
+    root's device table)."""
+
+    def read(path: str) -> tuple[int, int] | None:
+        st = root.stat(path)
+        if not stat.S_ISCHR(st.st_mode):
+            return None
+        return os.major(st.st_rdev), os.minor(st.st_rdev)
+
+    return read
+
+
+def remote_node_reader(base_url: str) -> NodeReader:
+    """For an engine on another machine (tcp://, ssh://): its device nodes cannot be read here."""
+
+    def read(path: str) -> tuple[int, int] | None:
+        raise OSError(errno.EREMOTE, f"the engine at {base_url} runs on another machine")
+
+    return read
+
+
+def _entry(
+    ins: Mapping[str, Any], nv_names: frozenset[str], default_runtime: str | None, read_node: NodeReader | None = None
+) -> _Entry:
     state = ins.get("State") or {}
     cfg = ins.get("Config") or {}
     hc = ins.get("HostConfig") or {}
@@ -184,8 +243,15 @@ def _entry(ins: Mapping[str, Any], nv_names: frozenset[str], default_runtime: st
         runtime=hc.get("Runtime") or default_runtime,
         pid=pid if status in _ACTIVE else None,
         started_at=state.get("StartedAt") or None,
-        requests=parse_requests(ins, nv_names, default_runtime),
+        requests=parse_requests(ins, nv_names, default_runtime, read_node),
     )
+
+
+def _is_api_error(exc: BaseException) -> bool:
+    """The engine answered, with an error status."""
+    import docker.errors
+
+    return isinstance(exc, docker.errors.APIError) and getattr(exc, "response", None) is not None
 
 
 def _is_not_found(exc: BaseException) -> bool:
@@ -209,8 +275,13 @@ class DockerWatcher:
         workers: int = 8,
         backoff: tuple[float, float] = (0.5, 30.0),
         nvidia_runtime_names: Iterable[str] = ("nvidia",),
+        read_node: NodeReader | None = None,
+        heartbeat: float = 2.0,
+        stale_after: float = 3.0,
     ) -> None:
         self.base_url = base_url or default_base_url()
+        # How a --device host node is read (host_node_reader; None: from its name only).
+        self._read_node = read_node
         self._explicit_url = base_url is not None
         self.timeout = timeout
         self.workers = max(1, workers)
@@ -226,6 +297,12 @@ class DockerWatcher:
         self._index: GpuIndex | None = None
         self._resolved: dict[str, Container] = {}
         self._snap: dict[bool, tuple[int, tuple, tuple[Container, ...]]] = {}
+        # staleness: when the oldest request still without an answer was sent (None: all answered)
+        self.heartbeat = heartbeat
+        self.stale_after = stale_after
+        self._waiting_since: float | None = None
+        self._asking = 0  # requests in flight
+        self._heart: threading.Thread | None = None
         # background thread
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -237,7 +314,21 @@ class DockerWatcher:
 
     @property
     def status(self) -> DockerStatus:
-        return self._status
+        """Where gpudock stands with the engine, now: with ``stale_since`` set while a request has
+        waited past ``stale_after`` seconds for an answer."""
+        st = self._status
+        since = self._waiting_since
+        if st.state != "ok" or since is None or time.time() - since < self.stale_after:
+            return st
+        at = time.strftime("%H:%M:%S", time.localtime(since))
+        return replace(
+            st,
+            stale_since=since,
+            message=(
+                f"The Docker engine at {self.base_url} has not answered since {at}: is it hung? "
+                "(sudo systemctl status docker). Containers shown are as of then."
+            ),
+        )
 
     @property
     def running(self) -> bool:
@@ -255,7 +346,8 @@ class DockerWatcher:
         client = None
         try:
             client = self._make_client()
-            self._cold_build(client)
+            with self._asking_engine():
+                self._cold_build(client)
         except Exception as e:  # noqa: BLE001 - every fault becomes a status
             log.debug("Docker engine at %s: %s", self.base_url, e, exc_info=True)
             self._fail(e)
@@ -274,6 +366,9 @@ class DockerWatcher:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="gpudock-docker", daemon=True)
         self._thread.start()
+        if self.heartbeat > 0 and (self._heart is None or not self._heart.is_alive()):
+            self._heart = threading.Thread(target=self._beat, name="gpudock-docker-heartbeat", daemon=True)
+            self._heart.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the background thread and close the connection."""
@@ -283,6 +378,10 @@ class DockerWatcher:
         if t is not None:
             t.join(timeout)
         self._thread = None
+        h = self._heart
+        if h is not None:
+            h.join(min(timeout, 0.5))  # a ping of a hung engine ends by its own timeout
+        self._heart = None
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the first connection attempt finished (ok or not); True if it is ok."""
@@ -374,6 +473,62 @@ class DockerWatcher:
             client.api.trust_env = False
         return client
 
+    @contextlib.contextmanager
+    def _asking_engine(self):
+        """Around requests to the engine: while one waits for an answer, :attr:`status` turns
+        stale past ``stale_after``. An HTTP error (404, 500) is an answer; a timeout is not."""
+        with self._lock:
+            self._asking += 1
+            if self._waiting_since is None:
+                self._waiting_since = time.time()
+        answered = False
+        try:
+            yield
+            answered = True
+        except Exception as e:
+            answered = _is_api_error(e)
+            raise
+        finally:
+            with self._lock:
+                self._asking -= 1
+                if answered:
+                    self._waiting_since = None
+
+    def _heard(self) -> None:
+        """The engine spoke unasked (an event): it is not hung."""
+        with self._lock:
+            if self._asking == 0:
+                self._waiting_since = None
+
+    def _beat(self) -> None:
+        """Ping the engine every ``heartbeat`` seconds while the event thread follows it."""
+        client = None
+        me = threading.current_thread()
+        try:
+            # a stop() then start() makes a new heartbeat: this one ends when it wakes
+            while not self._stop.wait(self.heartbeat) and self._heart is me:
+                if self._status.state != "ok":
+                    continue  # connecting or unavailable: the event thread says so itself
+                try:
+                    with self._asking_engine():  # making a client asks too: version="auto"
+                        if client is None:
+                            client = self._make_client()
+                        client.api.ping()
+                except Exception as e:  # noqa: BLE001 - a hung or lost engine: the status says it
+                    log.debug("Docker engine at %s: heartbeat: %s", self.base_url, e)
+                    if client is not None:
+                        try:
+                            client.close()
+                        except Exception:  # noqa: BLE001
+                            pass
+                    client = None
+        finally:
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
     def _set_status(self, **kw) -> None:
         old = self._status
         st = replace(old, **kw)
@@ -418,7 +573,7 @@ class DockerWatcher:
         entries = {}
         for ins in found:
             if ins:
-                e = _entry(ins, nvf, default_rt)
+                e = _entry(ins, nvf, default_rt, self._read_node)
                 entries[e.id] = e
         with self._lock:
             self._nv_names = nvf
@@ -443,13 +598,14 @@ class DockerWatcher:
 
     def _reinspect(self, client, cid: str) -> None:
         try:
-            ins = client.api.inspect_container(cid)
+            with self._asking_engine():
+                ins = client.api.inspect_container(cid)
         except Exception as e:  # noqa: BLE001
             if _is_not_found(e):
                 self._drop(cid)
                 return
             raise
-        e = _entry(ins, self._nv_names, self._default_runtime)
+        e = _entry(ins, self._nv_names, self._default_runtime, self._read_node)
         with self._lock:
             if self._entries.get(e.id) == e:
                 return
@@ -503,11 +659,13 @@ class DockerWatcher:
                 self._stream = client.api.events(decode=True, filters={"type": "container"})
                 if self._stop.is_set():
                     break
-                self._cold_build(client)
+                with self._asking_engine():
+                    self._cold_build(client)
                 delay = self.backoff[0]
                 for ev in self._stream:
                     if self._stop.is_set():
                         break
+                    self._heard()
                     try:
                         self._on_event(client, ev)
                     except Exception as e:  # noqa: BLE001

@@ -69,6 +69,19 @@ def _kind(token: str) -> str:
     return "unknown"
 
 
+def _shown(token: str) -> str:
+    """A token as a message quotes it: whole when short, else its start and its length (a
+    pasted 5,000-digit number must not fill the terminal)."""
+    if len(token) <= 40:
+        return repr(token)
+    return f"{token[:20]!r}… ({len(token)} characters)"
+
+
+# More digits than any index can have: int() of more than 4,300 digits raises ValueError, and a
+# GPU index is below 64 on any host NVML supports.
+_MAX_INDEX_DIGITS = 6
+
+
 def _describe(g: Gpu) -> str:
     return f"GPU {g.index}" + (f" ({g.uuid})" if g.uuid else "")
 
@@ -100,19 +113,19 @@ def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
             return prefixed[0]
         if len(prefixed) > 1:
             raise SelectionError(
-                f"ambiguous GPU {token!r}: it is the start of the UUIDs of "
+                f"ambiguous GPU {_shown(token)}: it is the start of the UUIDs of "
                 + ", ".join(_describe(g) for g in prefixed)
                 + "; give more of the UUID"
             )
-        raise SelectionError(f"unknown GPU {token!r}: no GPU on this host has that UUID")
+        raise SelectionError(f"unknown GPU {_shown(token)}: no GPU on this host has that UUID")
     if kind == "bus id":
         want = sysfs_bus_id(token)
         for g in gpus:
             if g.sysfs_bus_id == want:
                 return g
-        raise SelectionError(f"unknown GPU {token!r}: no GPU on this host is at PCI bus id {want}")
+        raise SelectionError(f"unknown GPU {_shown(token)}: no GPU on this host is at PCI bus id {want}")
     raise SelectionError(
-        f"unknown GPU {token!r}: name a GPU by NVML index (0), UUID (GPU-…), PCI bus id (0000:05:00.0) or 'all'"
+        f"unknown GPU {_shown(token)}: name a GPU by NVML index (0), UUID (GPU-…), PCI bus id (0000:05:00.0) or 'all'"
     )
 
 
@@ -151,8 +164,10 @@ def parse_selection(items: str | Iterable[str], snapshot: HostSnapshot) -> Selec
         if first is not None:
             k1, k2 = _kind(first), _kind(tok)
             if k1 == k2:
-                raise SelectionError(f"GPU {g.index} is named twice ({first!r} and {tok!r})")
-            raise SelectionError(f"{k1} {first!r} and {k2} {tok!r} are the same card ({_describe(g)}); name it once")
+                raise SelectionError(f"GPU {g.index} is named twice ({_shown(first)} and {_shown(tok)})")
+            raise SelectionError(
+                f"{k1} {_shown(first)} and {k2} {_shown(tok)} are the same card ({_describe(g)}); name it once"
+            )
         named_by[g.index] = tok
         chosen.append(g)
     return Selection(tuple(chosen))

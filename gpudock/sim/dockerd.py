@@ -36,6 +36,7 @@ Use::
     d = SimDockerd.start(scenario)          # or SimDockerd.start(scenario, socket_dir)
     docker.DockerClient(base_url=d.base_url)
     d.engine.create(...); d.engine.start(cid)   # change the engine from Python (tests), with events
+    with d.stalled(): ...                   # a hung engine (tests): requests and events wait
     d.close()
 
 Nothing here runs a process: a container's PIDs are the scenario's (``/proc`` for them comes from
@@ -44,6 +45,7 @@ Nothing here runs a process: a container's PIDs are the scenario's (``/proc`` fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -787,6 +789,7 @@ class _Handler(BaseHTTPRequestHandler):
         return data if isinstance(data, dict) else {}
 
     def _route(self, method: str) -> None:
+        self.server.wait_while_stalled()
         url = urlsplit(self.path)
         path = _VERSION_PREFIX.sub("", url.path, count=1)
         params = parse_qs(url.query, keep_blank_values=True)
@@ -928,6 +931,7 @@ class _Handler(BaseHTTPRequestHandler):
                         continue
                     if ev is None:
                         break
+                    self.server.wait_while_stalled()
                     if _event_matches(ev, filters):
                         self._chunk((json.dumps(ev) + "\n").encode())
             self.wfile.write(b"0\r\n\r\n")
@@ -953,10 +957,17 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # listen()'s backlog. socketserver's default of 5 is less than the watcher's 8 parallel
+    # inspects: a UNIX socket whose backlog is full refuses a client with a timeout at once
+    # (EAGAIN, BlockingIOError), and the engine would look unavailable. dockerd asks for
+    # SOMAXCONN; so do we (the kernel caps it at net.core.somaxconn).
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, path: str, state: SimEngineState) -> None:
         self.state = state
         self.closing = threading.Event()
+        self.answering = threading.Event()  # cleared: a hung engine (SimDockerd.stalled)
+        self.answering.set()
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         super().__init__(path, _Handler)
@@ -970,6 +981,12 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         with self._conns_lock:
             self._conns.discard(request)
         super().shutdown_request(request)
+
+    def wait_while_stalled(self) -> None:
+        """Hold a request (or an event) while the engine plays hung; until it is closed."""
+        while not self.answering.wait(0.1):
+            if self.closing.is_set():
+                return
 
     def drop_connections(self) -> None:
         with self._conns_lock:
@@ -1013,6 +1030,16 @@ class SimDockerd:
             os.unlink(path)
         server = _Server(path, SimEngineState(scenario, root))
         return cls(server, path, owned)
+
+    @contextlib.contextmanager
+    def stalled(self):
+        """Play a hung dockerd (as one stopped with SIGSTOP) for the block: connections are still
+        accepted, but no request is answered and no event is sent until it ends."""
+        self._server.answering.clear()
+        try:
+            yield self
+        finally:
+            self._server.answering.set()
 
     def close(self) -> None:
         """Stop serving: open event streams end, open connections are dropped, the socket goes."""

@@ -51,6 +51,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gpudock.sim.keys import SpecError, shown
+from gpudock.sim.keys import get as _get
+from gpudock.sim.keys import strings as _strings
+from gpudock.sim.keys import unknown as _unknown
+
 __all__ = ["HostSpec", "LibrarySet", "DRIVER_SONAMES", "parse_host", "HostSpecError"]
 
 # What a driver install puts in each library directory (the sonames the loader's cache lists).
@@ -73,8 +78,8 @@ _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
-class HostSpecError(ValueError):
-    """A ``[host]`` key that cannot be used (the scenario loader adds the file name)."""
+# A ``[host]`` key that cannot be used: the message starts with the place the loader gave.
+HostSpecError = SpecError
 
 
 @dataclass(frozen=True)
@@ -136,43 +141,21 @@ _KEYS = {
     "files": dict,
 }
 _LIB_KEYS = {"version": str, "dir": str, "arch": str, "sonames": list}
-_TYPE_WORDS = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "a table"}
-
-
-def _get(table: dict, key: str, where: str, kind: type, default: Any) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    # TOML booleans are Python ints: an integer key must not take true/false, nor the reverse
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise HostSpecError(f"{where}.{key}: expected {_TYPE_WORDS[kind]}, got {value!r}")
-    return value
-
-
-def _unknown(table: dict, keys, where: str) -> None:
-    extra = sorted(set(table) - set(keys))
-    if extra:
-        raise HostSpecError(f"{where}: unknown key(s) {', '.join(extra)}; expected: {', '.join(sorted(keys))}")
 
 
 def _abs_path(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "\0" in value or "/../" in value + "/":
-        raise HostSpecError(f"{where}: expected an absolute host path such as /usr/lib/x86_64-linux-gnu, got {value!r}")
+        raise HostSpecError(
+            f"{where}: expected an absolute host path such as /usr/lib/x86_64-linux-gnu, got {shown(value)}"
+        )
     return value
-
-
-def _strings(value: list, where: str) -> tuple[str, ...]:
-    for i, v in enumerate(value):
-        if not isinstance(v, str):
-            raise HostSpecError(f"{where}[{i}]: expected a string, got {v!r}")
-    return tuple(value)
 
 
 def _version(value: str, where: str, *, empty_ok: bool = True) -> str:
     if value == "" and empty_ok:
         return value
     if not _VERSION.match(value):
-        raise HostSpecError(f"{where}: expected a driver version such as 535.129.03, got {value!r}")
+        raise HostSpecError(f"{where}: expected a driver version such as 535.129.03, got {shown(value)}")
     return value
 
 
@@ -185,7 +168,7 @@ def parse_host(raw: Any, where: str, *, name: str, driver_version: str) -> HostS
     _unknown(raw, _KEYS, where)
     hostname = _get(raw, "hostname", where, str, re.sub(r"[^A-Za-z0-9.-]", "-", name).strip("-.") or "sim")
     if not _HOSTNAME.match(hostname):
-        raise HostSpecError(f"{where}.hostname: {hostname!r} is not a host name (letters, digits, '-' and '.')")
+        raise HostSpecError(f"{where}.hostname: {shown(hostname)} is not a host name (letters, digits, '-' and '.')")
     if "root" in raw:
         root = _abs_path(_get(raw, "root", where, str, None), f"{where}.root")
         others = sorted(set(raw) - {"root", "hostname"})
@@ -197,17 +180,17 @@ def parse_host(raw: Any, where: str, *, name: str, driver_version: str) -> HostS
         return HostSpec(hostname=hostname, root=root)
     kernel = _get(raw, "kernel", where, str, HostSpec.kernel)
     if not kernel or "/" in kernel or kernel in (".", ".."):
-        raise HostSpecError(f"{where}.kernel: expected a kernel release such as 6.1.0-13-amd64, got {kernel!r}")
+        raise HostSpecError(f"{where}.kernel: expected a kernel release such as 6.1.0-13-amd64, got {shown(kernel)}")
     boot_time = _get(raw, "boot_time", where, int, HostSpec.boot_time)
     if not 0 < boot_time < 1 << 40:
-        raise HostSpecError(f"{where}.boot_time: expected seconds since the epoch, got {boot_time!r}")
+        raise HostSpecError(f"{where}.boot_time: expected seconds since the epoch, got {shown(boot_time)}")
     cgroup = _get(raw, "cgroup", where, int, 2)
     if cgroup not in (1, 2):
-        raise HostSpecError(f"{where}.cgroup: expected 1 or 2, got {cgroup!r}")
+        raise HostSpecError(f"{where}.cgroup: expected 1 or 2, got {shown(cgroup)}")
     module = _version(_get(raw, "module", where, str, driver_version), f"{where}.module")
     flavor = _get(raw, "module_flavor", where, str, "proprietary")
     if flavor not in ("proprietary", "open"):
-        raise HostSpecError(f"{where}.module_flavor: expected 'proprietary' or 'open', got {flavor!r}")
+        raise HostSpecError(f"{where}.module_flavor: expected 'proprietary' or 'open', got {shown(flavor)}")
     on_disk = _version(_get(raw, "module_on_disk", where, str, module), f"{where}.module_on_disk")
     toolkit = _version(_get(raw, "toolkit", where, str, HostSpec.toolkit), f"{where}.toolkit")
     missing = tuple(
@@ -216,7 +199,7 @@ def parse_host(raw: Any, where: str, *, name: str, driver_version: str) -> HostS
     )
     for i, p in enumerate(missing):
         if not p.startswith("/dev/"):
-            raise HostSpecError(f"{where}.missing_nodes[{i}]: expected a /dev path, got {p!r}")
+            raise HostSpecError(f"{where}.missing_nodes[{i}]: expected a /dev path, got {shown(p)}")
     libraries = []
     for i, lib in enumerate(_get(raw, "libraries", where, list, [])):
         lw = f"{where}.libraries[{i}]"
@@ -225,11 +208,11 @@ def parse_host(raw: Any, where: str, *, name: str, driver_version: str) -> HostS
         _unknown(lib, _LIB_KEYS, lw)
         arch = _get(lib, "arch", lw, str, "x86-64")
         if arch not in ARCHES:
-            raise HostSpecError(f"{lw}.arch: expected one of {', '.join(ARCHES)}, got {arch!r}")
+            raise HostSpecError(f"{lw}.arch: expected one of {', '.join(ARCHES)}, got {shown(arch)}")
         sonames = _strings(_get(lib, "sonames", lw, list, list(DRIVER_SONAMES)), f"{lw}.sonames")
         for j, so in enumerate(sonames):
             if not re.match(r"^lib[A-Za-z0-9_+-]+\.so\.\d+$", so):
-                raise HostSpecError(f"{lw}.sonames[{j}]: expected a soname such as libcuda.so.1, got {so!r}")
+                raise HostSpecError(f"{lw}.sonames[{j}]: expected a soname such as libcuda.so.1, got {shown(so)}")
         libraries.append(
             LibrarySet(
                 version=_version(_get(lib, "version", lw, str, driver_version), f"{lw}.version", empty_ok=False),
@@ -249,7 +232,7 @@ def parse_host(raw: Any, where: str, *, name: str, driver_version: str) -> HostS
     for path, text in _get(raw, "files", where, dict, {}).items():
         _abs_path(path, f"{where}.files key")
         if not isinstance(text, str):
-            raise HostSpecError(f"{where}.files.{path!r}: expected the file's text as a string, got {text!r}")
+            raise HostSpecError(f"{where}.files.{shown(path)}: expected the file's text as a string, got {shown(text)}")
         files.append((path, text))
     return HostSpec(
         hostname=hostname,

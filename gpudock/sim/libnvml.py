@@ -12,6 +12,7 @@ older driver.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import time
 from ctypes import (
@@ -300,7 +301,7 @@ class SimNvmlLibrary:
                 return rc
             if sensor != 0:
                 return ERROR_INVALID_ARGUMENT
-            _put_uint(out, round(s._value(g.temperature_c, 4)))
+            _put_uint(out, max(0, round(s._value(g.temperature_c, 4))))  # a swing saturates at 0 C
             return SUCCESS
 
         def power(handle, out):
@@ -843,6 +844,15 @@ def topology_level(a: SimGpu, b: SimGpu) -> int:
     if common == len(a.pcie_path) == len(b.pcie_path):
         return TOPOLOGY_SINGLE  # both hang off the same switch
     return TOPOLOGY_MULTIPLE
+
+
+@functools.cache
+def exported_functions() -> frozenset[str]:
+    """The name of every NVML function the simulated library exports (what a scenario's
+    ``missing_functions`` and ``unsupported`` may name)."""
+    lib = object.__new__(SimNvmlLibrary)  # no scenario: the table's functions are made, never called
+    lib.__dict__["scenario"] = None
+    return frozenset(lib._table())
 
 
 def sim_library_loader(scenario: Scenario):

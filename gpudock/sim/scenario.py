@@ -66,6 +66,7 @@ Bad files are refused with the file, the TOML line/column or the key path, and w
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -76,7 +77,8 @@ from importlib import resources
 from pathlib import Path
 
 from gpudock.model import CLOCK_EVENT_REASONS, nvml_bus_id, parse_cpu_list
-from gpudock.sim.host_spec import HostSpec, HostSpecError, parse_host
+from gpudock.sim.host_spec import HostSpec, parse_host
+from gpudock.sim.keys import Key, SpecError, check_table, check_value, key_path, number, shown
 
 # NVML return codes an init failure can play, by the names operators see in nvidia-smi's output.
 INIT_ERRORS = {
@@ -312,6 +314,206 @@ class SimContainer:
         return self.state in ("running", "paused", "restarting")
 
 
+# -- what each key takes ----------------------------------------------------------------------
+# One line per key (gpudock.sim.keys.Key): its type and range. Values are checked here, up front,
+# so that the simulated NVML library and engine only ever see values they can answer with.
+
+MAX_PID = 4_194_304  # PID_MAX_LIMIT: the most a 64-bit Linux pid_max can be
+MAX_MIB = 1 << 24  # 16 TiB: more than any GPU has
+MAX_GPU_MINOR = 253  # 195:254 is /dev/nvidia-modeset, 195:255 /dev/nvidiactl
+MAX_MIG_DEVICES = 7  # what nvmlDeviceGetMaxMigDeviceCount answers with MIG on
+_NVML_NAME = 95  # bytes in NVML's name and UUID buffers (NVML_DEVICE_*_V2_BUFFER_SIZE), less the NUL
+_BUS_ID = r"(?:[0-9A-Fa-f]{1,8}:)?[0-9A-Fa-f]{1,2}:[0-9A-Fa-f]{1,2}\.[0-7]"
+_CONTAINER_NAME = r"[a-zA-Z0-9][a-zA-Z0-9_.-]*"  # dockerd's rule (it also takes one character)
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+
+def _moving(lo: float, hi: float) -> Key:
+    """A value that may move (see :class:`Wave`) around a base within ``lo`` to ``hi``."""
+    words = f"a number from {number(lo)} to {number(hi)}, or a moving value {{base=, amplitude=, period=}}"
+    wave_keys = {
+        "base": Key(float, lo, hi, required=True),
+        "amplitude": Key(float, 0, hi - lo),
+        "period": Key(float, 0.1, 1e6, words="seconds from 0.1 to 1000000"),
+        "phase": Key(float, -1e6, 1e6),
+    }
+
+    def check(value, where: str) -> None:
+        if isinstance(value, dict):
+            # A swing past the range saturates there, as a busy card's 100 % does.
+            check_table(value, wave_keys, where)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            check_value(value, Key(float, lo, hi), where)
+        else:
+            raise SpecError(f"{where}: expected {words}, got {shown(value)}")
+
+    return Key(object, check=check, words=words)
+
+
+def _nvml_functions(extra: frozenset[str] = frozenset()) -> Key:
+    """A list of names of functions the simulated NVML library exports (a typo would do nothing)."""
+
+    def check(names: list, where: str) -> None:
+        # Imported here: gpudock.sim.libnvml imports this module.
+        from gpudock.sim.libnvml import exported_functions
+
+        known = exported_functions() | extra
+        for i, name in enumerate(names):
+            if name not in known:
+                near = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {near[0]}?)" if near else " (e.g. nvmlDeviceGetPowerUsage)"
+                raise SpecError(
+                    f"{key_path(where, i)}: {name!r} is not an NVML function of the simulated library{hint}"
+                )
+
+    return Key(list, each=Key(str), check=check)
+
+
+def _tables(what: str, most: int | None = None) -> Key:
+    return Key(list, hi=most, each=Key(dict, words=f"a table ([[{what}]])"), words=f"an array of tables ([[{what}]])")
+
+
+TOP_KEYS = {
+    "name": Key(str, empty=False, max_bytes=255),
+    "description": Key(str),
+    "frozen": Key(bool),
+    "driver": Key(dict, words="a table ([driver])"),
+    "gpu": _tables("gpu"),
+    "docker": Key(dict, words="a table ([docker])"),
+    "image": _tables("image"),
+    "container": _tables("container"),
+    "host": Key(dict, words="a table ([host])"),
+}
+DRIVER_KEYS = {
+    "version": Key(
+        str, required=True, max_bytes=64, pattern=r"[0-9A-Za-z.+~-]+", words="a driver version such as 535.129.03"
+    ),
+    "init_error": Key(str),
+    "cuda": Key(object, words="a CUDA version such as '12.2'"),
+    "nvml": Key(str, max_bytes=79, pattern=r"[0-9A-Za-z.+~-]+", words="an NVML version such as 12.535.129.03"),
+    "missing_functions": _nvml_functions(),
+}
+GPU_KEYS = {
+    "uuid": Key(
+        str,
+        required=True,
+        max_bytes=_NVML_NAME,
+        pattern=r"GPU-[0-9A-Za-z-]+",
+        words="a GPU UUID such as GPU-4f3a1c2e-9b7d-4e21-8a55-0c1d2e3f4a01",
+    ),
+    "name": Key(str, required=True, empty=False, max_bytes=_NVML_NAME),
+    "pci_bus_id": Key(str, required=True, pattern=_BUS_ID, words="a PCI bus id such as 0000:05:00.0"),
+    "minor": Key(int, 0, MAX_GPU_MINOR, words="a device minor from 0 to 253 (/dev/nvidiaN; 254 and 255 are not GPUs)"),
+    "serial": Key(str, max_bytes=29),
+    "memory_total_mib": Key(int, 1, MAX_MIB, required=True),
+    "memory_used_mib": _moving(0, MAX_MIB),
+    "utilization_gpu": _moving(0, 100),
+    "utilization_memory": _moving(0, 100),
+    "temperature_c": _moving(0, 200),
+    "power_w": _moving(0, 10_000),
+    "power_limit_w": Key(float, 1, 10_000),
+    "persistence_mode": Key(bool),
+    "compute_mode": Key(str),
+    "mig_mode": Key(bool),
+    "mig_pending": Key(bool),
+    "mig": _tables("gpu.mig", MAX_MIG_DEVICES),
+    "process": _tables("gpu.process"),
+    "clock_sm_mhz": Key(int, 0, 100_000),
+    "clock_mem_mhz": Key(int, 0, 100_000),
+    "clock_sm_max_mhz": Key(int, 0, 100_000),
+    "clock_mem_max_mhz": Key(int, 0, 100_000),
+    "lost": Key(bool),
+    "unsupported": _nvml_functions(frozenset({"processes"})),  # "processes": every running-processes call
+    # the readings nvitop and nvidia-smi show (their own parsers, _gpu_readings, check the values)
+    "fan_speed": _moving(0, 100),
+    "fans": Key(int, 0, 32),
+    "performance_state": Key(int, 0, 15),
+    "clock_event_reasons": Key(list, each=Key(str)),
+    "ecc_mode": Key(bool),
+    "ecc_mode_pending": Key(bool),
+    "ecc_errors": Key(dict),
+    "retired_pages": Key(dict),
+    "remapped_rows": Key(dict),
+    "pcie": Key(dict),
+    "bar1_total_mib": Key(int, 1, MAX_MIB),
+    "bar1_used_mib": _moving(0, MAX_MIB),
+    "encoder_utilization": _moving(0, 100),
+    "decoder_utilization": _moving(0, 100),
+    "display_active": Key(bool),
+    "compute_capability": Key(str, pattern=r"\d+\.\d+", words='a compute capability such as "9.0"'),
+    "nvlink": Key(dict),
+    "numa_node": Key(int, -1, 1023),
+    "cpu_affinity": Key(str),
+}
+PROCESS_KEYS = {
+    "pid": Key(int, 1, MAX_PID, required=True),
+    "used_memory_mib": Key(int, 0, MAX_MIB, required=True),
+    "command": Key(str, max_bytes=1023),
+    "type": Key(str),
+    "mig_index": Key(int, 0, MAX_MIG_DEVICES - 1),
+    "sm_util": Key(int, 0, 100),
+    "mem_util": Key(int, 0, 100),
+    "enc_util": Key(int, 0, 100),
+    "dec_util": Key(int, 0, 100),
+}
+MIG_KEYS = {
+    "profile": Key(str, required=True, pattern=r"[0-9A-Za-z.+_-]+", words="a MIG profile such as 3g.40gb"),
+    "uuid": Key(
+        str,
+        required=True,
+        max_bytes=_NVML_NAME,
+        pattern=r"MIG-[0-9A-Za-z/-]+",
+        words="a MIG device UUID such as MIG-5d1e6f2a-7b3c-5d4e-9f60-718293a4b5c1",
+    ),
+    "memory_total_mib": Key(int, 1, MAX_MIB, required=True),
+    "memory_used_mib": Key(int, 0, MAX_MIB),
+    "gpu_instance_id": Key(int, 0, 1023),
+    "compute_instance_id": Key(int, 0, 1023),
+    "bar1_total_mib": Key(int, 0, MAX_MIB),
+    "bar1_used_mib": Key(int, 0, MAX_MIB),
+}
+DOCKER_KEYS = {
+    "version": Key(str, pattern=r"\d+\.\d+[0-9A-Za-z.+~-]*", words="an engine version such as 26.1.5"),
+    "api_version": Key(
+        str, pattern=r"1\.(2[4-9]|[3-9]\d)", words="an Engine API version from 1.24 (the SDK's oldest), such as 1.45"
+    ),
+    "default_runtime": Key(str, empty=False),
+    "cgroup_driver": Key(str, choices=("systemd", "cgroupfs")),
+    "runtimes": Key(dict),
+    "cdi_spec_dirs": Key(list, each=Key(str, pattern=r"/.*", words="an absolute directory such as /etc/cdi")),
+}
+_IMAGE_REF = "an image reference such as nvidia/cuda:12.2.0-base-ubuntu22.04"
+IMAGE_KEYS = {
+    "name": Key(str, required=True, pattern=r"\S+", words=_IMAGE_REF),
+    "env": Key(list, each=Key(str)),
+    "labels": Key(dict),
+    "size": Key(int, 0, 1 << 50),
+}
+CONTAINER_KEYS = {
+    "name": Key(
+        str,
+        required=True,
+        pattern=_CONTAINER_NAME,
+        words="a container name (letters, digits, '_', '.' and '-', starting with a letter or digit)",
+    ),
+    "id": Key(str),
+    "state": Key(str),
+    "runtime": Key(str),
+    "devices": Key(list),
+    "device_requests": Key(list),
+    "pids": Key(list),
+    "pid": Key(int, 1, MAX_PID),
+    "created": Key(object),
+    "started": Key(object),
+    "image": Key(str, pattern=r"\S+", words=_IMAGE_REF),
+    "command": Key(str),
+    "exit_code": Key(int, 0, 255),
+    "env": Key(list, each=Key(str)),
+    "labels": Key(dict),
+}
+DEVICE_KEYS = {"host": Key(str, required=True), "container": Key(str), "permissions": Key(str)}
+
+
 def _wave(value, where: str) -> Wave:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Wave(float(value))
@@ -332,12 +534,13 @@ def _wave(value, where: str) -> Wave:
     raise ScenarioError(f"{where}: expected a number or a table {{base=, amplitude=, period=}}, got {value!r}")
 
 
-def _cuda_int(text: str, where: str) -> int:
-    try:
-        major, _, minor = str(text).partition(".")
-        return int(major) * 1000 + int(minor or 0) * 10
-    except ValueError:
-        raise ScenarioError(f"{where}: CUDA version must look like '12.2', got {text!r}") from None
+def _cuda_int(text, where: str) -> int:
+    m = None
+    if isinstance(text, str) or (isinstance(text, (int, float)) and not isinstance(text, bool) and 0 <= text < 100):
+        m = re.fullmatch(r"(\d{1,2})(?:\.(\d{1,2}))?", str(text))
+    if m is None:
+        raise ScenarioError(f"{where}: CUDA version must look like '12.2', got {shown(text)}")
+    return int(m.group(1)) * 1000 + int(m.group(2) or 0) * 10
 
 
 def _require(table: dict, key: str, where: str, kind: type | tuple[type, ...]):
@@ -350,9 +553,21 @@ def _require(table: dict, key: str, where: str, kind: type | tuple[type, ...]):
 
 
 def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
+    """The scenario ``data`` (a TOML document's tables) describes. Every key is checked up front
+    (:data:`GPU_KEYS` and the other tables; ``[host]`` by :mod:`gpudock.sim.host_spec`): a bad one
+    is refused with a ScenarioError that starts with ``source`` and names the key."""
+    try:
+        return _parse(data, source)
+    except SpecError as e:
+        raise ScenarioError(str(e)) from None
+
+
+def _parse(data: dict, source: str) -> Scenario:
+    check_table(data, TOP_KEYS, f"{source}:")
     driver = data.get("driver", {})
     if not isinstance(driver, dict):
         raise ScenarioError(f"{source}: [driver] must be a table")
+    check_table(driver, DRIVER_KEYS, f"{source}: [driver]")
     version = _require(driver, "version", f"{source}: [driver]", str)
     init_error = driver.get("init_error")
     if init_error is not None:
@@ -364,10 +579,12 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
     gpus = []
     for i, g in enumerate(data.get("gpu", [])):
         where = f"{source}: [[gpu]] #{i}"
+        check_table(g, GPU_KEYS, where)
         mem_total = _require(g, "memory_total_mib", where, int)
         procs = []
         for j, p in enumerate(g.get("process", [])):
             pw = f"{where} [[gpu.process]] #{j}"
+            check_table(p, PROCESS_KEYS, pw)
             kind = p.get("type", "compute")
             if kind not in ("compute", "graphics"):
                 raise ScenarioError(f"{pw}.type: expected 'compute' or 'graphics', got {kind!r}")
@@ -387,6 +604,7 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
         migs = []
         for j, m in enumerate(g.get("mig", [])):
             mw = f"{where} [[gpu.mig]] #{j}"
+            check_table(m, MIG_KEYS, mw)
             migs.append(
                 SimMig(
                     profile=_require(m, "profile", mw, str),
@@ -399,6 +617,7 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
                     bar1_used_mib=_opt_int(m, "bar1_used_mib", mw, 0) or 0,
                 )
             )
+        _check_gpu_parts(g, procs, migs, where)
         mig_mode = g.get("mig_mode")  # absent: not MIG capable
         mig_pending = g.get("mig_pending", mig_mode)
         compute_mode = str(g.get("compute_mode", "default")).lower()
@@ -441,19 +660,22 @@ def parse_scenario(data: dict, source: str = "<scenario>") -> Scenario:
                 **_gpu_readings(g, where, i),
             )
         )
-    uuids = [g.uuid for g in gpus]
-    if len(set(uuids)) != len(uuids):
-        raise ScenarioError(f"{source}: two GPUs share a UUID")
-    minors = [g.minor for g in gpus if g.minor is not None]
-    if len(set(minors)) != len(minors):
-        raise ScenarioError(f"{source}: two GPUs share a device minor")
+    _no_duplicates(
+        source,
+        "GPUs",
+        "[[gpu]]",
+        [
+            ("a UUID", [g.uuid for g in gpus]),
+            ("a device minor", [g.minor for g in gpus]),
+            ("a PCI bus id", [g.pci_bus_id for g in gpus]),
+        ],
+    )
+    mig_uuids = [(f"[[gpu]] #{i} [[gpu.mig]] #{j}", m.uuid) for i, g in enumerate(gpus) for j, m in enumerate(g.mig)]
+    _no_duplicates(source, "MIG devices", None, [("a UUID", mig_uuids)])
     gpu_pids = {p.pid for g in gpus for p in g.processes}
     engine, images, containers = _parse_docker(data, source, gpu_pids)
     name = str(data.get("name", Path(source).stem))
-    try:
-        host = parse_host(data.get("host"), f"{source}: [host]", name=name, driver_version=version)
-    except HostSpecError as e:
-        raise ScenarioError(str(e)) from None
+    host = parse_host(data.get("host"), f"{source}: [host]", name=name, driver_version=version)
     return Scenario(
         name=name,
         description=str(data.get("description", "")),
@@ -595,6 +817,65 @@ def _gpu_readings(g: dict, where: str, index: int) -> dict:
     return out
 
 
+def _check_gpu_parts(g: dict, procs: list[SimProcess], migs: list[SimMig], where: str) -> None:
+    """What one GPU's keys must agree on among themselves."""
+    total = g["memory_total_mib"]
+    used = g.get("memory_used_mib")
+    if isinstance(used, (int, float)) and not isinstance(used, bool) and used > total:
+        raise ScenarioError(f"{where}.memory_used_mib: {number(used)} MiB is more than memory_total_mib ({total} MiB)")
+    for j, p in enumerate(procs):
+        pw = f"{where} [[gpu.process]] #{j}"
+        if p.used_memory_mib > total:
+            raise ScenarioError(
+                f"{pw}.used_memory_mib: {p.used_memory_mib} MiB is more than the GPU's memory_total_mib ({total} MiB)"
+            )
+        if p.mig_index is not None and p.mig_index >= len(migs):
+            raise ScenarioError(
+                f"{pw}.mig_index: {p.mig_index}, but this GPU has {len(migs)} MIG device(s) "
+                "([[gpu.mig]], counted from 0)"
+            )
+        if any(q.pid == p.pid for q in procs[:j]):
+            raise ScenarioError(f"{pw}.pid: PID {p.pid} is listed twice on this GPU")
+    seen: dict[tuple[int, int], int] = {}
+    for j, m in enumerate(migs):
+        mw = f"{where} [[gpu.mig]] #{j}"
+        if m.memory_used_mib > m.memory_total_mib:
+            raise ScenarioError(
+                f"{mw}.memory_used_mib: {m.memory_used_mib} MiB is more than its memory_total_mib "
+                f"({m.memory_total_mib} MiB)"
+            )
+        if m.memory_total_mib > total:
+            raise ScenarioError(
+                f"{mw}.memory_total_mib: {m.memory_total_mib} MiB is more than the GPU's memory_total_mib ({total} MiB)"
+            )
+        if len(f"{g['name']} MIG {m.profile}".encode()) > _NVML_NAME:
+            raise ScenarioError(
+                f"{mw}.profile: the MIG device's name (the GPU's name, ' MIG ', the profile) is over {_NVML_NAME} bytes"
+            )
+        ids = (m.gpu_instance_id, m.compute_instance_id)
+        if ids in seen:
+            raise ScenarioError(
+                f"{mw}: [[gpu.mig]] #{seen[ids]} has the same gpu_instance_id {ids[0]} and compute_instance_id {ids[1]}"
+            )
+        seen[ids] = j
+
+
+def _no_duplicates(source: str, things: str, label: str | None, checks) -> None:
+    """Refuse two of ``things`` that share a value, naming both: ``checks`` is (what, values)
+    with values in file order (None: not given), or (where, value) pairs when ``label`` is None.
+    UUIDs are compared as NVML and the toolkit compare them, ignoring case."""
+    for what, values in checks:
+        first: dict = {}
+        for i, v in enumerate(values):
+            place, value = (f"{label} #{i}", v) if label is not None else v
+            if value is None:
+                continue
+            key = value.lower() if what == "a UUID" else value
+            if key in first:
+                raise ScenarioError(f"{source}: two {things} share {what}: {first[key]} and {place} are both {value!r}")
+            first[key] = place
+
+
 def _str_list(value, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ScenarioError(f"{where}: expected a list of strings, got {value!r}")
@@ -603,27 +884,45 @@ def _str_list(value, where: str) -> tuple[str, ...]:
 
 def _labels(value, where: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ScenarioError(f'{where}: expected a table of strings (key = "value"), got {value!r}')
+        raise ScenarioError(f'{where}: expected a table of strings (key = "value"), got {shown(value)}')
+    for k, v in value.items():
+        check_value(v, Key(str), key_path(where, k))
     return tuple(sorted(value.items()))
 
 
 def _device(value, where: str) -> SimDevice:
     if isinstance(value, str):
+        check_value(value, Key(str), where)
         parts = value.split(":")
         if not parts[0] or len(parts) > 3:
             raise ScenarioError(f"{where}: expected 'host[:container[:permissions]]', got {value!r}")
         host = parts[0]
         cont = parts[1] if len(parts) > 1 and parts[1] else host
         perms = parts[2] if len(parts) > 2 else "rwm"
-        return SimDevice(host, cont, perms)
+        return _checked_device(SimDevice(host, cont, perms), where)
     if isinstance(value, dict):
+        check_table(value, DEVICE_KEYS, where)
         host = _require(value, "host", where, str)
         cont = value.get("container", host)
         perms = value.get("permissions", "rwm")
         if not isinstance(cont, str) or not isinstance(perms, str):
             raise ScenarioError(f"{where}: container and permissions must be strings")
-        return SimDevice(host, cont, perms)
-    raise ScenarioError(f'{where}: expected "host:container" or {{host=, container=}}, got {value!r}')
+        return _checked_device(SimDevice(host, cont, perms), where)
+    raise ScenarioError(f'{where}: expected "host:container" or {{host=, container=}}, got {shown(value)}')
+
+
+def _checked_device(d: SimDevice, where: str) -> SimDevice:
+    # What dockerd takes (--device): an absolute host path (or, in a scenario, a CDI name the
+    # claim rules read), an absolute path in the container, and some of r, w and m.
+    if not d.host.startswith("/") and "=" not in d.host:
+        raise ScenarioError(f"{where}: the host side must be an absolute path such as /dev/nvidia0, got {d.host!r}")
+    if not d.container.startswith("/") and d.container != d.host:
+        raise ScenarioError(
+            f"{where}: the container side must be an absolute path such as /dev/nvidia0, got {d.container!r}"
+        )
+    if not d.permissions or set(d.permissions) - set("rwm"):
+        raise ScenarioError(f"{where}: permissions must be some of r, w and m (rwm), got {d.permissions!r}")
+    return d
 
 
 def _device_request(value, where: str) -> SimDeviceRequest:
@@ -636,8 +935,8 @@ def _device_request(value, where: str) -> SimDeviceRequest:
     if not isinstance(driver, str):
         raise ScenarioError(f"{where}.driver: expected a string, got {driver!r}")
     count = value.get("count", 0)
-    if not isinstance(count, int) or isinstance(count, bool) or count < -1:
-        raise ScenarioError(f"{where}.count: expected an integer >= -1 (-1: all), got {count!r}")
+    if not isinstance(count, int) or isinstance(count, bool) or not -1 <= count <= 1024:
+        raise ScenarioError(f"{where}.count: expected an integer >= -1 (-1: all) and at most 1024, got {shown(count)}")
     ids = _str_list(value.get("device_ids", []), f"{where}.device_ids")
     caps = value.get("capabilities", [["gpu"]])
     if isinstance(caps, list) and all(isinstance(c, str) for c in caps):
@@ -657,12 +956,13 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
         raw_engine = {}
     if not isinstance(raw_engine, dict):
         raise ScenarioError(f"{source}: [docker] must be a table")
+    check_table(raw_engine, DOCKER_KEYS, f"{source}: [docker]")
     defaults = SimEngine()
     runtimes = raw_engine.get("runtimes")
     if runtimes is None:
         runtimes = dict(defaults.runtimes)
-    elif not isinstance(runtimes, dict) or not all(isinstance(v, str) for v in runtimes.values()):
-        raise ScenarioError(f'{source}: [docker].runtimes: expected a table name = "path", got {runtimes!r}')
+    elif not isinstance(runtimes, dict) or not all(isinstance(v, str) and v for v in runtimes.values()):
+        raise ScenarioError(f'{source}: [docker].runtimes: expected a table name = "path", got {shown(runtimes)}')
     engine = SimEngine(
         server_version=str(raw_engine.get("version", defaults.server_version)),
         api_version=str(raw_engine.get("api_version", defaults.api_version)),
@@ -681,6 +981,7 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
         where = f"{source}: [[image]] #{i}"
         if not isinstance(im, dict):
             raise ScenarioError(f"{where}: expected a table")
+        check_table(im, IMAGE_KEYS, where)
         name = _require(im, "name", where, str)
         images.append(
             SimImage(
@@ -699,6 +1000,7 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
         where = f"{source}: [[container]] #{i}"
         if not isinstance(c, dict):
             raise ScenarioError(f"{where}: expected a table")
+        check_table(c, CONTAINER_KEYS, where)
         name = _require(c, "name", where, str)
         where = f"{source}: [[container]] {name!r}"
         cid = c.get("id") or hashlib.sha256(name.encode()).hexdigest()
@@ -726,10 +1028,11 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
             if (
                 not isinstance(pair, list)
                 or len(pair) != 2
-                or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in pair)
+                or not all(isinstance(x, int) and not isinstance(x, bool) and 0 < x <= MAX_PID for x in pair)
             ):
                 raise ScenarioError(
-                    f"{where}.pids[{j}]: expected [host PID, container PID] (positive integers), got {pair!r}"
+                    f"{where}.pids[{j}]: expected [host PID, container PID] (integers from 1 to {MAX_PID}), "
+                    f"got {shown(pair)}"
                 )
             host_pid, in_pid = pair
             if host_pid not in gpu_pids:
@@ -781,9 +1084,12 @@ def _parse_docker(data: dict, source: str, gpu_pids: set[int]):
                 exit_code=exit_code,
             )
         )
-    for kind, values in (("name", [c.name for c in containers]), ("id", [c.id for c in containers])):
-        if len(set(values)) != len(values):
-            raise ScenarioError(f"{source}: two containers share a {kind}")
+    _no_duplicates(
+        source,
+        "containers",
+        "[[container]]",
+        [("a name", [c.name for c in containers]), ("an id", [c.id for c in containers])],
+    )
     return engine, tuple(images), tuple(containers)
 
 
@@ -797,6 +1103,15 @@ def _rfc3339(value, where: str) -> str:
     """Docker's time form (RFC 3339, UTC, ``Z``) from a string or a TOML date-time (a local one
     is taken as UTC)."""
     if isinstance(value, str):
+        m = _RFC3339.match(value)
+        try:
+            if m is None:
+                raise ValueError(value)
+            datetime.fromisoformat(m.group(1))  # a real date and time of day
+        except ValueError:
+            raise ScenarioError(
+                f'{where}: expected an RFC 3339 time ("2026-11-20T08:14:03Z"), got {shown(value)}'
+            ) from None
         return value
     if isinstance(value, datetime):
         if value.tzinfo is not None:
@@ -838,10 +1153,23 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise ScenarioError(f"{p}: not UTF-8 text ({e})") from None
+        raise ScenarioError(f"{p}: {_not_utf8(raw, e)}") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{p}: {e}") from None
+    except RecursionError:
+        raise ScenarioError(f"{p}: arrays or tables nested too deeply to read") from None
     return parse_scenario(data, str(p))
+
+
+def _not_utf8(raw: bytes, e: UnicodeDecodeError) -> str:
+    """Where the first byte that is not UTF-8 is, as an editor counts: line and column."""
+    line_start = raw.rfind(b"\n", 0, e.start) + 1
+    line = raw.count(b"\n", 0, e.start) + 1
+    column = len(raw[line_start : e.start].decode("utf-8", "replace")) + 1
+    return (
+        f"line {line}, column {column}: byte 0x{raw[e.start]:02x} is not UTF-8 text "
+        "(TOML files are UTF-8: convert it, e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def builtin_names() -> tuple[str, ...]:

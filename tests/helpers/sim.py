@@ -40,3 +40,21 @@ def session(sc: Scenario, **options) -> NvmlSession:
 
 def frozen_demo() -> Scenario:
     return dataclasses.replace(builtin_scenario("demo"), frozen=True)
+
+
+def demo_on_root(directory, root) -> str:
+    """A scenario file of the demo's GPUs on a host whose files are already in ``root`` (a test's
+    driver root): ``[host] root`` names it, so nothing is laid out there. Returns the file's path,
+    for ``--sim``."""
+    import pathlib
+    import re
+    from importlib import resources
+
+    text = (resources.files("gpudock.sim") / "scenarios" / "demo.toml").read_text()
+    text = re.sub(r"\n\[host\]\n.*?(?=\n\[\[gpu\]\])", "\n", text, count=1, flags=re.S)
+    text = text.replace('name = "demo"', 'name = "demo-on-root"', 1)
+    i = text.index("\n[[gpu]]")
+    text = text[:i] + f'\n[host]\nhostname = "gpu-demo-01"\nroot = "{root}"\n' + text[i:]
+    path = pathlib.Path(directory) / "demo-on-root.toml"
+    path.write_text(text)
+    return str(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 
 import docker
@@ -503,3 +504,72 @@ def test_cli_holders_json_with_a_privileged_container(priv_engine, capsys):
     assert ctrs["cli-held"]["privileged"] is False and ctrs["cli-held"]["reachable_gpus"] == []
     (conf,) = [x for x in out["conflicts"] if x["kind"] == "privileged"]
     assert conf["container_ids"] == [c.id] and f"0 ({held.name})" in conf["message"]
+
+
+def test_a_device_is_held_by_its_host_nodes_number_not_its_names(engine, tmp_path, capsys):
+    """--device=/tmp/x/gpu-a:/dev/nvidia0 where gpu-a is char 195:2: the container can open 195:2
+    (its device cgroup says so: opening it gives ENXIO, no driver, not EPERM) and not 195:0, so it
+    holds the GPU of minor 2. A node that is gone is mapped by its name, and the claim says so."""
+    node_dir = tmp_path / "x"
+    node_dir.mkdir()
+    node = node_dir / "gpu-a"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(195, 2))
+    # Docker's default rules let a container mknod any node ("c *:* m"); opening one is the rule
+    script = "stat -c %t:%T /dev/nvidia0; cat /dev/nvidia0 2>&1; mknod /tmp/n0 c 195 0 && cat /tmp/n0 2>&1; echo done"
+    c = engine.client.containers.run(
+        engine.image,
+        ["sh", "-c", script + "; sleep 300"],
+        name="node-a",
+        detach=True,
+        devices=[f"{node}:/dev/nvidia0:rwm"],
+    )
+    deadline = time.monotonic() + 30
+    while "done" not in c.logs().decode() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    inside = c.logs().decode()
+    assert inside.startswith("c3:2\n"), inside  # 195:2, in hex
+    assert "No such device or address" in inside and inside.count("Operation not permitted") == 1, inside
+    gone = engine.client.containers.create(
+        engine.image, ["true"], name="node-gone", devices=[f"{node_dir}/nowhere/nvidia5:/dev/nvidia5:rwm"]
+    )
+
+    rc = main(["holders", "--demo", "--json", "--all", "--docker-host", engine.base_url])
+    out = json.loads(capsys.readouterr().out)
+    assert rc in (0, 1) and out["docker"]["state"] == "ok"
+    by_minor = {g["minor"]: g for g in out["gpus"]}
+    assert [h["name"] for h in by_minor[2]["holders"]] == ["node-a"]
+    assert by_minor[2]["holders"][0]["selectors"] == [f"{node}:/dev/nvidia0"]
+    assert "node-a" not in [h["name"] for h in by_minor[0]["holders"]]
+    (claim,) = next(x for x in out["containers"] if x["id"] == gone.id)["claims"]
+    assert claim["gpu_uuid"] == by_minor[5]["uuid"]
+    assert claim["error"] == (
+        f"the host node {node_dir}/nowhere/nvidia5 could not be read (No such file or directory): "
+        "its GPU is taken from the name"
+    )
+
+
+def test_a_dockerd_stopped_with_sigstop_is_marked_stale_and_then_current_again(engine):
+    """dockerd stopped (SIGSTOP, by the PID the fixture knows): nothing closes, the event stream is
+    silent, requests wait. The watcher says the engine is not answering, keeps the containers it
+    knew as the last known, and clears it all when dockerd runs again (SIGCONT, always)."""
+    import signal
+
+    run(engine, "stop-holder", devices=[f"{engine.dev_dir}/nvidia3:/dev/nvidia3:rwm"])
+    w = DockerWatcher(engine.base_url, heartbeat=0.2, stale_after=0.5, timeout=60, backoff=(0.1, 0.5))
+    w.start()
+    try:
+        assert w.wait_for(lambda w: "stop-holder" in by_name(w.snapshot(GPUS)), timeout=30)
+        assert not w.status.stale
+        before = time.time()
+        os.kill(engine.pid, signal.SIGSTOP)
+        try:
+            assert w.wait_for(lambda w: w.status.stale, timeout=30), w.status
+            st = w.status
+            assert st.state == "ok" and st.stale_since >= before and "has not answered since" in st.message
+            assert uuids(by_name(w.snapshot(GPUS))["stop-holder"]) == [U(4)]  # minor 3: the last known holder
+        finally:
+            os.kill(engine.pid, signal.SIGCONT)
+        assert w.wait_for(lambda w: w.status.ok and not w.status.stale, timeout=60), w.status
+        assert "stop-holder" in by_name(w.snapshot(GPUS))
+    finally:
+        w.stop()

@@ -21,6 +21,7 @@ from gpudock.launch.volume import build_driver_volume, ensure_docker_volume, ens
 from helpers.driverhost import CURRENT, STALE, driver_host
 from helpers.gpus import shuffled_host
 from helpers.mountedhost import mounted_host
+from helpers.sim import demo_on_root
 
 VOLUME = f"nvidia_driver_{CURRENT}"
 
@@ -36,10 +37,12 @@ def host(engine, tmp_path, monkeypatch):
 
 
 def gpudock_run(engine, root, vdir, *argv) -> list[str]:
+    # the demo's GPUs on the driver root (a scenario whose [host] root names it), the private engine
     return [
-        "--demo",
-        "--root",
-        str(root),
+        "--sim",
+        demo_on_root(root.parent, root),
+        "--docker-host",
+        engine.base_url,
         "run",
         "--mode",
         "legacy",
@@ -133,7 +136,8 @@ def test_a_driver_volume_without_the_drivers_files_is_refused(engine, host, caps
 
 
 def test_a_container_the_engine_will_not_start_is_removed(engine, host, capsys):
-    argv = ["--demo", "run", "--mode", "runtime", "--gpu", "0", "--name", "retry-me", engine.image]
+    argv = ["--demo", "--docker-host", engine.base_url, "run", "--mode", "runtime", "--gpu", "0", "--name", "retry-me"]
+    argv.append(engine.image)
     before = count_containers(engine)
     rc = main([*argv, "/no/such/binary"])
     _, err = capsys.readouterr()
@@ -165,7 +169,7 @@ def test_the_missing_volume_message_names_commands_that_exist(engine, host):
 
 
 def test_run_takes_docker_host(engine, capsys, monkeypatch):
-    monkeypatch.delenv("DOCKER_HOST", raising=False)  # without it, --demo would use its simulated engine
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.delenv("NV_GPU", raising=False)
     rc = main(
         [

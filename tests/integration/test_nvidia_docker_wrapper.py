@@ -13,6 +13,7 @@ import pytest
 
 from helpers.driverhost import CURRENT
 from helpers.mountedhost import mounted_host
+from helpers.sim import demo_on_root
 
 VOLUME = f"nvidia_driver_{CURRENT}"
 
@@ -29,7 +30,8 @@ def wrapper(engine, host, *docker_args: str, nv_gpu: str | None = None, options=
     env.pop("NV_GPU", None)
     if nv_gpu is not None:
         env["NV_GPU"] = nv_gpu
-    cmd = [sys.executable, "-m", "gpudock.cli", "--demo", "--root", str(root), "nvidia-docker"]
+    sim = demo_on_root(tmp, root)  # the demo's GPUs on the driver root
+    cmd = [sys.executable, "-m", "gpudock.cli", "--sim", sim, "--docker-host", engine.base_url, "nvidia-docker"]
     cmd += ["--dev-dir", str(engine.dev_dir), "--volume-dir", str(vdir), "--plugin-socket", str(tmp / "no.sock")]
     return subprocess.run([*cmd, *options, *docker_args], capture_output=True, text=True, env=env, timeout=120)
 

@@ -20,18 +20,18 @@ def _cg(status="running", held=(), reach=(), privileged=True):
 def test_a_privileged_container_that_selects_nothing_can_reach_any_card():
     cells = container_cells(_cg(reach=range(8)), (), wide=False)
     assert str(cells["gpus"]) == "any (8)" and cells["gpus"].style == "bold yellow"
-    assert cells["how"] == "priv"
+    assert cells["how"] == "--privileged"
 
 
 def test_a_privileged_container_holds_what_it_selects_and_reaches_the_rest():
     cells = container_cells(_cg(held=(1,), reach=(0, 2, 3, 4, 5, 6, 7)), (), wide=False)
     assert str(cells["gpus"]) == "1 +7"
-    assert cells["how"] == "env+priv"
+    assert cells["how"] == "--runtime+--privileged"
 
 
 def test_an_unprivileged_container_is_unchanged():
     cells = container_cells(_cg(held=(1,), privileged=False), (), wide=False)
-    assert str(cells["gpus"]) == "1" and cells["how"] == "env"
+    assert str(cells["gpus"]) == "1" and cells["how"] == "--runtime"
 
 
 def test_a_stopped_privileged_container_is_not_bold():

@@ -127,18 +127,18 @@ async def test_holder_column_and_panel_name_containers_of_every_mechanism(engine
         assert cells[INDEX_OF_MINOR[1]] == "ui-dev"  # /dev/nvidia1 is GPU 0: by minor, not index
         assert cells[2] == "ui-env"
         assert cells[3] == "ui-gpus"
-        assert [c for i, c in enumerate(cells) if i not in (INDEX_OF_MINOR[1], 2, 3)] == [""] * 5
+        assert [c for i, c in enumerate(cells) if i not in (INDEX_OF_MINOR[1], 2, 3)] == ["free"] * 5
         assert not banner(app.screen).display
 
         # the details of GPU 0: its holder, how, and its process with the PID inside the container
         text = details(app)
-        assert "Held by" in text and "ui-dev" in text and "device" in text and "/dev/nvidia1" in text
+        assert "Held by" in text and "ui-dev" in text and "--device" in text and "/dev/nvidia1" in text
         assert str(pid) in text and "[ui-dev pid 1]" in text
         await pilot.press("down", "down")
         text = details(app)
-        assert "ui-env" in text and "runtime-env" in text
+        assert "ui-env" in text and "--runtime" in text
         await pilot.press("down")
-        assert "ui-gpus" in details(app) and "device-request" in details(app)
+        assert "ui-gpus" in details(app) and "--gpus" in details(app)
 
         # the container panel: keyed by container id, GPUs and how
         await pilot.press("c")
@@ -146,9 +146,9 @@ async def test_holder_column_and_panel_name_containers_of_every_mechanism(engine
         assert isinstance(app.screen, ContainerScreen)
         rows = panel_rows(app)
         assert rows[by_dev.id]["name"] == "ui-dev" and rows[by_dev.id]["gpus"] == str(INDEX_OF_MINOR[1])
-        assert rows[by_dev.id]["how"] == "dev" and rows[by_dev.id]["procs"] == "1"
-        assert (rows[by_env.id]["gpus"], rows[by_env.id]["how"]) == ("2", "env")
-        assert (rows[by_gpus.id]["gpus"], rows[by_gpus.id]["how"]) == ("3", "gpus")
+        assert rows[by_dev.id]["how"] == "--device" and rows[by_dev.id]["procs"] == "1"
+        assert (rows[by_env.id]["gpus"], rows[by_env.id]["how"]) == ("2", "--runtime")
+        assert (rows[by_gpus.id]["gpus"], rows[by_gpus.id]["how"]) == ("3", "--gpus")
         ctl = next(r for r in rows.values() if r["name"] == "ui-ctl-only")
         assert ctl["gpus"] == "-"  # the control devices alone hold no card
         assert all(r["status"] == "running" for r in rows.values())
@@ -174,7 +174,7 @@ async def test_holder_column_and_panel_name_containers_of_every_mechanism(engine
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, GpuScreen)
-        assert holder_cells(app)[5] == ""
+        assert holder_cells(app)[5] == "free"
 
 
 async def test_conflicts_stand_out(engine):
@@ -206,7 +206,7 @@ async def test_conflicts_stand_out(engine):
         assert "cf-a" in text and "cf-b" in text
         assert "is held by 2 running containers" in text
         await pilot.press(*["down"] * (5 - g0))
-        text = details(app)
+        text = " ".join(details(app).split())  # (the pane wraps long lines under their label)
         assert "[cf-a pid 1]" in text and "GPU not given" in text and "which cf-a was not given" in text
 
         await pilot.press("c")
@@ -303,6 +303,27 @@ async def test_demo_holders_from_the_simulated_engine():
         old = next(r for r in panel_rows(app).values() if r["name"] == "old-job")
         assert (old["status"], old["gpus"]) == ("exited", "all (8)")
         assert list(panel_rows(app))[-1] == HOST_KEY  # outsiders stay last
+
+
+async def test_a_hung_engine_shows_the_banner_and_marks_the_holders_stale():
+    """The demo's engine stops answering (its hang hook, as a dockerd stopped with SIGSTOP): the
+    banner says since when, the holder column marks the last known holders with "?", and all of
+    it goes when the engine answers again."""
+    app = make_app(refresh=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        w = app.host.watcher()
+        w.heartbeat, w.stale_after = 0.1, 0.3
+        await wait_until(pilot, lambda: holder_cells(app)[0] == "train-llama", what="the holders")
+        assert not banner(app.screen).display
+        with app.host.sim.dockerd.stalled():
+            await wait_until(pilot, lambda: banner(app.screen).display, what="the Docker banner")
+            assert "not answering since" in str(banner(app.screen).render())
+            await wait_until(pilot, lambda: holder_cells(app)[0] == "? train-llama", what="stale holders")
+            assert holder_cells(app)[3] == "?"  # no holder known, which is not the same as free
+            assert "has not answered since" in " ".join(details(app).split())
+        await wait_until(pilot, lambda: not banner(app.screen).display, what="the banner to go")
+        await wait_until(pilot, lambda: holder_cells(app)[0] == "train-llama", what="current holders")
 
 
 # --------------------------------------------------------------------------- snapshots (80x24)

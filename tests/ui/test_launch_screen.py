@@ -165,7 +165,7 @@ async def test_launch_from_the_form_warns_about_a_held_card_then_starts_and_show
         await pilot.pause()
         form.query_one("#launch-go").press()
         await settle(pilot)
-        assert "Press Launch again to launch anyway" in text_of(form, "#launch-result")
+        assert "Press Enter (or y) to launch anyway" in text_of(form, "#launch-result")
         assert not [c for c in engine.client.containers.list(all=True) if c.name == "from-form"]
         form.query_one("#launch-go").press()
         await pilot.pause()

@@ -322,8 +322,12 @@ class TestDeviceRequests:
     def test_count_more_than_gpus(self):
         c = claims(inspect(device_requests=[dr(count=10)]))
         assert uuids(c)[:8] == [g.uuid for g in GPUS]
-        assert uuids(c)[8:] == [None, None]
-        assert c[9].error == "index 9 does not exist on this host (8 GPUs)"
+        assert uuids(c)[8:] == [None]
+        assert c[8].error == "10 GPUs asked for; this host has 8 GPUs"
+
+    def test_a_count_of_a_billion_is_one_error_not_a_billion(self):
+        c = claims(inspect(device_requests=[dr(count=10**9)]))
+        assert len(c) == 9 and c[8].error == "1000000000 GPUs asked for; this host has 8 GPUs"
 
     def test_ids_indices_and_uuids(self):
         c = claims(inspect(device_requests=[dr(ids=["3", U(6)])]))
@@ -448,7 +452,7 @@ class TestMisc:
         c = claims_from_inspect(inspect(device_requests=[dr(count=-1)]), (), ("nvidia",))
         assert c[0].gpu_uuid is None and "no GPUs" in c[0].error
         c = claims_from_inspect(inspect(device_requests=[dr(count=1)]), (), ("nvidia",))
-        assert c[0].error == "index 0 does not exist on this host (0 GPUs)"
+        assert c[0].error == "1 GPU asked for; this host has 0 GPUs"
 
     def test_gpu_without_uuid(self):
         gpus = (Gpu(index=0, uuid=None, minor=0, error="GPU is lost"),)

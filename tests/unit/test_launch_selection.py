@@ -100,3 +100,16 @@ def test_plugin_dev_invalid_device_text(value, bad):
     with pytest.raises(SelectionError) as e:
         parse_plugin_devices(value, host())
     assert str(e.value) == f"invalid device: {bad}"
+
+
+def test_an_index_of_5000_digits_is_an_unknown_gpu_quoted_short():
+    """int() of more than 4,300 digits raises ValueError: it must never be reached."""
+    with pytest.raises(SelectionError) as e:
+        parse_selection(["9" * 5000], host())
+    msg = str(e.value)
+    assert msg.startswith("unknown GPU '99999999999999999999'… (5000 characters): this host has no GPU with NVML index")
+    assert msg.endswith("(indices: 0-3)") and len(msg) < 200
+    # leading zeros are an index as they always were, however many
+    assert idx(parse_selection(["0" * 5000 + "2"], host())) == [2]
+    with pytest.raises(SelectionError, match=r"^invalid device: 9{5000}$"):
+        parse_plugin_devices("9" * 5000, host())  # Go's strconv.Atoi fails: the plugin's own words

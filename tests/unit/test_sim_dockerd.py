@@ -440,3 +440,54 @@ def test_container_defaults_and_duplicates():
     assert t.created == t.started == "2026-11-20T07:14:03Z"  # TOML date-times become Docker's UTC form
     plain = parse_scenario({"driver": {"version": "535.129.03"}, "gpu": [gpu(0)]})
     assert plain.docker is None and plain.containers == () and not plain.has_docker
+
+
+# ----------------------------------------------------------------------------- many containers, many clients
+
+
+def _many(n: int):
+    return parse_scenario(
+        {
+            "driver": {"version": "535.129.03"},
+            "gpu": [gpu(i) for i in range(4)],
+            "container": [{"name": f"job-{i:03d}", "devices": [f"/dev/nvidia{i % 4}"]} for i in range(n)],
+        },
+        "many.toml",
+    )
+
+
+def test_the_watcher_builds_a_cache_of_60_containers_with_parallel_inspects(snap):
+    """The watcher inspects with 8 workers at once: a listen backlog of 5 refused some of their
+    connects (BlockingIOError) and holders reported the engine unavailable from 16 containers."""
+    from gpudock.sim.dockerd import SimDockerd
+
+    for _ in range(3):  # each a fresh engine: the 8 first connects arrive together
+        with SimDockerd.start(_many(60)) as d:
+            w = DockerWatcher(d.base_url, workers=8)
+            st = w.connect()
+            assert st.ok, st.message
+            assert st.containers == 60
+            held = w.snapshot(snap.gpus)
+            assert len(held) == 60 and all(c.claims for c in held)
+
+
+def test_32_clients_at_once_each_inspect_every_container():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpudock.sim.dockerd import SimDockerd
+
+    with SimDockerd.start(_many(50)) as d:
+        barrier = threading.Barrier(32)
+
+        def client_run(_):
+            c = docker.APIClient(base_url=d.base_url, version="1.43", timeout=10)
+            try:
+                barrier.wait(10)  # connect together: a burst, as a dashboard and 8 CLI calls make
+                ids = [x["Id"] for x in c.containers(all=True)]
+                return sum(1 for i in ids if c.inspect_container(i)["Id"] == i)
+            finally:
+                c.close()
+
+        with ThreadPoolExecutor(32) as ex:
+            counts = list(ex.map(client_run, range(32)))
+    assert counts == [50] * 32

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 
-from gpudock.model import HostSnapshot
+from gpudock.model import MECHANISM_LABELS, HostSnapshot
 from gpudock.ui.updates import LiveScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
 from gpudock.ui.widgets.footer import Footer
@@ -42,7 +42,8 @@ NARROW_WIDTHS = (16, 12, 9)
 WIDE_WIDTHS = (30, 24, 16)
 
 # Mechanisms, short (the HOW column); the details spell them out.
-MECH_SHORT = {"device": "dev", "runtime-env": "env", "device-request": "gpus", "cdi": "cdi", "privileged": "priv"}
+# Mechanisms in the HOW column: the one name every view gives them (gpudock.model.MECHANISM_LABELS).
+MECH_SHORT = MECHANISM_LABELS
 # How a claim reads in the details: as the operator would have written it.
 MECH_LONG = {
     "device": "--device ",

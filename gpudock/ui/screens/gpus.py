@@ -78,11 +78,14 @@ _CONFLICT_SHORT = {"no-container": "host process", "foreign-container": "other e
 _ERROR_SHORT = {"GPU is lost": "lost", "GPU requires reset": "reset"}
 
 
-def holder_cell(gh, conflicts, width: int, engine_ok: bool = True) -> str | Text:
+def holder_cell(gh, conflicts, width: int, engine_ok: bool = True, stale: bool = False) -> str | Text:
     """The holder column's cell: the holders' label, "free" when nothing holds the GPU, and a "!"
-    in bold red/yellow on a conflict (the header's legend says what it means)."""
+    in bold red/yellow on a conflict (the header's legend says what it means); "?" and dim while
+    the engine does not answer (the holders are the last known ones)."""
     if gh is None:
         return ""
+    if stale:
+        return Text(f"? {gh.label(width - 2)}".rstrip(), style="dim")
     if not conflicts:
         return gh.label(width) or (Text("free", style="dim") if engine_ok else "")
     label = gh.label(width - 2) or _CONFLICT_SHORT.get(conflicts[0].kind, conflicts[0].kind)
@@ -206,6 +209,8 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None, width: int = 78
         v.append(docker_message(docker), style="yellow")
         row("Held by", v)
     elif holders is not None:
+        if getattr(docker, "stale_since", None) is not None:
+            row("Docker", Text(docker_message(docker), style="yellow"))
         _holder_rows(row, holders)
     held = {p.pid: p for p in holders.processes} if holders is not None else {}
     if g.processes:
@@ -398,7 +403,8 @@ class GpuScreen(LiveScreen):
         if hmap is not None and g.uuid:
             gh, conflicts = hmap.gpu(g.uuid), tuple(hmap.conflicts_for_gpu(g.uuid))
             ok = hmap.docker is None or hmap.docker.ok
-            return Fit(lambda width: holder_cell(gh, conflicts, width, ok), (gh, conflicts, ok))
+            stale = getattr(hmap.docker, "stale_since", None) is not None
+            return Fit(lambda width: holder_cell(gh, conflicts, width, ok, stale), (gh, conflicts, ok, stale))
         holders = getattr(self.app, "holders_by_gpu", None)
         if not holders or not g.uuid:
             return ""

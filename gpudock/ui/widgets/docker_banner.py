@@ -5,7 +5,8 @@ hidden while all is well.
 The GPU screen and the container panel show it under their headers. It reads the
 :class:`gpudock.host.docker.DockerStatus` the holders map carries (``app.holders.docker``); the
 watcher reconnects on its own, so the banner disappears on the first refresh after the engine is
-back.
+back. An engine that is connected but does not answer (hung: its status has ``stale_since``) gets
+a banner too, saying since when: the holders on screen are the last known ones.
 """
 
 from __future__ import annotations
@@ -21,9 +22,18 @@ CONNECTING_GRACE_S = 2.0
 
 def docker_banner_text(status, now: float | None = None) -> Text | None:
     """The banner's text for a DockerStatus, or None when there is nothing to say."""
-    if status is None or getattr(status, "ok", True):
+    if status is None:
+        return None
+    stale = getattr(status, "stale_since", None)
+    if getattr(status, "ok", True) and stale is None:
         return None
     t = Text(no_wrap=True, overflow="ellipsis", end="")
+    if getattr(status, "ok", True):
+        waited = max(0, int((time.time() if now is None else now) - stale))
+        at = time.strftime("%H:%M:%S", time.localtime(stale))
+        t.append(" Docker ", style="bold reverse yellow")
+        t.append(f" not answering since {at} ({waited} s): holders shown are as of then", style="yellow")
+        return t
     if status.state == "connecting":
         since = getattr(status, "since", 0.0) or 0.0
         if (time.time() if now is None else now) - since < CONNECTING_GRACE_S:
