@@ -107,7 +107,7 @@ def test_an_index_of_5000_digits_is_an_unknown_gpu_quoted_short():
     with pytest.raises(SelectionError) as e:
         parse_selection(["9" * 5000], host())
     msg = str(e.value)
-    assert msg.startswith("unknown GPU '99999999999999999999'… (5000 characters): this host has no GPU with NVML index")
+    assert msg.startswith("unknown GPU '999999999999…(5000 digits)': this host has no GPU with that NVML index")
     assert msg.endswith("(indices: 0-3)") and len(msg) < 200
     # leading zeros are an index as they always were, however many
     assert idx(parse_selection(["0" * 5000 + "2"], host())) == [2]

@@ -78,7 +78,7 @@ def _demo(**gpu3) -> dict:
             "[[gpu]] #3.unsupported[0]: 'nvmlDeviceGetPowerUsge' is not an NVML function of the simulated library "
             "(did you mean nvmlDeviceGetPowerUsage?)",
         ),
-        ({"fan": 30}, "[[gpu]] #3: unknown key(s) fan; expected: clock_mem_max_mhz, clock_mem_mhz"),
+        ({"fan": 30}, "[[gpu]] #3: unknown key(s) fan; expected: bar1_total_mib, bar1_used_mib"),
         ({"process": {"pid": 5}}, "[[gpu]] #3.process: expected an array of tables ([[gpu.process]]), got {'pid': 5}"),
         (
             {"process": [{"pid": 0, "used_memory_mib": 1}]},
