@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 
 from gpudock.exitcode import ExitCode
+from gpudock.model import mechanism_label
 
 
 def register(subparsers) -> None:
@@ -115,7 +116,7 @@ def render_holders_text(hmap, snap) -> str:
             continue
         lines.append(head)
         for h in g.holders:
-            how = ", ".join(h.mechanisms)
+            how = ", ".join(mechanism_label(m) for m in h.mechanisms)
             sel = " ".join(h.selectors)
             mig = f" MIG {' '.join(h.mig_uuids)}" if h.mig_uuids else ""
             lines.append(f"    held by {h.name} ({h.short_id}, {h.status}) via {how}: {sel}{mig}")

@@ -443,14 +443,17 @@ class GpuIndex:
     def all(self) -> list[tuple[str | None, str | None, str | None]]:
         if not self.gpus:
             return [(None, None, "no GPUs are known on this host")]
-        return [(g.uuid, None, None if g.uuid else f"GPU {g.index} has no UUID (NVML error)") for g in self.gpus]
+        return [
+            (g.uuid, None, None if g.uuid else f"GPU {g.index} cannot be read by NVML (lost, or needs a reset)")
+            for g in self.gpus
+        ]
 
     def index(self, i: int) -> tuple[str | None, str | None, str | None]:
         g = self.by_index.get(i)
         if g is None:
             return None, None, f"index {i} does not exist on this host ({self._count()})"
         if not g.uuid:
-            return None, None, f"GPU {i} has no UUID (NVML error)"
+            return None, None, f"GPU {i} cannot be read by NVML (lost, or needs a reset)"
         return g.uuid, None, None
 
     def minor(self, n: int) -> tuple[str | None, str | None, str | None]:
@@ -458,7 +461,7 @@ class GpuIndex:
         if g is None:
             return None, None, f"no GPU on this host has minor {n} (/dev/nvidia{n})"
         if not g.uuid:
-            return None, None, f"GPU {g.index} (minor {n}) has no UUID (NVML error)"
+            return None, None, f"GPU {g.index} (minor {n}) cannot be read by NVML (lost, or needs a reset)"
         return g.uuid, None, None
 
     def uuid(self, u: str) -> tuple[str | None, str | None, str | None]:

@@ -59,7 +59,7 @@ from typing import Literal
 
 from gpudock.host.claims import gpu_key
 from gpudock.host.procmap import ContainerPid, PidMapper
-from gpudock.model import Claim, Container, Gpu, GpuProcess, HostSnapshot
+from gpudock.model import Claim, Container, Gpu, GpuProcess, HostSnapshot, mechanism_label
 
 __all__ = [
     "Holder",
@@ -348,6 +348,17 @@ class HoldersMap:
             or (c.kind == PRIVILEGED and by_privilege & set(c.container_ids))
         )
 
+    def conflicts_for_unreadable(self, index: int) -> tuple[Conflict, ...]:
+        """The running containers' claims on a GPU NVML cannot read (it has no UUID): what the
+        lost card takes down with it."""
+        return tuple(
+            c for c in self.conflicts if c.kind == "unresolved" and c.gpu_uuid is None and c.gpu_index == index
+        )
+
+    def container_names(self, ids) -> list[str]:
+        by_id = {c.id: c.name for c in self.containers}
+        return [by_id.get(i, i[:12]) for i in ids]
+
     def to_json(self) -> dict:
         d = self.docker
         return {
@@ -408,6 +419,23 @@ def _static_for(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _Stat
         _STATIC_CACHE.insert(0, (containers, key, st))
         del _STATIC_CACHE[_STATIC_CACHE_SIZE:]
     return st
+
+
+def _unreadable_gpu_named(cl: Claim, gpus: tuple[Gpu, ...]) -> int | None:
+    """The index of the GPU an unresolved claim names when that GPU is on this host but NVML
+    cannot read it (lost, needing a reset: no UUID to resolve to), so that its row can say which
+    container it takes down with it. None when the claim names no such GPU."""
+    sel = cl.selector.strip()
+    if sel.startswith("nvidia.com/gpu="):
+        sel = sel.split("=", 1)[1]
+    unreadable = [g for g in gpus if not g.uuid]
+    if sel.isdigit():
+        hit = [g for g in unreadable if g.index == int(sel)]
+    elif sel.startswith("/dev/nvidia") and sel[len("/dev/nvidia") :].isdigit():
+        hit = [g for g in unreadable if g.minor == int(sel[len("/dev/nvidia") :])]
+    else:
+        hit = []
+    return hit[0].index if len(hit) == 1 else None
 
 
 def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _Static:
@@ -555,9 +583,9 @@ def _build_static(containers: Sequence[Container], gpus: tuple[Gpu, ...]) -> _St
                 conflicts.append(
                     Conflict(
                         "unresolved",
-                        f"container {c.name} asks for {cl.selector!r} ({cl.mechanism}): {cl.error}",
+                        f"container {c.name} asks for {cl.selector!r} ({mechanism_label(cl.mechanism)}): {cl.error}",
                         None,
-                        None,
+                        _unreadable_gpu_named(cl, gpus),
                         (c.id,),
                     )
                 )

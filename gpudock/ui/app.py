@@ -18,7 +18,9 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.message import Message
+from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from gpudock.host.docker import DockerWatcher
@@ -197,14 +199,15 @@ class GpudockApp(App):
         self.push_screen(cls())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The screen the operator is on: while ctrl+p is open, the one under the palette (the
+        # palette asks which commands that screen offers).
+        screen = next((s for s in reversed(self.screen_stack) if not isinstance(s, CommandPalette)), self.screen)
         if action in self.NAVIGATION:
-            from textual.screen import ModalScreen
-
             # a modal (the launch form, a confirmation, the help) is answered or closed first;
             # the screen shown needs no key to go to itself
-            if isinstance(self.screen, ModalScreen) or isinstance(self.screen, self._screen_class(action)):
+            if isinstance(screen, ModalScreen) or isinstance(screen, self._screen_class(action)):
                 return False
-        if action == "help" and type(self.screen).__name__ == "HelpScreen":
+        if action == "help" and type(screen).__name__ == "HelpScreen":
             return False
         return True
 

@@ -65,7 +65,7 @@ def test_holders_text_privileged():
     text = render_holders_text(m, snap)
     lines = text.splitlines()
     assert f"GPU 0  {u[0]}  /dev/nvidia0  free" in lines  # reach is not holding
-    assert "    held by prv (pppppppppppp, running) via runtime-env: 1" in lines
+    assert "    held by prv (pppppppppppp, running) via --runtime: 1" in lines
     assert (
         "    process PID 77 in prv as PID 3: python, 100 MiB  [not given this GPU: reached through --privileged]"
         in lines

@@ -202,6 +202,38 @@ def test_unresolved_claims():
     assert m.container(CA).unresolved[1].error == "no GPU with UUID GPU-gone on this host"
 
 
+def test_claims_on_a_gpu_nvml_cannot_read_are_the_lost_cards_own():
+    # GPU 1 is lost (no UUID): the containers that asked for it, by index, by its node or through
+    # CDI, are what its row names; a claim on a GPU that does not exist is nobody's row.
+    s = snap()
+    gpus = list(s.gpus)
+    gpus[1] = Gpu(index=1, uuid=None, minor=2, error="GPU is lost")
+    s = HostSnapshot("550.54", "12.4", "12.550", tuple(gpus))
+    cs = [
+        cont(
+            CA,
+            "by-index",
+            claims_from_inspect(
+                {"HostConfig": {"DeviceRequests": [{"DeviceIDs": ["1"], "Capabilities": [["gpu"]]}]}}, s.gpus
+            ),
+        ),
+        cont(
+            CB,
+            "by-node",
+            claims_from_inspect(
+                {"HostConfig": {"Devices": [{"PathOnHost": "/dev/nvidia2", "PathInContainer": "/dev/nvidia2"}]}}, s.gpus
+            ),
+        ),
+        cont(CC, "elsewhere", [Claim("runtime-env", "9", None, "index 9 does not exist on this host (4 GPUs)")]),
+    ]
+    m = build_holders(s, cs, pid_mapper=mapper({}))
+    hit = m.conflicts_for_unreadable(1)
+    assert [m.container_names(c.container_ids) for c in hit] == [["by-index"], ["by-node"]]
+    assert "(--gpus): GPU 1 cannot be read by NVML (lost, or needs a reset)" in hit[0].message
+    assert "(--device): GPU 1 (minor 2) cannot be read by NVML" in hit[1].message
+    assert m.conflicts_for_unreadable(0) == ()
+
+
 def test_real_claims_end_to_end_and_fake_proc(tmp_path):
     s = snap({3: [GpuProcess(4242, 100)]})
     ins = {"HostConfig": {"Devices": [{"PathOnHost": "/dev/nvidia0", "PathInContainer": "/dev/nvidia0"}]}}

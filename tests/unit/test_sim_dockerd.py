@@ -236,7 +236,7 @@ def test_cli_holders_demo_json_reads_the_simulated_engine():
 def test_cli_holders_demo_text():
     r = _run_cli("holders", "--demo")
     assert r.returncode == 1, r.stderr
-    assert "held by embedder" in r.stdout and "via device: /dev/nvidia1" in r.stdout
+    assert "held by embedder" in r.stdout and "via --device: /dev/nvidia1" in r.stdout
     assert "process PID 3904121 in train-llama as PID 17" in r.stdout
     assert "[shared] GPU 2 is held by 2 running containers: embedder, triton" in r.stdout
 

@@ -35,6 +35,7 @@ from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from gpudock.fleet.view import SORT_KEYS, FleetGpu, FleetHost, FleetView, filter_hosts, sort_hosts
+from gpudock.model import mechanism_label
 from gpudock.ui.app import _css_paths, _terminal_driver
 from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_table import Column, LiveTable
@@ -331,7 +332,8 @@ def gpu_holders_text(g: FleetGpu | None) -> Text:
     for h in g.holders:
         t.append("held by ", style="dim")
         t.append(h.container, style="bold")
-        t.append(f"  {h.container_id[:12]}  {h.image}  via {h.mechanism}\n")
+        how = ", ".join(mechanism_label(m) for m in h.mechanism.split(","))
+        t.append(f"  {h.container_id[:12]}  {h.image}  via {how}\n")
     return t
 
 

@@ -176,11 +176,15 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None, width: int = 78
     def row(label: str, value: str | Text, style: str = "") -> None:
         rows.append((label, value if isinstance(value, Text) else Text(value, style=style), "bold"))
 
-    row("GPU", f"{g.index}  {_na(g.name)}")
+    # A GPU NVML cannot read: only what is known of it (a lost card often has no name, UUID or bus
+    # id left to read), not rows of N/A.
+    row("GPU", f"{g.index}  {_na(g.name)}" if g.name or not g.error else str(g.index))
     if g.error:
         row("Error", g.error, "bold red")
-    row("UUID", _na(g.uuid))
-    row("Bus / minor", f"{_na(g.pci_bus_id)}  minor {_na(g.minor)}  {_na(g.device)}")
+    if g.uuid or not g.error:
+        row("UUID", _na(g.uuid))
+    if g.pci_bus_id or g.minor is not None or not g.error:
+        row("Bus / minor", f"{_na(g.pci_bus_id)}  minor {_na(g.minor)}  {_na(g.device)}")
     if not g.error:  # a GPU NVML cannot read has no modes, clocks or readings to show
         row("Serial", _na(g.serial))
         row(
@@ -324,7 +328,11 @@ def _onoff(v: bool | None) -> str:
     return "N/A" if v is None else ("on" if v else "off")
 
 
-def header_text(snap: HostSnapshot | None, banner: str | None, conflicts: int = 0, wide: bool = True) -> Text:
+def header_text(
+    snap: HostSnapshot | None, banner: str | None, conflicts: int = 0, wide: bool = True, compact: bool = False
+) -> Text:
+    """The line above the table. ``wide``: with the NVML version; ``compact`` (below 80 columns):
+    without the GPU count (the table counts them), so the conflicts' legend stays on the line."""
     t = Text()
     if snap is None:
         t.append("Reading the GPUs…", style="dim")
@@ -341,7 +349,8 @@ def header_text(snap: HostSnapshot | None, banner: str | None, conflicts: int = 
     if wide:
         t.append("  NVML ", style="dim")
         t.append(_na(snap.nvml_version), style="bold")
-    t.append(f"  {len(snap.gpus)} GPUs", style="dim")
+    if not compact:
+        t.append(f"  {len(snap.gpus)} GPUs", style="dim")
     if snap.source != "nvml":
         t.append(f"  [{snap.source}]", style="bold magenta")
     if conflicts:
@@ -405,6 +414,10 @@ class GpuScreen(LiveScreen):
             ok = hmap.docker is None or hmap.docker.ok
             stale = getattr(hmap.docker, "stale_since", None) is not None
             return Fit(lambda width: holder_cell(gh, conflicts, width, ok, stale), (gh, conflicts, ok, stale))
+        if hmap is not None and not g.uuid:  # a card NVML cannot read: who asked for it
+            hit = hmap.conflicts_for_unreadable(g.index)
+            names = hmap.container_names(i for c in hit for i in c.container_ids)
+            return Text("! " + ", ".join(names), style="bold red") if names else ""
         holders = getattr(self.app, "holders_by_gpu", None)
         if not holders or not g.uuid:
             return ""
@@ -419,6 +432,7 @@ class GpuScreen(LiveScreen):
                 self.banner,
                 conflicts=len(hmap.conflicts) if hmap is not None else 0,
                 wide=self.size.width >= WIDE,
+                compact=0 < self.size.width < NARROW,
             )
         )
         self.query_one("#docker-banner", DockerBanner).show_status(hmap.docker if hmap is not None else None)
@@ -469,6 +483,8 @@ class GpuScreen(LiveScreen):
         width = max(40, self.size.width - 4)  # the pane's padding and scrollbar
         if g is not None and hmap is not None and g.uuid:
             text = gpu_details(g, hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), hmap.docker, width=width)
+        elif g is not None and hmap is not None:
+            text = gpu_details(g, None, hmap.conflicts_for_unreadable(g.index), hmap.docker, width=width)
         else:
             text = gpu_details(g, width=width) if g else Text()
         self.query_one("#gpu-details", LiveText).show(text)

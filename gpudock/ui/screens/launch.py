@@ -78,6 +78,12 @@ def spec_from_form(snapshot: HostSnapshot, gpus: list[Gpu], v: FormValues, uvm_t
     )
 
 
+class FormInput(Input):
+    """A field of the form: Enter launches, and the footer says so (Input's own Enter is hidden)."""
+
+    BINDINGS = [Binding("enter", "submit", "Launch", id="launch-submit")]
+
+
 FORCE_LABEL = "Launch even if the image needs a newer CUDA than the driver's"
 
 
@@ -124,28 +130,28 @@ class LaunchScreen(ModalScreen[None]):
             yield Static("Asking Docker for local images and holders…", id="launch-warnings")
             with VerticalScroll(id="launch-fields"):
                 yield from _field(
-                    "Image", Input(placeholder="repository[:tag] of a local image", id="f-image", compact=True)
+                    "Image", FormInput(placeholder="repository[:tag] of a local image", id="f-image", compact=True)
                 )
                 yield from _field(
                     "Command",
-                    Input(
+                    FormInput(
                         placeholder="e.g. nvidia-smi -L (split like a shell, never run by one)",
                         id="f-command",
                         compact=True,
                     ),
                 )
-                yield from _field("Name", Input(placeholder="optional", id="f-name", compact=True))
+                yield from _field("Name", FormInput(placeholder="optional", id="f-name", compact=True))
                 yield from _field(
                     "Mode",
                     Select([(m, m) for m in MODES], value="runtime", allow_blank=False, id="f-mode", compact=True),
                 )
                 yield from _field(
-                    "Capabilities", Input(value=",".join(DEFAULT_CAPABILITIES), id="f-caps", compact=True)
+                    "Capabilities", FormInput(value=",".join(DEFAULT_CAPABILITIES), id="f-caps", compact=True)
                 )
-                yield from _field("Environment", Input(placeholder="K=V K2='a b'", id="f-env", compact=True))
+                yield from _field("Environment", FormInput(placeholder="K=V K2='a b'", id="f-env", compact=True))
                 yield from _field(
                     "MPS threads %",
-                    Input(placeholder="optional, 1-100", restrict=r"\d{0,3}", id="f-mps", compact=True),
+                    FormInput(placeholder="optional, 1-100", restrict=r"\d{0,3}", id="f-mps", compact=True),
                 )
                 yield Checkbox(FORCE_LABEL, id="f-force", compact=True)
             # Always in sight, however small the terminal: the buttons and what the launch did.
