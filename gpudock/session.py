@@ -203,6 +203,21 @@ class HostSession:
             log.info("Docker engine at %s not reachable: %s", self.docker_url, e)
             return None
 
+    def _client_or_why(self, timeout: float = 10.0):
+        """(a client that answered a ping, None) or (None, why not in an operator's words)."""
+        if self.docker_url is None:
+            return None, "no Docker engine to ask"
+        client = None
+        try:
+            client = self.docker_client(timeout)
+            client.api.ping()
+            return client, None
+        except Exception as e:  # noqa: BLE001 - said in words
+            log.info("Docker engine at %s not reachable: %s", self.docker_url, e)
+            if client is not None:
+                client.close()
+            return None, self.explain_engine_error(e)
+
     def docker_info(self, timeout: float = 3.0) -> tuple[dict | None, str | None]:
         """``docker info`` of this host's engine, or (None, what went wrong in an operator's words)."""
         from gpudock.host.docker import explain_connect_error
@@ -308,7 +323,7 @@ class HostSession:
         """(facts, findings) for this host: its root, its NVML session, its engine."""
         from gpudock.doctor import diagnose
 
-        client = None if self.options.no_docker else self.reachable_docker_client()
+        client, why = (None, None) if self.options.no_docker else self._client_or_why()
         try:
             return diagnose(
                 self.root,
@@ -317,6 +332,7 @@ class HostSession:
                 use_docker=not self.options.no_docker,
                 nvml_library=self.nvml_library,
                 environ=self.environ,
+                docker_unreachable=why,
             )
         finally:
             if client is not None:

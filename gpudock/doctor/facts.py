@@ -382,17 +382,18 @@ def _daemon_json_path(dockerds: tuple[Dockerd, ...]) -> str:
     return DAEMON_JSON
 
 
-def gather_docker(facts: HostFacts, client) -> None:
-    """Engine info, running containers and local images (inspect dicts) from a docker client."""
+def gather_docker(facts: HostFacts, client, unreachable: str | None = None) -> None:
+    """Engine info, running containers and local images (inspect dicts) from a docker client.
+    ``unreachable``: why there is no client, in an operator's words (the session's)."""
     facts.docker_checked = True
     if client is None:
-        facts.errors["docker"] = "no Docker engine was given (none reachable)"
+        facts.errors["docker"] = unreachable or "no Docker engine was given (none reachable)"
         return
     api = getattr(client, "api", client)
     try:
         facts.docker_info = api.info()
     except Exception as e:  # noqa: BLE001 - docker.errors.*, requests errors, socket errors
-        facts.errors["docker"] = f"the Docker engine did not answer: {e}"
+        facts.errors["docker"] = _engine_words(e, api)
         return
     containers = []
     try:
@@ -418,6 +419,21 @@ def gather_docker(facts: HostFacts, client) -> None:
     facts.images = tuple(images)
 
 
+def _engine_words(exc: BaseException, api) -> str:
+    """What an engine failure means, never docker-py's exception text: the engine's own
+    explanation of a refusal, or why it cannot be reached and what to do."""
+    import docker
+
+    from gpudock.host.docker import explain_connect_error
+
+    if isinstance(exc, docker.errors.APIError):
+        return f"the Docker engine refused: {exc.explanation or exc}"
+    adapter = getattr(api, "_custom_adapter", None)
+    sock = getattr(adapter, "socket_path", None)
+    url = f"unix://{sock}" if sock else getattr(api, "base_url", "the Docker engine")
+    return explain_connect_error(exc, url)
+
+
 def gather_libs(facts: HostFacts) -> None:
     from gpudock.doctor import libview
 
@@ -441,6 +457,7 @@ def gather(
     use_docker: bool = True,
     nvml_library: str | None = None,
     environ=None,
+    docker_unreachable: str | None = None,
 ) -> HostFacts:
     """Read every fact the checks need. ``nvml_session``: an NvmlSession (or None: NVML not
     asked); ``docker``: a docker client (or None: engine unreachable / not asked); ``environ``:
@@ -481,7 +498,7 @@ def gather(
     path_env = next((d.path_env for d in f.dockerd if d.path_env), None)
     f.hook_paths = _try(f, "hook_paths", find_on_path, root, HOOK, path_env, default=())
     if use_docker:
-        gather_docker(f, docker)
+        gather_docker(f, docker, docker_unreachable)
     # after the engine: its CDISpecDirs name where it reads specs
     f.cdi_spec_dirs = _try(
         f, "cdi_spec_dirs", cdi_spec_dirs, f, default=tuple(SpecDir(d, ("CDI default",)) for d in CDI_DIRS)

@@ -83,14 +83,26 @@ def test_daemon_json_edited_but_engine_not_restarted(engine):
 def test_engine_unreachable(tmp_path):
     dead = docker.APIClient(base_url=f"unix://{tmp_path}/gone.sock", version="1.41", timeout=2)
     facts = gather(HostRoot("/"), None, dead)
-    assert facts.docker_info is None and "did not answer" in facts.errors["docker"]
+    # operator words (what is missing and what to do), never docker-py's exception text
+    said = f"No Docker engine: the socket {tmp_path}/gone.sock does not exist. Start Docker"
+    assert facts.docker_info is None and facts.errors["docker"].startswith(said)
+    assert "Connection aborted" not in facts.errors["docker"]
     fs = {f.id: f for f in run_checks(facts)}
     assert fs["cgroup-device-loss"].severity == "info"
-    assert "did not answer" in fs["cgroup-device-loss"].summary
+    assert said in fs["cgroup-device-loss"].summary
     assert fs["cuda-compat"].severity == "info"
     (info_ev,) = [e for e in fs["container-runtime"].evidence if e.source == "docker info"]
-    assert info_ev.value is None and "did not answer" in info_ev.line
-    assert "The Docker engine did not answer" in fs["container-runtime"].summary
+    assert info_ev.value is None and said in info_ev.line
+    assert said in fs["container-runtime"].summary and ".." not in fs["container-runtime"].summary
+
+
+def test_the_session_says_why_its_engine_cannot_be_reached(tmp_path):
+    from gpudock.session import Options, open_session
+
+    opts = Options(root=str(tmp_path), docker_host=f"unix://{tmp_path}/gone.sock", nvml_lib=None)
+    with open_session(opts) as host:
+        facts, findings = host.diagnose()
+    assert facts.errors["docker"].startswith(f"No Docker engine: the socket {tmp_path}/gone.sock does not exist")
 
 
 def test_cgroup_device_loss_names_hook_only_containers(engine, fake_nvidia_devs):

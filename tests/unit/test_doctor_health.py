@@ -59,10 +59,11 @@ def test_persistence_off_without_daemon_is_a_warning(tmp_path):
     _, fs = _run(root, _snap(True, False, False))
     f = fs["persistence"]
     assert f.severity == "warning", f.summary
-    assert "GPU 1 (0000:3c:00.0), GPU 2 (0000:3d:00.0)" in f.summary and "driver rpc error: timed out" in f.summary
+    assert "GPU 1 (00000000:3C:00.0), GPU 2 (00000000:3D:00.0)" in f.summary
+    assert "driver rpc error: timed out" in f.summary
     assert [(e.line, e.value) for e in f.evidence if e.source == "NVML"] == [
-        ("GPU 1 (0000:3c:00.0) persistence mode: Disabled", "off"),
-        ("GPU 2 (0000:3d:00.0) persistence mode: Disabled", "off"),
+        ("GPU 1 (00000000:3C:00.0) persistence mode: Disabled", "off"),
+        ("GPU 2 (00000000:3D:00.0) persistence mode: Disabled", "off"),
         ("persistence mode Enabled on 1 other GPU(s)", "1"),
     ]
     assert [e.value for e in f.evidence if e.source == "/proc"] == ["not running"]

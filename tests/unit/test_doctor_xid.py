@@ -160,8 +160,8 @@ def test_xid_79_is_an_error_named_by_gpu(tmp_path):
     )
     _, f = _xid(root, nvml)
     assert f.severity == "error"
-    assert "GPU 1 (0000:86:00.0): fallen off the bus" in f.summary
-    assert "GPU 0 (0000:3b:00.0): Xid 31" in f.summary
+    assert "GPU 1 (00000000:86:00.0): fallen off the bus" in f.summary
+    assert "GPU 0 (00000000:3B:00.0): Xid 31" in f.summary
     assert f.evidence[0] == health.Evidence("/var/log/kern.log", LOFF, "fallen off the bus")
     assert ("/var/log/kern.log", L31, "Xid 31") in [(e.source, e.line, e.value) for e in f.evidence]
     assert len(f.data["events"]) == 2 and {e["uuid"] for e in f.data["events"]} == {

@@ -23,7 +23,8 @@ def _unreachable(f: HostFacts) -> str | None:
     if not f.docker_checked:
         return "the Docker engine was not asked"
     if f.docker_info is None:
-        return f.errors.get("docker", "the Docker engine did not answer")
+        # one sentence, without its full stop: the checks put it in brackets or end it themselves
+        return f.errors.get("docker", "the Docker engine did not answer").rstrip(".")
     return None
 
 
@@ -120,8 +121,9 @@ def container_runtime(f: HostFacts) -> Finding:
             fid,
             "info",
             "No Docker engine here",
-            f"No dockerd process, no {dj.path if dj else '/etc/docker/daemon.json'}, and "
-            f"{unreachable}. " + (f"{HOOK} is at {hook}." if hook else f"{HOOK} is not installed."),
+            f"No dockerd process and no {dj.path if dj else '/etc/docker/daemon.json'}. "
+            f"{unreachable[0].upper() + unreachable[1:]}. "
+            + (f"{HOOK} is at {hook}." if hook else f"{HOOK} is not installed."),
             tuple(ev),
             "If this host should run GPU containers: install Docker, then "
             + CONFIGURE_FIX[0].lower()

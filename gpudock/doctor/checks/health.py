@@ -17,7 +17,6 @@ from gpudock.doctor.facts import (
 )
 from gpudock.doctor.finding import Evidence, Finding, severity_rank
 from gpudock.host import procfs
-from gpudock.model import sysfs_bus_id
 
 MAX_EVIDENCE = 10
 
@@ -38,7 +37,8 @@ def _gpu_names(f: HostFacts) -> dict[tuple[int, int, int], tuple[str, str | None
 
 
 def _gpu_label(g) -> str:
-    return f"GPU {g.index} ({sysfs_bus_id(g.pci_bus_id) if g.pci_bus_id else g.uuid or '?'})"
+    """GPU N (its bus id as NVML and the dashboard's wide table write it: 00000000:86:00.0)."""
+    return f"GPU {g.index} ({g.pci_bus_id or g.uuid or '?'})"
 
 
 def _procs(f: HostFacts, name: str):
