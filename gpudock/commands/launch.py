@@ -133,21 +133,11 @@ def cmd_run(args, host) -> int:
 
 
 def _report_run(args, spec, container, warnings) -> int:
-    from gpudock.launch.run import first_logs
+    from gpudock.launch.run import wait_for_first_logs
 
     for w in warnings:
         print(f"gpudock: warning: {w}", file=sys.stderr)
-    deadline = time.monotonic() + args.wait
-    logs: list[str] = []
-    while True:
-        logs = first_logs(container, args.logs)
-        container.reload()
-        if logs or container.status != "running" or time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-    if container.status != "running" and len(logs) < args.logs:
-        # it exited while we read: its log is complete now (the first read may have caught half of it)
-        logs = first_logs(container, args.logs)
+    logs = wait_for_first_logs(container, args.logs, args.wait)
     if args.json:
         print(
             json.dumps(

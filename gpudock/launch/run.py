@@ -18,6 +18,7 @@ never privileged. Plain Python; no Textual.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -145,6 +146,34 @@ def launch(
         raise LaunchError(f"Docker created the container but would not start it: {why}; {gone}") from None
     container.reload()
     return container, pre.warnings
+
+
+QUIET_S = 0.3  # the log has not grown for this long: what the container says at start is out
+
+
+def wait_for_first_logs(container, n: int, wait_s: float) -> list[str]:
+    """The container's first ``n`` log lines, waiting up to ``wait_s`` for them: until it has
+    written ``n`` lines, or stopped, or said something and then nothing more for a moment (a
+    server that prints one line and runs on), or the time is up. The container is reloaded: its
+    status is current."""
+    deadline = time.monotonic() + wait_s
+    logs: list[str] = []
+    grew_at = time.monotonic()
+    while True:
+        now_logs = first_logs(container, n)
+        container.reload()
+        now = time.monotonic()
+        if len(now_logs) != len(logs):
+            logs, grew_at = now_logs, now
+        if len(logs) >= n or container.status != "running" or now >= deadline:
+            break
+        if logs and now - grew_at >= QUIET_S:
+            break
+        time.sleep(0.05)
+    if container.status != "running" and len(logs) < n:
+        # it exited while we read: its log is complete now (the last read may have caught half)
+        logs = first_logs(container, n)
+    return logs
 
 
 def first_logs(container, n: int = 20) -> list[str]:

@@ -9,6 +9,7 @@ with real driver libraries.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -43,8 +44,15 @@ def dev_listing(container) -> dict[str, tuple[str, int, int]]:
 def container_env(container) -> dict[str, str]:
     """The environment of the container's PID 1 (what the OCI spec gave it; `docker exec env`
     would show Config.Env, which lacks what the engine adds for --gpus)."""
-    raw = exec_out(container, ["cat", "/proc/1/environ"])
-    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+    # Right after start, PID 1 may still be runc's init, before it execs the command with the
+    # container's environment (Docker always sets HOSTNAME there): read until it is the command.
+    deadline = time.monotonic() + 10
+    while True:
+        raw = exec_out(container, ["cat", "/proc/1/environ"])
+        env = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+        if "HOSTNAME" in env or time.monotonic() > deadline:
+            return env
+        time.sleep(0.1)
 
 
 def count_containers(engine) -> int:

@@ -13,7 +13,6 @@ Launching onto a held card takes a second press of Launch, after the warning nam
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -301,7 +300,7 @@ class LaunchScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
     def _launch(self, spec: LaunchSpec, force: bool) -> None:
-        from gpudock.launch.run import first_logs, launch
+        from gpudock.launch.run import launch, wait_for_first_logs
         from gpudock.launch.volume import ensure_driver_volume
 
         try:
@@ -309,14 +308,7 @@ class LaunchScreen(ModalScreen[None]):
             if spec.mode == "legacy" and spec.driver_volume:
                 ensure_driver_volume(client, self.root, spec.driver_volume)
             container, warnings = launch(client, spec, self.snapshot, force=force, holders=self.holders)
-            logs: list[str] = []
-            deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline:
-                logs = first_logs(container, LOG_LINES)
-                container.reload()
-                if logs or container.status != "running":
-                    break
-                time.sleep(0.1)
+            logs = wait_for_first_logs(container, LOG_LINES, 3.0)
             title = f"Started {container.name} ({container.id[:12]}), {container.status}"
             self.post_message(self.Finished(title, warnings, logs, None))
         except LaunchError as e:
