@@ -1,50 +1,72 @@
 """Make screenshots/*.svg: what an operator sees, rendered by gpudock itself (headless Textual).
 
-    python screenshots/make.py
+    .venv/bin/python screenshots/make.py
 
-Every picture is the real app on the built-in demo host (frozen values, its simulated Docker
-engine); the doctor's picture examines a broken host root built the way the tests build theirs
-(real gcc-built libraries of driver 535.129.03, a real ld.so.cache, module 535.104.05 still
-loaded), and the toolkit's a copy of the toolkit 1.17 config.toml. Needs gcc and ldconfig.
+Every picture is the real app, through the same host session ``gpudock --sim NAME`` opens, on a
+built-in simulated host with its values frozen: the demo (eight H100s, its simulated Docker engine
+and containers, the toolkit's config.toml), driver-mismatch (libraries upgraded, the old kernel
+module still loaded: NVML refuses to start, the doctor says why) and daemon-reload (the /dev/char
+links gone: containers with --device lose their GPUs at the next daemon-reload). Nothing outside
+the simulated host's own temporary directory is read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import shutil
+import dataclasses
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(HERE.parent))
 
 from textual.widgets import Input  # noqa: E402
 
-from gpudock.doctor import diagnose  # noqa: E402
-from gpudock.host.root import HostRoot  # noqa: E402
-from gpudock.ui.screens.doctor import DoctorScreen  # noqa: E402
-from gpudock.ui.screens.toolkit import ToolkitScreen  # noqa: E402
-from helpers import kernelroot as K  # noqa: E402
-from helpers.dashboard import first_snapshot, make_app  # noqa: E402
-from helpers.libroot import make_driver_root  # noqa: E402
-from helpers.sim import scenario  # noqa: E402
-
-WORK = Path("/tmp/gpudock-screenshots")
-ENGINE_INFO = {
-    "ServerVersion": "24.0.7",
-    "DefaultRuntime": "runc",
-    "Runtimes": {"runc": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"}},
-}
+from gpudock.session import open_scenario  # noqa: E402
+from gpudock.sim.scenario import builtin_scenario  # noqa: E402
+from gpudock.ui.app import GpudockApp  # noqa: E402
 
 
-async def shoot(name: str, app, size, steps=None) -> None:
+def app_on(name: str, lost: int | None = None) -> GpudockApp:
+    """The dashboard on a built-in scenario, values frozen (``lost``: that GPU fell off the bus)."""
+    sc = dataclasses.replace(builtin_scenario(name), frozen=True)
+    if lost is not None:
+        gpus = list(sc.gpus)
+        gpus[lost] = dataclasses.replace(gpus[lost], lost=True)
+        sc = dataclasses.replace(sc, gpus=tuple(gpus))
+    return GpudockApp(open_scenario(sc), refresh=3600)
+
+
+async def settled(pilot) -> None:
+    """The first snapshot painted and the simulated engine read (workers awaited, not slept on)."""
+    app = pilot.app
+    for _ in range(300):
+        await pilot.pause(0.02)
+        hmap = getattr(app, "holders", None)
+        docker_done = hmap is not None and hmap.docker is not None and hmap.docker.state != "connecting"
+        if app.snapshot is not None and docker_done:
+            return
+    raise SystemExit("the dashboard never showed its first snapshot")
+
+
+async def doctor_checked(pilot) -> None:
+    screen = pilot.app.screen
+    for _ in range(500):
+        await pilot.pause(0.02)
+        if getattr(screen, "checks_done", 0) and not screen._checking:
+            return
+    raise SystemExit("the doctor did not finish")
+
+
+async def shoot(name: str, app: GpudockApp, size: tuple[int, int], *steps) -> None:
     async with app.run_test(size=size) as pilot:
-        await first_snapshot(pilot)
-        if steps:
-            await steps(pilot)
+        await settled(pilot)
+        for step in steps:
+            if isinstance(step, str):
+                await pilot.press(step)
+                await pilot.pause(0.1)
+            else:
+                await step(pilot)
         await pilot.pause(0.3)
         app.clear_notifications()
         await pilot.pause()
@@ -52,61 +74,33 @@ async def shoot(name: str, app, size, steps=None) -> None:
     print(f"screenshots/{name}.svg")
 
 
-async def press(pilot, *keys):
-    await pilot.press(*keys)
+async def fill_launch_form(pilot) -> None:
+    form = pilot.app.screen
+    for _ in range(100):  # the local images and holders, asked of the engine when the form opens
+        await pilot.pause(0.02)
+        if not any(w.group == "launch-facts" for w in pilot.app.workers):
+            break
+    form.query_one("#f-image", Input).value = "nvcr.io/nvidia/pytorch:24.01-py3"
+    form.query_one("#f-command", Input).value = "python train.py --epochs 3"
     await pilot.pause(0.3)
 
 
-def broken_root() -> Path:
-    root = WORK / "host"
-    shutil.rmtree(root, ignore_errors=True)
-    lib = "/usr/lib/x86_64-linux-gnu"
-    make_driver_root(root, {"535.129.03": [lib]})
-    K.kernel(root, "535.104.05")
-    K.gpu(root, "0000:3b:00.0", 0)
-    K.nodes(root, uvm_major=None)
-    K.module_ko(root, "535.129.03")
-    return root
-
-
 async def main() -> None:
-    WORK.mkdir(parents=True, exist_ok=True)
-    await shoot("gpus-80x24", make_app(refresh=3600), (80, 24), lambda p: press(p, "down", "down"))
-    await shoot("gpus-120x40", make_app(refresh=3600), (120, 40), lambda p: press(p, *["down"] * 6))
-    await shoot("containers-80x24", make_app(refresh=3600), (80, 24), lambda p: press(p, "c", "down"))
-
-    async def launch(pilot):
-        await press(pilot, "down", "down", "space", "up", "up", "space", "l")
-        pilot.app.screen.query_one("#f-image", Input).value = "nvcr.io/nvidia/pytorch:24.01-py3"
-        pilot.app.screen.query_one("#f-command", Input).value = "python train.py --epochs 3"
-        await pilot.pause(0.5)
-
-    await shoot("launch-100x40", make_app(refresh=3600), (100, 40), launch)
-
-    root = broken_root()
-    runner = functools.partial(diagnose, HostRoot(root), None, None, use_docker=False)
-
-    async def doctor(pilot):
-        screen = DoctorScreen(runner, root=str(root), root_label="customer host copy", watch_s=3600)
-        pilot.app.push_screen(screen)
-        for _ in range(500):
-            await pilot.pause(0.02)
-            if screen.checks_done and not screen._checking:
-                break
-
-    await shoot("doctor-80x24", make_app(refresh=3600), (80, 24), doctor)
-
-    cfg = WORK / "config.toml"
-    shutil.copy(ROOT / "tests/data/config-toml/toolkit-1.17-debian.toml", cfg)
-    dmn = WORK / "daemon.json"
-    dmn.write_text('{\n  "runtimes": {\n    "nvidia": {"path": "nvidia-container-runtime", "args": []}\n  }\n}\n')
-
-    async def toolkit(pilot):
-        pilot.app.push_screen(ToolkitScreen(str(cfg), str(dmn), docker_info_factory=lambda: ENGINE_INFO))
-        await pilot.pause(1.0)
-
-    await shoot("toolkit-80x24", make_app(refresh=3600), (80, 24), toolkit)
-    await shoot("nvml-mismatch-80x24", make_app(scenario(init_error="lib_rm_version_mismatch"), refresh=3600), (80, 24))
+    await shoot("gpus-80x24", app_on("demo"), (80, 24), "down", "down")
+    await shoot("gpus-120x40", app_on("demo"), (120, 40), *["down"] * 6)
+    await shoot("gpus-lost-80x24", app_on("demo", lost=1), (80, 24), "down")
+    await shoot("containers-80x24", app_on("demo"), (80, 24), "c", "down")
+    # cards 2 then 0, in that order; GPU 2 is held by two containers: the form warns
+    await shoot(
+        "launch-80x24", app_on("demo"), (80, 24), "down", "down", "space", "up", "up", "space", "l", fill_launch_form
+    )
+    await shoot("topology-80x24", app_on("demo"), (80, 24), "o")
+    await shoot("toolkit-80x24", app_on("demo"), (80, 24), "t")
+    await shoot("help-80x24", app_on("demo"), (80, 24), "question_mark")
+    await shoot("nvml-mismatch-80x24", app_on("driver-mismatch"), (80, 24))
+    await shoot("doctor-80x24", app_on("driver-mismatch"), (80, 24), "d", doctor_checked)
+    await shoot("doctor-reading-80x24", app_on("driver-mismatch"), (80, 24), "d", doctor_checked, "enter")
+    await shoot("doctor-daemon-reload-80x24", app_on("daemon-reload"), (80, 24), "d", doctor_checked)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from textual.command import CommandPalette
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input
 
+from gpudock.sim.scenario import builtin_scenario
 from gpudock.ui.screens.containers import ContainerScreen
 from gpudock.ui.screens.doctor import DetailPane, DoctorScreen
 from gpudock.ui.screens.gpus import GpuScreen
@@ -342,3 +343,15 @@ def test_the_walks_cover_every_triple():
     walk = de_bruijn("dtce", 3)
     triples = {tuple(walk[i : i + 3]) for i in range(len(walk) - 2)}
     assert triples == set(itertools.product("dtce", repeat=3))
+
+
+async def test_the_whole_nvml_banner_shows_at_80x24():
+    # driver-mismatch: the longest of the NVML messages, five lines at 80 columns, none cut
+    sc = dataclasses.replace(builtin_scenario("driver-mismatch"), frozen=True)
+    app = make_app(sc, refresh=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        await first_snapshot(pilot)
+        text = " ".join(screen_text(app).split())
+        assert "NVML could not start: Driver/library version mismatch" in text
+        assert "The doctor (d) shows both versions and any stray libraries." in text
+        assert "gpudock doctor" not in text  # the dashboard names its key, not the CLI

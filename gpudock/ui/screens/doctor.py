@@ -226,7 +226,10 @@ class DoctorScreen(Screen):
         counts = {s: sum(1 for f in self.findings if f.severity == s) for s in ("error", "warning", "info", "ok")}
         if self.findings:
             t.append("  ")
+            narrow = (self.size.width or 80) < 100
             for s in ("error", "warning", "info", "ok"):
+                if narrow and not counts[s] and s != "error":
+                    continue  # at 80 columns the line keeps to one: no "0 info"
                 t.append(f"{counts[s]} {SEVERITY_LABEL[s].lower()}  ", style=SEVERITY_STYLE[s] if counts[s] else "dim")
         if checking:
             t.append("checking…", style="italic")

@@ -340,7 +340,8 @@ def header_text(
     if snap.nvml_failure:
         f = snap.nvml_failure
         t.append(f"NVML could not start: {f.nvml_text}\n", style="bold red")
-        t.append(f.message)
+        # the message names the CLI's doctor; here it is a key away
+        t.append(f.message.replace("'gpudock doctor'", "The doctor (d)"))
         return t
     t.append("Driver ", style="dim")
     t.append(_na(snap.driver_version), style="bold")
