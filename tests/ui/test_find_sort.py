@@ -11,7 +11,7 @@ from textual.widgets import Static
 from gpudock.ui.app import SnapshotReady
 from gpudock.ui.screens.containers import ContainerScreen
 from gpudock.ui.screens.gpus import GpuScreen
-from gpudock.ui.widgets.find_sort import FindBar
+from gpudock.ui.widgets.find_sort import FindBar, matches, sort_rows
 from gpudock.ui.widgets.live_table import LiveTable
 from helpers.dashboard import first_snapshot, make_app, settle_workers
 
@@ -272,3 +272,10 @@ def test_containers_found_and_sorted_80x24(snap_compare):
         await pilot.press(*["full_stop"] * 4, "minus")  # GPUS, highest index first
 
     assert snap_compare(make_app(refresh=3600), terminal_size=(80, 24), run_before=ready)
+
+
+def test_sort_rows_puts_unknown_values_last_either_way_and_keeps_ties_in_order():
+    values = {"a": 3, "b": None, "c": 3, "d": 7, "e": None}
+    assert sort_rows(list(values), values.get, descending=True) == ["d", "a", "c", "b", "e"]
+    assert sort_rows(list(values), values.get, descending=False) == ["a", "c", "d", "b", "e"]
+    assert matches("TRAIN 05:00", "0 00000000:05:00.0 train-llama") and not matches("train 0a", "train 05")

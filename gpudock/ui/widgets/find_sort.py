@@ -77,9 +77,10 @@ def find_status(find_text: str, shown: int, total: int, noun: str, note: str = "
 def sort_rows(keys: Sequence[str], value: Callable[[str], object], descending: bool) -> list[str]:
     """``keys`` (in their natural order) by ``value(key)``; None last whichever the direction,
     equal values in their natural order."""
-    known = [k for k in keys if value(k) is not None]
-    unknown = [k for k in keys if value(k) is None]
-    return sorted(known, key=value, reverse=descending) + unknown  # sorted() is stable both ways
+    values = {k: value(k) for k in keys}
+    known = [k for k in keys if values[k] is not None]
+    unknown = [k for k in keys if values[k] is None]
+    return sorted(known, key=values.__getitem__, reverse=descending) + unknown  # stable both ways
 
 
 class FindSort:
