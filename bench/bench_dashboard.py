@@ -293,7 +293,7 @@ def _gpus_shown(lines: list[str], row: str) -> list[int]:
     return sorted({int(m.group(1)) for line in lines if (m := re.match(row, line))})
 
 
-GPUDOCK_ROW = r"\s*(\d+)\s+[0-9a-f]{2,}:[0-9a-f]{2}\.\d\s"  # " 3  1e:00.0  nvidia2 ..."
+GPUDOCK_ROW = r"\s*(\d+)\s+[0-9a-fA-F]{2,}:[0-9a-fA-F]{2}\.\d\s"  # " 3  1E:00.0  nvidia2 ..." (NVML's capitals)
 NVITOP_ROW = r"│\s+(\d+)\s"  # "│   3 N/A  31C ..."
 
 

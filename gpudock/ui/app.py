@@ -24,6 +24,7 @@ from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from gpudock.host.docker import DockerWatcher
+from gpudock.host.history import History
 from gpudock.host.holders import HoldersMap
 from gpudock.model import HostSnapshot
 from gpudock.session import HostSession, Options, open_session
@@ -81,6 +82,8 @@ class GpudockApp(App):
         self.docker_watcher: DockerWatcher | None = None
         self.holders: HoldersMap | None = None
         self.holders_by_gpu: dict[str, str] = {}  # GPU UUID -> the holder column's text
+        # The readings of the last minutes (sparklines), kept by the poll from its own snapshots.
+        self.history = History(period=self.refresh_period)
         self.show_all_containers = False  # the container panel's `a`: stopped/created ones too
         self._poll_timer = None
         self._poll_again = False  # poll_soon() asked while a poll ran
@@ -114,6 +117,7 @@ class GpudockApp(App):
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
     def poll(self) -> None:
         snap, holders = self.host.poll(all=self.show_all_containers)
+        self.history.add(snap)  # before the screens see the snapshot, so its readings are in
         self.post_message(SnapshotReady(snap, holders))
 
     @on(SnapshotReady)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.worker import WorkerCancelled, WorkerError
 
+from gpudock.host.history import History
 from gpudock.session import open_scenario
 from gpudock.sim.scenario import Scenario
 from gpudock.ui.app import GpudockApp
@@ -15,26 +18,36 @@ from helpers.sim import frozen_demo
 NO_DOCKER = "unix:///nonexistent/gpudock-test/docker.sock"
 
 
+def still_clock() -> float:
+    """A clock that never moves: every reading of a test lands in the history's first cell, so a
+    sparkline is one block whatever the number of refreshes before the picture is taken."""
+    return 0.0
+
+
 def make_app(
     sc: Scenario | None = None,
     refresh: float = 0.2,
     banner: str | None = None,
     docker_base_url: str | None = None,
     proc_root: str | None = None,
+    history_clock: Callable[[], float] = still_clock,
 ) -> GpudockApp:
     """The dashboard on a simulated host (default: the frozen demo), closed when the app exits.
 
     Its Docker engine: ``docker_base_url`` (a real engine, e.g. the ``engine`` fixture's; GPU
     processes mapped through ``proc_root``, default this machine's /proc); else the
     scenario's simulated engine when it describes one, as ``--demo`` does; else
-    :data:`NO_DOCKER`, so the banner reads the same on every machine."""
+    :data:`NO_DOCKER`, so the banner reads the same on every machine. The readings' history is
+    stamped by ``history_clock`` (default :func:`still_clock`)."""
     sc = sc or frozen_demo()
     url = docker_base_url or (None if sc.has_docker else NO_DOCKER)
     if docker_base_url is not None and proc_root is None:
         proc_root = "/proc"  # a real engine's containers: their processes are this machine's
     host = open_scenario(sc, docker_url=url, proc_root=proc_root)
     host.banner = banner
-    return GpudockApp(host, refresh=refresh)
+    app = GpudockApp(host, refresh=refresh)
+    app.history = History(period=app.refresh_period, clock=history_clock)
+    return app
 
 
 def docker_settled(app) -> bool:

@@ -78,6 +78,13 @@ async def test_sort_and_filter_keep_the_cursor_on_its_host():
         assert table.cursor_row_key == "gpu-a02"
         await pilot.press("S")
         assert table.row_keys == ["gpu-a02", "dgx-legacy", "gpu-b07", "gpu-a01"]
+        # the keys every other table sorts with: "-" reverses, "," goes back a column, "." on
+        await pilot.press("minus")
+        assert table.row_keys == ["gpu-a01", "gpu-b07", "dgx-legacy", "gpu-a02"]
+        await pilot.press("comma")
+        assert app.screen.sort_key == "host" and table.row_keys == ["dgx-legacy", "gpu-a01", "gpu-a02", "gpu-b07"]
+        await pilot.press("full_stop")
+        assert table.row_keys == ["gpu-a01", "gpu-b07", "dgx-legacy", "gpu-a02"]
         await pilot.press("slash", *"is:stale")
         await pilot.pause()
         assert table.row_keys == ["gpu-b07"]

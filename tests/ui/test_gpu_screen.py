@@ -22,7 +22,9 @@ async def test_the_table_lists_every_gpu_with_bus_id_and_device_node():
         table = app.screen.query_one(LiveTable)
         assert table.row_count == 8
         row0 = [str(c) for c in table.get_row_at(0)]
-        assert row0[:4] == ["0", "00000000:05:00.0", "/dev/nvidia3", "NVIDIA H100 80GB HBM3"]
+        # the model without the "NVIDIA " of every card's name (the details pane has it whole)
+        assert row0[:4] == ["0", "00000000:05:00.0", "/dev/nvidia3", "H100 80GB HBM3"]
+        assert "NVIDIA H100 80GB HBM3" in details_text(app)
         header = str(app.screen.query_one("#host-header", Static).render())
         assert "535.129.03" in header and "12.2" in header and "12.535.129.03" in header
 

@@ -34,9 +34,9 @@ def count_renders(table: LiveTable) -> list[str]:
     rendered: list[str] = []
     real = table._line
 
-    def spy(cells, style, plain):
+    def spy(cells, style, plain, *marker):
         rendered.append(str(cells[0]))
-        return real(cells, style, plain)
+        return real(cells, style, plain, *marker)
 
     table._line = spy
     return rendered
@@ -227,3 +227,28 @@ async def test_new_columns_keep_the_cursor_on_its_row_when_it_comes_back():
         t.move_cursor(0)
         t.set_row("k3", {"id": "3", "name": "row3"})
         assert t.cursor_row_key == "k0"
+
+
+async def test_the_sort_marker_marks_its_column_and_moves_no_column():
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        await pilot.pause()
+        t = app.query_one(LiveTable)
+        before = t.render_line(0).text
+        widths = [t.column_width(c.key) for c in COLUMNS]
+        rendered = count_renders(t)
+        repainted = []
+        real_refresh = t.refresh
+        t.refresh = lambda *regions, **kw: (repainted.append(regions), real_refresh(*regions, **kw))[1]
+        t.set_sort_marker("name", descending=False)  # a label with room after it: the mark follows it
+        await pilot.pause()
+        assert t.render_line(0).text.startswith(" #  NAME▲ ")
+        assert [r.y for regions in repainted for r in regions] == [0]  # the header line alone
+        assert rendered == ["#"]  # no row rendered again
+        t.set_sort_marker("val", descending=True)  # a fixed column its label fills: in the gap after it
+        await pilot.pause()
+        assert " NAME  VALUE▼ NOTE " in t.render_line(0).text
+        assert [t.column_width(c.key) for c in COLUMNS] == widths
+        t.set_sort_marker(None)
+        await pilot.pause()
+        assert t.render_line(0).text == before

@@ -22,6 +22,7 @@ from textual.containers import VerticalScroll
 from gpudock.model import MECHANISM_LABELS, HostSnapshot
 from gpudock.ui.updates import LiveScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
+from gpudock.ui.widgets.find_sort import FIND_SORT_BINDINGS, FindBar, FindSort, find_status
 from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
 from gpudock.ui.widgets.live_text import LiveText
@@ -238,10 +239,55 @@ def header_text(hmap, show_all: bool) -> Text:
     return t
 
 
-class ContainerScreen(LiveScreen):
+# Find and sort: the columns of counts sort highest first, the others A to Z; the status by how
+# alive a container is (running first), the GPUs by the first GPU's index.
+CONTAINER_COUNTS = {"procs"}
+STATUS_RANK = {"running": 0, "restarting": 1, "paused": 2, "created": 3, "exited": 4, "dead": 5}
+
+
+def container_find_text(cg) -> str:
+    """What ``/`` finds a container by: its row's text (name, status, image, GPUs, how), its id and
+    runtime, and its GPU processes' commands."""
+    c = cg.container
+    how = " ".join(MECH_SHORT.get(m, m) for g in cg.gpus for m in g.mechanisms)
+    words = [c.name, c.id[:12], c.status, c.image, cg.label(), how, c.runtime or ""]
+    words += [p.command or "" for p in cg.processes]
+    return " ".join(words)
+
+
+def outsider_find_text(key: str, label: str, procs) -> str:
+    words = [label, "host no ctr" if key == HOST_KEY else "unknown (not this engine)"]
+    words += [p.command or "" for p in procs]
+    return " ".join(words)
+
+
+def container_sort_value(item, cells: dict, column: str) -> object:
+    """A row's value in a column, for sorting (``item``: its ContainerGpus, or (label, processes)
+    for a row of processes outside Docker)."""
+    outsider = isinstance(item, tuple)
+    if column == "name":
+        return (item[0] if outsider else item.container.name).lower()
+    if column == "status":
+        return 9 if outsider else STATUS_RANK.get(item.container.status, 8)
+    if column == "image":
+        return None if outsider else item.container.image.lower()
+    if column == "gpus":
+        indices = [p.gpu_index for p in item[1]] if outsider else [g.index for g in item.gpus]
+        indices = [i for i in indices if i is not None]
+        return min(indices) if indices else None
+    if column == "how":
+        how = str(cells.get("how", ""))
+        return None if how in ("", "-") else how
+    if column == "procs":
+        return len(item[1]) if outsider else len(item.processes)
+    return None
+
+
+class ContainerScreen(FindSort, LiveScreen):
     """The containers and the GPUs they hold, live."""
 
     BINDINGS = [
+        *FIND_SORT_BINDINGS,  # its Escape first: clearing the filter comes before going back
         Binding("escape", "back", "Back", id="back"),
         Binding("a", "toggle_all", "All/running", id="toggle-all"),
     ]
@@ -254,6 +300,7 @@ class ContainerScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield LiveText(header_text(None, False), id="containers-header")
         yield DockerBanner(id="containers-docker-banner")
+        yield FindBar(id="containers-find")
         yield LiveTable(id="containers-table", zebra_stripes=True)
         with VerticalScroll(id="container-details-box"):
             yield LiveText("", id="container-details")
@@ -276,7 +323,6 @@ class ContainerScreen(LiveScreen):
         """Called by the app on every refresh; reads the holders map joined with ``snap``."""
         hmap = getattr(self.app, "holders", None)
         show_all = bool(getattr(self.app, "show_all_containers", False))
-        self.query_one("#containers-header", LiveText).show(header_text(hmap, show_all))
         self.query_one(DockerBanner).show_status(hmap.docker if hmap is not None else None)
         table = self.query_one(LiveTable)
         wide = self.size.width >= WIDE
@@ -295,17 +341,35 @@ class ContainerScreen(LiveScreen):
             for key, (lbl, procs) in outsider_rows(hmap).items():
                 rows[key] = outsider_cells(key, lbl, procs, wide)
                 details[key] = (lbl, procs)
-        for key in [k for k in table.row_keys if k not in rows]:
-            table.remove_row(key)
-        for key, cells in rows.items():
-            table.set_row(key, cells)  # repaints the row only when a cell differs
         # A new row is appended; when it belongs among the others (a container started or renamed,
-        # `a` showing stopped ones, a process outside Docker) the rows are laid out again in the
-        # engine's order (running first, by name; outsiders last), the cursor staying on its row.
-        table.set_order(list(rows))
+        # `a` showing stopped ones, a process outside Docker) the rows are laid out again: in the
+        # engine's order (running first, by name; outsiders last) unless sorted, the cursor staying
+        # on its row. Rows the filter leaves out are removed by key and come back when it changes.
+        self._show_container_rows(table, rows, details)
+        header = header_text(hmap, show_all)
+        line = find_status(self.find_text, table.row_count, len(rows), "rows", self.sort_note(table))
+        self.query_one("#containers-header", LiveText).show(header + Text("\n") + line if line else header)
         self._details = details
         self._hmap = hmap
         self._show_details()
+
+    # -- find and sort (gpudock.ui.widgets.find_sort) ---------------------------------------------
+
+    def sort_columns(self) -> list[tuple[str, str, bool]]:
+        return [(key, label, key in CONTAINER_COUNTS) for key, label in COLUMNS]
+
+    def find_sort_changed(self) -> None:
+        self.show_snapshot(getattr(self.app, "snapshot", None))
+
+    def _show_container_rows(self, table: LiveTable, rows: dict[str, dict], details: dict[str, object]) -> None:
+        def text(key: str) -> str:
+            item = details[key]
+            return outsider_find_text(key, *item) if isinstance(item, tuple) else container_find_text(item)
+
+        def value(key: str, column: str) -> object:
+            return container_sort_value(details[key], rows[key], column)
+
+        self.show_rows(table, rows, self.arrange_rows(list(rows), text, value))
 
     def current_key(self) -> str | None:
         return self.query_one(LiveTable).cursor_row_key
@@ -319,7 +383,9 @@ class ContainerScreen(LiveScreen):
             text = Text("Docker: ", style="bold red")
             text.append(docker_message(docker), style="yellow")
         elif item is None or hmap is None:
-            if hmap is not None and not hmap.containers and not self._details:
+            if self.find_text and self._details:
+                text = Text(f"Nothing matches {self.find_text!r}: escape clears the filter, / changes it.", style="dim")
+            elif hmap is not None and not hmap.containers and not self._details:
                 text = Text(
                     "No running containers."
                     if not getattr(self.app, "show_all_containers", False)

@@ -187,6 +187,10 @@ class FleetScreen(Screen):
         Binding("enter", "open_host", "Host", id="open-host"),
         Binding("s", "sort", "Sort", id="sort"),
         Binding("S", "reverse", "Reverse", id="reverse", show=False),
+        # the keys of the GPU and Containers tables (gpudock.ui.widgets.find_sort), the same here
+        Binding("full_stop", "sort", "Sort by the next column", id="sort-next", show=False),
+        Binding("comma", "sort_previous", "Sort by the previous column", id="sort-previous", show=False),
+        Binding("minus", "reverse", "Reverse the sort", id="sort-reverse", show=False),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("r", "refresh_now", "Refresh", id="refresh", show=False),
     ]
@@ -245,6 +249,10 @@ class FleetScreen(Screen):
 
     def action_sort(self) -> None:
         self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
+        self._again()
+
+    def action_sort_previous(self) -> None:
+        self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) - 1) % len(SORT_KEYS)]
         self._again()
 
     def action_reverse(self) -> None:

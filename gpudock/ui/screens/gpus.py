@@ -17,9 +17,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 
+from gpudock.host.history import History, Series, history_key
 from gpudock.model import Gpu, HostSnapshot, mechanism_label, short_bus_id
 from gpudock.ui.updates import LiveScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
+from gpudock.ui.widgets.find_sort import FIND_SORT_BINDINGS, FindBar, FindSort, find_status
 from gpudock.ui.widgets.footer import Footer
 from gpudock.ui.widgets.live_table import Column, Fit, LiveTable
 from gpudock.ui.widgets.live_text import LiveText
@@ -54,6 +56,7 @@ WIDE_COLUMNS = [
     ("dev", "DEVICE", False),
     ("name", "NAME", False),
     ("util", "GPU%", True),
+    ("hist", "GPU% 5 MIN", False),  # the utilization's last 5 minutes, HIST_CELLS cells
     ("mem%", "MEM%", True),
     ("mem", "MEMORY MiB", True),
     ("temp", "TEMP", True),
@@ -70,7 +73,9 @@ def layout_for(width: int) -> str:
 # The holder column's least text width (its label is cut with "…" beyond it; "! " marks a
 # conflict). It takes whatever width the other columns leave, so it is wider on a wider terminal.
 HOLDER_WIDTH_NARROW = 10
-HOLDER_WIDTH_WIDE = 16
+HOLDER_WIDTH_WIDE = 14
+# The wide table's history column: 10 cells of 30 s (it fits at 120 columns beside the holder).
+HIST_CELLS = 10
 
 # What the holder column says of a conflict on a GPU that no running container holds.
 _CONFLICT_SHORT = {"no-container": "host process", "foreign-container": "other engine", "unclaimed": "not given"}
@@ -104,6 +109,14 @@ def _util(v: int | None) -> Text:
     return Text(str(v), style=style)
 
 
+def short_name(name: str | None) -> str:
+    """The model name in the table: without the "NVIDIA " every card's name starts with (the details
+    pane has it whole), so the wide table keeps room for its history column."""
+    if name is None:
+        return "N/A"
+    return name[len("NVIDIA ") :] if name.startswith("NVIDIA ") else name
+
+
 def gpu_cells(g: Gpu, wide: bool, holder: str | Text | Fit = "") -> dict[str, object]:
     """The table cells of one GPU, by column key (every layout takes the ones it shows)."""
     bus = (g.pci_bus_id or "N/A") if wide else short_bus_id(g.pci_bus_id)
@@ -115,7 +128,7 @@ def gpu_cells(g: Gpu, wide: bool, holder: str | Text | Fit = "") -> dict[str, ob
             "idx": str(g.index),
             "bus": bus,
             "dev": dev,
-            "name": _na(g.name),
+            "name": short_name(g.name),
             "util": Text(word, style="bold red"),
             "mem%": "",
             "mem": "",
@@ -136,7 +149,7 @@ def gpu_cells(g: Gpu, wide: bool, holder: str | Text | Fit = "") -> dict[str, ob
         "idx": str(g.index),
         "bus": bus,
         "dev": dev,
-        "name": _na(g.name),
+        "name": short_name(g.name),
         "util": _util(g.utilization_gpu),
         "mem%": _util(g.utilization_memory),
         "mem": mem,
@@ -164,12 +177,16 @@ def _rows_text(rows: list[tuple[str, Text, str]], width: int) -> Text:
     return out
 
 
-def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None, width: int = 78) -> Text:
+def gpu_details(
+    g: Gpu, holders=None, conflicts=(), docker=None, width: int = 78, history: History | None = None
+) -> Text:
     """The details of one GPU, as the operator reads them under the table, in ``width`` columns.
 
     ``holders``: its :class:`gpudock.host.holders.GpuHolders` (who holds it, its processes' containers);
     ``conflicts``: what is wrong on it (``HoldersMap.conflicts_for_gpu``); ``docker``: the engine's
-    :class:`~gpudock.host.docker.DockerStatus` (when it cannot be read, the holders are unknown).
+    :class:`~gpudock.host.docker.DockerStatus` (when it cannot be read, the holders are unknown);
+    ``history``: the readings of the last minutes (:class:`gpudock.host.history.History`), as
+    sparklines under the GPU's identity.
     """
     rows: list[tuple[str, Text, str]] = []
 
@@ -185,6 +202,8 @@ def gpu_details(g: Gpu, holders=None, conflicts=(), docker=None, width: int = 78
         row("UUID", _na(g.uuid))
     if g.pci_bus_id or g.minor is not None or not g.error:
         row("Bus / minor", f"{_na(g.pci_bus_id)}  minor {_na(g.minor)}  {_na(g.device)}")
+    if history is not None and not g.error:  # no readings of a card NVML cannot read
+        _history_rows(g, history, row, width)
     if not g.error:  # a GPU NVML cannot read has no modes, clocks or readings to show
         row("Serial", _na(g.serial))
         row(
@@ -282,6 +301,40 @@ def _reading_rows(g: Gpu, row) -> None:
     row("NVLink", f"{links}  NUMA {_na(g.numa_node)}  CPUs {_na(g.cpu_affinity)}", "bold yellow" if down else "")
 
 
+# The details pane's history rows: (label, series, how its peak reads). One row per series, so a
+# refresh repaints the newest cell of each (and, when a cell's time is up, the cells that moved).
+HISTORY_ROWS = (
+    ("GPU% 5 min", "util", lambda v: f"{v:.0f}%"),
+    ("Mem 5 min", "mem", lambda v: f"{v / 1024:.1f} GiB"),
+    ("Power 5 min", "power", lambda v: f"{v:.0f} W"),
+)
+HISTORY_SUFFIX = 16  # room after a sparkline for "  max 77.9 GiB": the sparkline's width never moves
+
+
+def history_cells(width: int) -> int:
+    """How many cells a details pane ``width`` columns wide gives each sparkline (the 5 minutes
+    are cut into that many): 48 at 80 columns, 60 (5 s each) from 92."""
+    return max(10, min(60, max(20, width - LABEL_WIDTH) - HISTORY_SUFFIX))
+
+
+def _spark(series: Series | None, cells: int, peak=None) -> Text:
+    if series is None or series.peak() is None:
+        return Text("N/A", style="dim")
+    t = Text(series.sparkline(cells), style="cyan")
+    if peak is not None:
+        t.append(f"  max {peak(series.peak())}", style="dim")
+    return t
+
+
+def _history_rows(g: Gpu, history: History, row, width: int) -> None:
+    cells = history_cells(width)
+    key = history_key(g)
+    for label, name, peak in HISTORY_ROWS:
+        row(label, _spark(history.series(key, name), cells, peak))
+    for m in g.mig_devices:
+        row(f"  MIG {m.index} mem", _spark(history.series(m.uuid, "mem"), cells, HISTORY_ROWS[1][2]))
+
+
 def _rate(kib_s: int | None) -> str:
     """NVML's PCIe KB/s in the unit that keeps it short."""
     if kib_s is None:
@@ -362,8 +415,63 @@ def header_text(
     return t
 
 
-class GpuScreen(LiveScreen):
+# The columns of readings: sorted highest first (the others, names and ids, A to Z).
+GPU_READINGS = {"util", "hist", "mem%", "mem", "temp", "power"}
+
+
+def gpu_find_text(g: Gpu, hmap=None, images: dict[str, str] | None = None) -> str:
+    """What ``/`` finds a GPU by: the text of its row in every layout (index, bus id long and
+    short, node, minor, model), its UUID, its holders' names and images ("free" when none holds it)
+    and what is wrong with it."""
+    words = [str(g.index), g.pci_bus_id or "", short_bus_id(g.pci_bus_id), g.device or "", g.name or "", g.uuid or ""]
+    if g.minor is not None:
+        words.append(f"nvidia{g.minor}")
+    if g.error:
+        words.append(g.error)
+    gh = hmap.gpu(g.uuid) if hmap is not None and g.uuid else None
+    if gh is not None:
+        for h in gh.holders:
+            words += [h.name, (images or {}).get(h.container_id, "")]
+        if not gh.running_holders:
+            words.append("free")
+        words += [_CONFLICT_SHORT.get(c.kind, c.kind) for c in hmap.conflicts_for_gpu(g.uuid)]
+    return " ".join(words)
+
+
+def gpu_sort_value(g: Gpu, column: str, hmap=None, history: History | None = None) -> object:
+    """A GPU's value in a column, for sorting (None: not known, sorted last)."""
+    readings = g.error is None
+    if column == "idx":
+        return g.index
+    if column == "bus":
+        return (g.pci_bus_id or "").lower() or None
+    if column == "dev":
+        return g.minor
+    if column == "name":
+        return g.name
+    if column == "holder":
+        gh = hmap.gpu(g.uuid) if hmap is not None and g.uuid else None
+        label = gh.label() if gh is not None else ""
+        return label.lower() or None  # free cards after the held ones
+    if column == "hist":
+        series = history.series(history_key(g), "util") if history is not None else None
+        return series.mean() if series is not None else None
+    field = {
+        "util": "utilization_gpu",
+        "mem%": "utilization_memory",
+        "mem": "memory_used_mib",
+        "temp": "temperature_c",
+        "power": "power_w",
+    }[column]
+    return getattr(g, field) if readings else None
+
+
+class GpuScreen(FindSort, LiveScreen):
     """Every GPU, live."""
+
+    # find and sort (gpudock.ui.widgets.find_sort): the natural order is the index's
+    natural_sort = "idx"
+    sort_column = "idx"
 
     BINDINGS = [
         Binding("enter", "details", "Details", id="details", show=False),
@@ -373,6 +481,7 @@ class GpuScreen(LiveScreen):
         Binding("c", "app.containers", "Containers"),
         Binding("d", "app.doctor", "Doctor"),
         Binding("t", "app.toolkit", "Toolkit"),
+        *FIND_SORT_BINDINGS,
     ]
 
     def __init__(self, banner: str | None = None) -> None:
@@ -385,6 +494,7 @@ class GpuScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield LiveText(header_text(None, self.banner), id="host-header")
         yield DockerBanner(id="docker-banner")
+        yield FindBar(id="gpu-find")
         yield LiveTable(id="gpu-table", zebra_stripes=True)
         with VerticalScroll(id="gpu-details-box"):
             yield LiveText("", id="gpu-details")
@@ -427,30 +537,28 @@ class GpuScreen(LiveScreen):
     def show_snapshot(self, snap: HostSnapshot) -> None:
         self._snapshot = snap
         hmap = getattr(self.app, "holders", None)
-        self.query_one("#host-header", LiveText).show(
-            header_text(
-                snap,
-                self.banner,
-                conflicts=len(hmap.conflicts) if hmap is not None else 0,
-                wide=self.size.width >= WIDE,
-                compact=0 < self.size.width < NARROW,
-            )
-        )
         self.query_one("#docker-banner", DockerBanner).show_status(hmap.docker if hmap is not None else None)
         table = self.query_one(LiveTable)
         layout = layout_for(self.size.width)
         if layout != self._layout:
             self._rebuild_columns(table, layout)
         wide = layout == "wide"
-        seen = set()
+        rows = {}
         for g in snap.gpus:
-            key = self.row_key(g)
-            seen.add(key)
             cells = gpu_cells(g, wide, self.holder_text(g))
             cells["idx"] = self._idx_cell(g)
-            table.set_row(key, cells)  # repaints the row only when a cell differs
-        for key in [k for k in table.row_keys if k not in seen]:
-            table.remove_row(key)
+            if wide:
+                cells["hist"] = self._hist_cell(g)
+            rows[self.row_key(g)] = cells
+        self._show_gpu_rows(table, snap, rows)  # filtered and sorted; repaints only the cells that differ
+        header = header_text(
+            snap,
+            self.banner,
+            conflicts=len(hmap.conflicts) if hmap is not None else 0,
+            wide=self.size.width >= WIDE,
+            compact=0 < self.size.width < NARROW,
+        )
+        self.query_one("#host-header", LiveText).show(header + self._find_line(table, snap))
         self._show_details()
 
     def _rebuild_columns(self, table: LiveTable, layout: str) -> None:
@@ -460,7 +568,11 @@ class GpuScreen(LiveScreen):
         holder_width = HOLDER_WIDTH_WIDE if layout == "wide" else HOLDER_WIDTH_NARROW
         table.set_columns(
             [
-                Column(key, label, holder_width, fill=True) if key == "holder" else Column(key, label, right=right)
+                Column(key, label, holder_width, fill=True)
+                if key == "holder"
+                else Column(key, label, HIST_CELLS)
+                if key == "hist"
+                else Column(key, label, right=right)
                 for key, label, right in LAYOUTS[layout]
             ]
         )
@@ -482,13 +594,64 @@ class GpuScreen(LiveScreen):
         g = self.current_gpu()
         hmap = getattr(self.app, "holders", None)
         width = max(40, self.size.width - 4)  # the pane's padding and scrollbar
+        history = getattr(self.app, "history", None)
         if g is not None and hmap is not None and g.uuid:
-            text = gpu_details(g, hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), hmap.docker, width=width)
+            text = gpu_details(
+                g, hmap.gpu(g.uuid), hmap.conflicts_for_gpu(g.uuid), hmap.docker, width=width, history=history
+            )
         elif g is not None and hmap is not None:
-            text = gpu_details(g, None, hmap.conflicts_for_unreadable(g.index), hmap.docker, width=width)
+            text = gpu_details(
+                g, None, hmap.conflicts_for_unreadable(g.index), hmap.docker, width=width, history=history
+            )
+        elif g is not None:
+            text = gpu_details(g, width=width, history=history)
+        elif self.find_text and self._snapshot is not None and self._snapshot.gpus:
+            text = Text(f"No GPU matches {self.find_text!r}: escape clears the filter, / changes it.", style="dim")
         else:
-            text = gpu_details(g, width=width) if g else Text()
+            text = Text()
         self.query_one("#gpu-details", LiveText).show(text)
+
+    # -- find and sort (gpudock.ui.widgets.find_sort) ---------------------------------------------
+
+    def sort_columns(self) -> list[tuple[str, str, bool]]:
+        return [(key, label, key in GPU_READINGS) for key, label, _ in LAYOUTS[self._layout or "narrow"]]
+
+    def known_sort_columns(self) -> list[tuple[str, str, bool]]:
+        return [(key, label, key in GPU_READINGS) for key, label, _ in WIDE_COLUMNS]
+
+    def find_sort_changed(self) -> None:
+        if self._snapshot is not None:
+            self.show_snapshot(self._snapshot)
+
+    def _show_gpu_rows(self, table: LiveTable, snap: HostSnapshot, rows: dict[str, dict]) -> None:
+        by_key = {self.row_key(g): g for g in snap.gpus}
+        hmap = getattr(self.app, "holders", None)
+        history = getattr(self.app, "history", None)
+        images = {cg.id: cg.container.image for cg in hmap.containers} if hmap is not None else {}
+
+        def text(key: str) -> str:
+            return gpu_find_text(by_key[key], hmap, images)
+
+        def value(key: str, column: str) -> object:
+            return gpu_sort_value(by_key[key], column, hmap, history)
+
+        self.show_rows(table, rows, self.arrange_rows(list(rows), text, value))
+
+    def _find_line(self, table: LiveTable, snap: HostSnapshot) -> Text:
+        present = {self.row_key(g) for g in snap.gpus}
+        hidden = [k for k in self.marks if k in present and k not in table.row_keys]
+        note = f"{len(hidden)} marked GPU{'s' if len(hidden) != 1 else ''} hidden by the filter" if hidden else ""
+        if self.sort_note(table):
+            note = (note + "  " if note else "") + self.sort_note(table)
+        line = find_status(self.find_text, table.row_count, len(snap.gpus), "GPUs", note)
+        return Text("\n").append_text(line) if line else line
+
+    def _hist_cell(self, g: Gpu) -> Text | str:
+        history = getattr(self.app, "history", None)
+        series = history.series(history_key(g), "util") if history is not None else None
+        if series is None or series.peak() is None:
+            return ""
+        return Text(series.sparkline(HIST_CELLS), style="cyan")
 
     # -- marks for the launch form (gpudock.ui.screens.launch) --------------------------------------
 

@@ -164,6 +164,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._strips: dict[str, tuple[tuple, Strip]] = {}
         self._header: Strip | None = None
         self._styles: dict[str, Style] | None = None
+        self._sort_marker: tuple[str | None, bool] = (None, False)  # (column key, descending)
 
     # -- data ----------------------------------------------------------------------------------------
 
@@ -256,6 +257,19 @@ class LiveTable(ScrollView, can_focus=True):
         self.refresh()
         if self._cursor_key is not None:
             self._set_cursor(self._index[self._cursor_key])
+
+    def set_sort_marker(self, column: str | None, descending: bool = False) -> None:
+        """Mark the column the rows are sorted by in the header: ▼ highest first, ▲ lowest first
+        (None: no mark). Only the header line is repainted; no column changes width."""
+        if (column, descending) == self._sort_marker:
+            return
+        self._sort_marker = (column, descending)
+        self._header = None
+        self.refresh_line(0)
+
+    @property
+    def sort_marker(self) -> tuple[str | None, bool]:
+        return self._sort_marker
 
     def get_row(self, key: str) -> list[str | Text]:
         """The row's cells in column order, as shown (a :class:`Fit` cell made for its width)."""
@@ -426,18 +440,25 @@ class LiveTable(ScrollView, can_focus=True):
             }
         return self._styles[name]
 
-    def _line(self, cells: list[str | Text], style: Style, plain: bool) -> Strip:
+    def _line(self, cells: list[str | Text], style: Style, plain: bool, marker: str | None = None) -> Strip:
         parts: list[Text] = []
         for value, width, column in zip(cells, self._widths, self._columns):
             t = value.copy() if isinstance(value, Text) else Text(str(value))
             if plain:
                 t = Text(t.plain)
+            after = " "
+            if marker is not None and column.key == self._sort_marker[0]:
+                # after the label: inside the column when it has room, else in the gap after it
+                if not column.right and t.cell_len < width:
+                    t.append(marker)
+                else:
+                    after = marker
             if column.right and t.cell_len < width:
                 t.pad_left(width - t.cell_len)
             t.truncate(width, overflow="ellipsis", pad=True)
             parts.append(Text(" "))
             parts.append(t)
-            parts.append(Text(" "))
+            parts.append(Text(after))
         text = Text.assemble(*parts, style=style, no_wrap=True, end="")
         # Text.render leaves the base style off a text without spans: apply it under the spans.
         strip = Strip(list(text.render(self.app.console, end=""))).apply_style(style)
@@ -461,7 +482,8 @@ class LiveTable(ScrollView, can_focus=True):
         blank = self.rich_style
         if y == 0:
             if self._header is None:
-                self._header = self._line([c.label for c in self._columns], self._style("header"), plain=True)
+                marker = "▼" if self._sort_marker[1] else "▲"
+                self._header = self._line([c.label for c in self._columns], self._style("header"), True, marker)
             strip = self._header
         else:
             index = scroll_y + y - 1
