@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import os
 import re
 import tomllib
@@ -514,12 +515,25 @@ CONTAINER_KEYS = {
 DEVICE_KEYS = {"host": Key(str, required=True), "container": Key(str), "permissions": Key(str)}
 
 
+def _finite_wave(w: Wave, where: str) -> Wave:
+    """A wave of finite numbers, under 2**32 (what NVML's counters hold); inf and nan, which TOML
+    allows, would fail in the simulated library, not here where the file says it."""
+    for name in ("base", "amplitude", "period", "phase"):
+        v = getattr(w, name)
+        if not math.isfinite(v) or abs(v) >= 2**32:
+            part = "" if name == "base" and w.amplitude == 0 else f".{name}"
+            raise ScenarioError(f"{where}{part}: must be a finite number below 4294967296, got {v!r}")
+    if w.period <= 0:
+        raise ScenarioError(f"{where}.period: must be more than 0 seconds, got {w.period!r}")
+    return w
+
+
 def _wave(value, where: str) -> Wave:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Wave(float(value))
+        return _finite_wave(Wave(float(value)), where)
     if isinstance(value, dict):
         try:
-            return Wave(
+            w = Wave(
                 float(value["base"]),
                 float(value.get("amplitude", 0.0)),
                 float(value.get("period", 30.0)),
@@ -531,6 +545,7 @@ def _wave(value, where: str) -> Wave:
             ) from None  # noqa: E501
         except (TypeError, ValueError):
             raise ScenarioError(f"{where}: base/amplitude/period/phase must be numbers") from None
+        return _finite_wave(w, where)
     raise ScenarioError(f"{where}: expected a number or a table {{base=, amplitude=, period=}}, got {value!r}")
 
 
