@@ -150,6 +150,8 @@ class _Container:
     exit_code: int
     tty: bool = False
     logs: list[tuple[int, str]] = field(default_factory=list)  # (stream 1|2, line)
+    # the scenario's host PIDs of its processes (PID 1 and the GPU processes): they end when it stops
+    host_pids: tuple[int, ...] = ()
     mounts: list[dict] = field(default_factory=list)  # inspect's Mounts: volumes and binds
 
     def inspect(self) -> dict:
@@ -267,6 +269,9 @@ class SimEngineState:
         self._lock = threading.Lock()
         # Notified on every state change and log line: what a following log stream waits on.
         self.changed = threading.Condition(self._lock)
+        # Called with a container's record when it stops (SimHost: its processes end) and when it
+        # starts (the simulated toolkit's debug logs; its processes run again).
+        self.on_stop: Callable[[_Container], None] | None = None
         # Called with a container's record when it starts (the simulated toolkit's debug logs).
         self.on_start: Callable[[_Container], None] | None = None
         self._subs: list[queue.Queue] = []
@@ -295,6 +300,7 @@ class SimEngineState:
                 finished=c.started if c.state in ("exited", "dead") else None,
                 exit_code=c.exit_code,
                 logs=[(1, f"{c.name}: simulated by gpudock (scenario {scenario.name}); nothing runs here")],
+                host_pids=tuple(dict.fromkeys([*([c.pid] if c.pid else []), *(h for h, _ in c.pids)])),
             )
 
         module = scenario.host.module if scenario.host is not None else scenario.driver_version
@@ -465,10 +471,16 @@ class SimEngineState:
 
     def stop(self, ref: str, signal: str = "SIGTERM") -> bool:
         """False when it was not running (HTTP 304)."""
+        stopped = self._stop(ref, signal)
+        if stopped is not None and self.on_stop is not None:
+            self.on_stop(stopped)  # outside the lock
+        return stopped is not None
+
+    def _stop(self, ref: str, signal: str) -> _Container | None:
         with self._lock:
             c = self._find(ref)
             if c.state not in _ACTIVE:
-                return False
+                return None
             c.state = "exited"
             c.exit_code = 137 if signal in ("SIGKILL", "KILL", "9") else 143
             c.finished = _now_rfc3339()
@@ -477,7 +489,7 @@ class SimEngineState:
             self._emit(c, "die", exitCode=str(c.exit_code))
             if signal not in ("SIGKILL", "KILL", "9"):
                 self._emit(c, "stop")
-            return True
+            return c
 
     def emit_restart(self, ref: str) -> None:
         with self._lock:
@@ -501,6 +513,8 @@ class SimEngineState:
                 self._emit(c, "die", exitCode="137")
             del self.containers[c.id]
             self._emit(c, "destroy")
+        if self.on_stop is not None:
+            self.on_stop(c)
 
     # ------------------------------------------------------------------ volumes (local driver)
 
