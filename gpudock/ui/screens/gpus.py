@@ -517,7 +517,19 @@ class GpuScreen(LiveScreen):
             self.notify("Mark GPUs with the space bar first", severity="warning")
             return
         factory = getattr(self.app, "docker_client_factory", None)
-        self.app.push_screen(LaunchScreen(self._snapshot, gpus, root=self.app.host.root, client_factory=factory))
+        self.app.push_screen(
+            LaunchScreen(
+                self._snapshot, gpus, root=self.app.host.root, client_factory=factory, on_launched=self.clear_marks
+            )
+        )
+
+    def clear_marks(self, _container_id: str | None = None) -> None:
+        """After a launch: the cards it took are not marked for the next one."""
+        self.marks.clear()
+        table = self.query_one(LiveTable)
+        for g in self._snapshot.gpus if self._snapshot is not None else ():
+            if self.row_key(g) in table.row_keys:
+                table.update_cell(self.row_key(g), "idx", self._idx_cell(g))
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_details()
