@@ -4,14 +4,15 @@ The last 500 lines and then every new one, through the Engine API
 (:meth:`gpudock.session.HostSession.container_logs`), read in a worker thread: the worker keeps
 what it read, and a timer on the event loop shows it every 0.1 s (a chatty container is one
 repaint per batch, a quiet one shows its line at once). The engine ends a follow when the
-container stops; the view says so and follows again, from the last 500 lines, when the container
-runs again. ``p`` pauses the view (new lines are kept, not shown), ``/`` searches it, Escape
-clears a search, then goes back.
+container stops; the view says so, asks the engine every second, and follows again, from the last
+500 lines, when the container runs again. ``p`` pauses the view (new lines are kept, not
+shown), ``/`` searches it, Escape clears a search, then goes back.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from rich.text import Text
 from textual import on, work
@@ -57,7 +58,7 @@ class ContainerLogScreen(Screen):
         self._gen = 0
         self._stream = None
         self._stream_lock = threading.Lock()
-        self._pending: list[str] = []  # read by the worker, not yet shown (under _stream_lock)
+        self._pending: list[str | None] = []  # read by the worker, not yet shown; None: start again
         self._pending_gen = 0
 
     def compose(self) -> ComposeResult:
@@ -75,11 +76,20 @@ class ContainerLogScreen(Screen):
 
     def _drain(self) -> None:
         with self._stream_lock:
-            lines, self._pending = self._pending, []
+            items, self._pending = self._pending, []
             gen = self._pending_gen
-        if lines and gen == self._gen:
-            self.query_one(FollowLog).follow(lines)
-            self._show_title()
+        if not items or gen != self._gen:
+            return
+        view = self.query_one(FollowLog)
+        batch: list[str] = []
+        for item in items:
+            if item is None:  # the stream began again: so does the view
+                batch = []
+                view.reset()
+            else:
+                batch.append(item)
+        view.follow(batch)
+        self._show_title()
 
     def _open(self) -> None:
         self._gen += 1
@@ -92,63 +102,88 @@ class ContainerLogScreen(Screen):
 
     @work(thread=True, exclusive=True, group="container-logs", exit_on_error=False)
     def _follow(self, gen: int) -> None:
-        from gpudock.launch.lifecycle import ActionError
+        """Follow the stream; when the engine ends it (the container stopped), ask the engine every
+        second whether it runs again (then follow it again from its last lines) or is gone."""
+        from gpudock.launch.lifecycle import ActionError, ContainerGone
         from gpudock.session import SessionError
 
         worker = get_current_worker()
-        try:
-            stream = self.app.host.container_logs(self.container_id, tail=TAIL)
-        except (ActionError, SessionError) as e:
-            self.post_message(self.Lines(gen, [], f"!{e}"))
-            return
+        host = self.app.host
+        first = True
         with self._stream_lock:
-            self._stream = stream
             self._pending, self._pending_gen = [], gen
-        self.post_message(self.Lines(gen, [], "following"))
-        try:
-            for line in stream.lines():
-                if worker.is_cancelled:
-                    return
-                with self._stream_lock:
-                    self._pending.append(line)
-                    del self._pending[:-MAX_LINES]
-            self.post_message(self.Lines(gen, [], "ended"))
-        except Exception as e:  # noqa: BLE001 - the engine went away mid-stream: said, not raised
-            self.post_message(self.Lines(gen, [], f"!the log stream broke off: {e}"))
-        finally:
-            stream.close()
+        while not worker.is_cancelled:
+            try:
+                stream = host.container_logs(self.container_id, tail=TAIL)
+            except ContainerGone:
+                self.post_message(self.Lines(gen, [], f"!{self.container_name} is gone (removed): the log ends here"))
+                return
+            except (ActionError, SessionError) as e:
+                self.post_message(self.Lines(gen, [], f"!{e}"))
+                return
             with self._stream_lock:
-                if self._stream is stream:
-                    self._stream = None
+                self._stream = stream
+                if not first:
+                    self._pending.append(None)  # a new stream from its last lines: the view starts again
+                first = False
+            self.post_message(self.Lines(gen, [], "following"))
+            try:
+                for line in stream.lines():
+                    if worker.is_cancelled:
+                        return
+                    with self._stream_lock:
+                        self._pending.append(line)
+                        del self._pending[:-MAX_LINES]
+            except Exception as e:  # noqa: BLE001 - the engine went away mid-stream: said, not raised
+                self.post_message(self.Lines(gen, [], f"!the log stream broke off: {e}"))
+                return
+            finally:
+                stream.close()
+                with self._stream_lock:
+                    if self._stream is stream:
+                        self._stream = None
+            if not self._wait_until_it_runs(gen, worker):
+                return
+
+    def _wait_until_it_runs(self, gen: int, worker) -> bool:
+        """After a follow ended: True when the container runs again, False when it is gone or the
+        view closed."""
+        import docker.errors
+
+        said = None
+        while not worker.is_cancelled:
+            try:
+                client = self.app.host.docker_client(10)
+                try:
+                    status = client.containers.get(self.container_id).status
+                finally:
+                    client.close()
+            except docker.errors.NotFound:
+                self.post_message(self.Lines(gen, [], f"!{self.container_name} is gone (removed): the log ends here"))
+                return False
+            except Exception as e:  # noqa: BLE001 - the engine is away: say so, ask again
+                status = f"unknown ({e})"
+            if status == "running":
+                return True
+            if status != said:
+                said = status
+                self.post_message(
+                    self.Lines(gen, [], f"ended: {self.container_name} is {status}; followed again when it runs")
+                )
+            for _ in range(10):
+                if worker.is_cancelled:
+                    return False
+                time.sleep(0.1)
+        return False
 
     @on(Lines)
     def _on_lines(self, message: Lines) -> None:
         if message.gen != self._gen:
             return
         self._drain()  # what was read before the state changed comes first
-        if message.lines:
-            self.query_one(FollowLog).follow(message.lines)
         if message.state is not None:
-            self.ended = message.state == "ended" or message.state.startswith("!")
+            self.ended = message.state.startswith(("ended", "!"))
             self._set_state(message.state)
-        else:
-            self._show_title()
-
-    # -- the container's state, from the app's refreshes ------------------------------------------
-
-    def show_snapshot(self, snap=None) -> None:
-        hmap = getattr(self.app, "holders", None)
-        if hmap is None:
-            return
-        cg = next((c for c in hmap.containers if c.id == self.container_id), None)
-        if cg is None:
-            if self.ended:
-                self._set_state(f"!{self.container_name} is gone (removed): the log ends here")
-            return
-        if self.ended and cg.container.status == "running":
-            self._open()  # it runs again: follow it again, from its last lines
-        elif self.ended and self.state == "ended":
-            self._set_state(f"ended: {self.container_name} is {cg.container.status}; followed again when it runs")
 
     def _set_state(self, state: str) -> None:
         self.state = state
