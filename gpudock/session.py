@@ -418,7 +418,8 @@ class HostSession:
     def shell_argv(self, ref: str, *, expect_id: str | None = None, shown_as: str | None = None) -> list[str]:
         """The ``docker exec -it CONTAINER sh`` command line for a shell in a running container of
         this host's engine, after the checks: not read-only, not the simulated engine's (nothing
-        runs in its containers), the container there and running."""
+        runs in its containers), the container there and running, sh in its image (started once,
+        ``sh -c 'exit 0'``, so that a missing one is the engine's words, not a dead terminal)."""
         from gpudock.launch import lifecycle
 
         who = shown_as or ref
@@ -433,7 +434,9 @@ class HostSession:
             c = lifecycle.find(client, ref, expect_id=expect_id, shown_as=shown_as)
             if c.status != "running":
                 raise lifecycle.ActionError(f"{c.name} is {c.status}, not running: a shell needs a running container")
-            return lifecycle.shell_argv(self.docker_url, c.id)
+            argv = lifecycle.shell_argv(self.docker_url, c.id)  # the docker CLI is there
+            lifecycle.probe_shell(client, c)  # and so is sh in the image
+            return argv
         finally:
             client.close()
 

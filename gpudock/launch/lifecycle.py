@@ -12,8 +12,10 @@ This module owns the Docker side of the Containers screen's keys and of ``gpudoc
   confirmation (or the CLI's report) names what stopping it frees;
 * :class:`LogStream` follows a container's output (stdout and stderr) through the Engine API;
 * :func:`shell_argv` is the ``docker exec -it CONTAINER sh`` command line for the docker CLI (run
-  as a child process with the terminal, never through a host shell), and :func:`explain_exec`
-  turns what the CLI said on its way out into operator words ("the image has no sh").
+  as a child process with the terminal, never through a host shell); :func:`probe_shell` first
+  starts ``sh -c 'exit 0'`` through the API, so that an image without sh is said in the engine's
+  words before the terminal is handed over, and :func:`explain_exec` turns what the engine or the
+  CLI said into operator words ("the image has no sh").
 
 The client is a docker SDK client the caller made (the session's). Plain Python; no Textual.
 """
@@ -220,6 +222,31 @@ def shell_argv(docker_url: str, container_id: str, shell: str = SHELL, docker_bi
             "Docker CLI (Debian: apt-get install docker.io; Docker's repository: docker-ce-cli)"
         )
     return [found, "-H", docker_url, "exec", "-it", container_id, shell]
+
+
+def probe_shell(client: docker.DockerClient, container, shell: str = SHELL) -> None:
+    """Start ``sh -c 'exit 0'`` in the container, through the Engine API, before the terminal is
+    handed over: where the image has no sh, the engine's own refusal (``exec: "sh": executable
+    file not found in $PATH``) comes back here, in words, and the dashboard is never suspended for
+    nothing (with ``-t`` the docker CLI prints that refusal on the terminal it is about to give back).
+    Raises :class:`ActionError`."""
+    api = client.api
+    try:
+        ex = api.exec_create(container.id, [shell, "-c", "exit 0"], stdout=True, stderr=True)
+        out = api.exec_start(ex["Id"])
+        code = api.exec_inspect(ex["Id"]).get("ExitCode")
+    except docker.errors.NotFound:
+        raise ContainerGone(
+            f"container {container.name} is gone (removed since it was shown): nothing was done"
+        ) from None
+    except docker.errors.APIError as e:
+        raise ActionError(explain_exec(container.name, 1, _engine_words(e), shell) or _engine_words(e)) from None
+    if code not in (0, None):
+        text = out.decode("utf-8", "replace") if isinstance(out, bytes) else str(out)
+        raise ActionError(
+            explain_exec(container.name, code, text, shell)
+            or f"{shell} in {container.name} would not start (exit status {code}): {_cut(' '.join(text.split()))}"
+        )
 
 
 def explain_exec(name: str, returncode: int, stderr: str, shell: str = SHELL) -> str | None:
