@@ -507,6 +507,10 @@ class ToolkitScreen(Screen):
 
     def _set_log_title(self, state: str) -> None:
         t = Text()
+        view = self.query_one(FollowLog).status()
+        if view:  # first: a long log path is cut at the right edge, and this must show
+            t.append(f"{view}", style="bold reverse")
+            t.append("  ")
         for i, (comp, path) in enumerate(self._log_sources):
             t.append(" · " if i else "")
             t.append(f"{comp} log ", style="bold")
@@ -517,9 +521,6 @@ class ToolkitScreen(Screen):
                 t.append(state[1:], style="bold yellow")
             else:
                 t.append(state, style="dim")
-        view = self.query_one(FollowLog).status()
-        if view:
-            t.append(f"  {view}", style="bold")
         self.query_one("#toolkit-log-title", Static).update(t)
 
     @work(thread=True, exclusive=True, group="toolkit-log", exit_on_error=False)
