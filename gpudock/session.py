@@ -401,19 +401,10 @@ class HostSession:
 
         client = self._action_client(timeout=None)
         try:
-            c = lifecycle.find(client, ref)
-            stream = lifecycle.LogStream(c, tail=tail, follow=follow)
+            return lifecycle.LogStream(lifecycle.find(client, ref), tail=tail, follow=follow, on_close=client.close)
         except BaseException:
             client.close()
             raise
-        close = stream.close
-
-        def close_both() -> None:
-            close()
-            client.close()
-
-        stream.close = close_both  # type: ignore[method-assign]
-        return stream
 
     def shell_argv(self, ref: str, *, expect_id: str | None = None, shown_as: str | None = None) -> list[str]:
         """The ``docker exec -it CONTAINER sh`` command line for a shell in a running container of

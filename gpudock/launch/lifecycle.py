@@ -175,9 +175,10 @@ class LogStream:
     container stops or the stream is closed. :meth:`close` may be called from another thread
     (it unblocks the reader)."""
 
-    def __init__(self, container, tail: int = 500, follow: bool = True) -> None:
+    def __init__(self, container, tail: int | str = 500, follow: bool = True, on_close=None) -> None:
         self.container = container
         self.name = container.name
+        self._on_close = on_close  # e.g. the client made for this stream
         try:
             self._stream = container.logs(stream=True, follow=follow, tail=tail, stdout=True, stderr=True)
         except docker.errors.NotFound:
@@ -210,6 +211,9 @@ class LogStream:
             self._stream.close()
         except Exception:  # noqa: BLE001 - closing twice, or a socket already gone
             pass
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
 
 
 def shell_argv(docker_url: str, container_id: str, shell: str = SHELL, docker_bin: str | None = None) -> list[str]:
