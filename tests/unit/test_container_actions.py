@@ -164,3 +164,14 @@ def test_kill_signals_gpu_processes_only(capsys):
     assert "PID 4242 is not a process on any GPU of this host" in capsys.readouterr().err
     assert main(["--demo", "kill", "--signal", "HUP", "3904121"]) == 2
     assert "TERM (15) or KILL (9) only" in capsys.readouterr().err
+
+
+def test_a_stopped_simulated_container_takes_its_gpu_processes_with_it(demo):
+    def on_gpu4() -> list[int]:
+        return [p.pid for g in demo.snapshot().gpus if g.index == 4 for p in g.processes]
+
+    assert on_gpu4() == [3920455]  # burn-in's gpu_burn
+    demo.container_action("burn-in", "stop")
+    assert on_gpu4() == []  # NVML lists a process no longer once it has exited
+    demo.container_action("burn-in", "restart")
+    assert on_gpu4() == [3920455]  # the scenario's process runs again

@@ -97,3 +97,15 @@ def test_only_term_and_kill_are_offered(child):
     with pytest.raises(SignalRefused, match="SIGTERM or SIGKILL only"):
         send_signal(child.pid, signal.SIGHUP, read_start_time(child.pid))
     assert child.poll() is None
+
+
+def test_the_sessions_snapshot_carries_each_gpu_processs_start_time(child):
+    from gpudock.session import open_scenario
+    from helpers.sim import gpu, scenario
+
+    sc = scenario([gpu(0, process=[{"pid": child.pid, "used_memory_mib": 10, "command": "python"}])])
+    with open_scenario(sc, proc_root="/proc") as host:  # its processes are this machine's
+        (p,) = host.snapshot().gpus[0].processes
+        assert p.start_time == read_start_time(child.pid) is not None
+    with open_scenario(sc) as host:  # the simulated /proc has no stat: no start time, so no signal
+        assert host.snapshot().gpus[0].processes[0].start_time is None
