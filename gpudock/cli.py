@@ -8,6 +8,10 @@ dashboard (``gpudock.ui``). Nothing imports this module.
 
 The CLI never simulates silently: ``gpudock gpus`` on a host without a driver says so and exits 2.
 Only the dashboard falls back to the built-in simulated host, with a banner that says why.
+
+``--readonly`` (or ``GPUDOCK_READONLY=1``) refuses, before the host is opened, every command that
+changes the host (:data:`CHANGES_HOST`: launching, the toolkit's edits, container and process
+actions, the nvidia-docker plugin and wrapper); the session refuses the same changes again itself.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import os
 import sys
 
 from gpudock.exitcode import ExitCode
-from gpudock.session import Options, SessionError, open_session
+from gpudock.session import Options, SessionError, open_session, readonly_message
 
 
 def _version() -> str:
@@ -57,6 +61,13 @@ def _add_host_options(p: argparse.ArgumentParser, suppress: bool) -> None:
         default=d(None),
         help="the Docker engine (default: $DOCKER_HOST or /var/run/docker.sock; under --root, the socket there)",
     )
+    g.add_argument(
+        "--readonly",
+        action="store_true",
+        default=d(False),
+        help="change nothing on the host: no launch, toolkit edits, container or process actions (also "
+        "GPUDOCK_READONLY=1)",
+    )
     g.add_argument("--debug", action="store_true", default=d(False), help="log what gpudock does, to stderr")
 
 
@@ -81,7 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
     for sp in _leaves(sub):
         _add_host_options(sp, suppress=True)
+        name = sp.prog.removeprefix(f"{parser.prog} ")
+        if name in CHANGES_HOST:
+            sp.set_defaults(changes_host=name)
     return parser
+
+
+# The commands that change the host (refused in a read-only session); every other command only
+# reads. tests/unit/test_readonly.py holds every command to being in one list or the other.
+CHANGES_HOST = frozenset(
+    {
+        "run",
+        "serve",
+        "nvidia-docker",
+        "toolkit debug",
+        "toolkit runtime register",
+        "toolkit defaults",
+        "container stop",
+        "container restart",
+        "container rm",
+        "kill",
+    }
+)
 
 
 def _leaves(sub: argparse._SubParsersAction):
@@ -95,6 +127,7 @@ def _leaves(sub: argparse._SubParsersAction):
 
 def _command_modules():
     from gpudock.commands import (
+        container,
         doctor,
         exporter,
         fleet,
@@ -108,7 +141,7 @@ def _command_modules():
         topo,
     )
 
-    return (gpus, holders, doctor, libs, toolkit, launch, topo, sim_exec, scenarios, exporter, fleet)
+    return (gpus, holders, doctor, libs, toolkit, launch, container, topo, sim_exec, scenarios, exporter, fleet)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
             reader = open_reader(args)
             return run_fleet(reader, args.interval) if reader is not None else ExitCode.FAILED
+        if options.readonly and getattr(args, "changes_host", None):
+            print(f"gpudock: {readonly_message(options, f'gpudock {args.changes_host}')}", file=sys.stderr)
+            return ExitCode.FAILED
         if not getattr(args, "needs_host", True):
             return int(args.func(args))
         with open_session(options) as host:

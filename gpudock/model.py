@@ -128,6 +128,9 @@ class GpuProcess:
     mem_util: int | None = None
     enc_util: int | None = None
     dec_util: int | None = None
+    # When it started (clock ticks since boot, /proc/<pid>/stat), read with the snapshot: what tells
+    # this process from a later one with the same PID (gpudock.host.signals). Not in the JSON.
+    start_time: int | None = None
 
     def to_json(self) -> dict:
         return {

@@ -4,14 +4,22 @@ This module owns two things and is the only place that decides them:
 
 * :class:`Options` — the host options, parsed once from the command line into a frozen object
   (``--demo``, ``--sim NAME|FILE``, ``--root DIR``, ``--nvml-lib FILE``, ``--docker-host URL``,
-  ``--no-docker``, the dashboard's ``--refresh`` and ``--no-demo``, the toolkit's ``--config``
-  and ``--daemon-json``). Contradictions are refused here, with what to do.
+  ``--no-docker``, ``--readonly`` (or ``GPUDOCK_READONLY=1``), the dashboard's ``--refresh`` and
+  ``--no-demo``, the toolkit's ``--config`` and ``--daemon-json``). Contradictions are refused
+  here, with what to do.
 * :class:`HostSession` — the host those options name, real or simulated, and everything a
   command or a screen talks to: the NVML session, the simulated host when there is one
   (:class:`gpudock.sim.host.SimHost`: its files, its engine, its NVML library), the Docker engine
   (one address, one watcher, and clients made the same way for every caller), the host root for
   files (:class:`gpudock.host.root.HostRoot`), the environment the toolkit's config lookup reads,
   and ``close()``.
+
+Changes to the host go through the session too, so that it can refuse them itself: container
+actions (:meth:`HostSession.container_action`, :meth:`HostSession.shell_argv`), signals to GPU
+processes (:meth:`HostSession.signal_process`: never to this machine's processes from a simulated
+host), and, in a read-only session (``--readonly``), every change: the session's Docker clients
+refuse any request that would change the engine, and :meth:`HostSession.refuse_if_readonly` is
+what the launch form, the toolkit's edits and the commands call first.
 
 On a simulated host every probe above the three boundaries (the NVML library, the Engine API
 socket, the files under the root) is the code that runs on a real one: the session only chooses
@@ -23,8 +31,10 @@ No Textual here: the CLI, the TUI and the tests all use it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Mapping
@@ -43,6 +53,8 @@ __all__ = [
     "Options",
     "HostSession",
     "SessionError",
+    "ReadOnlyError",
+    "readonly_message",
     "open_session",
     "open_scenario",
     "builtin_scenarios",
@@ -61,6 +73,28 @@ class SessionError(Exception):
     """The options name a host that cannot be opened; the message says why and what to do."""
 
 
+class ReadOnlyError(SessionError):
+    """A change was asked of a read-only session (``--readonly``): nothing was changed."""
+
+
+READONLY_ENV = "GPUDOCK_READONLY"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def readonly_from_env(environ: Mapping[str, str]) -> bool:
+    """``GPUDOCK_READONLY``: 1/true/yes/on, or 0/false/no/off/empty; anything else is refused."""
+    value = environ.get(READONLY_ENV)
+    if value is None:
+        return False
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise SessionError(f"{READONLY_ENV}={value!r}: set it to 1 for a read-only session, or 0 (or unset it)")
+
+
 @dataclass(frozen=True)
 class Options:
     """How gpudock was asked to reach its host, parsed once (see :meth:`from_namespace`)."""
@@ -71,6 +105,9 @@ class Options:
     nvml_lib: str | None = None
     docker_host: str | None = None
     no_docker: bool = False
+    # nothing that changes the host: no launch, no toolkit edits, no container or process actions
+    readonly: bool = False
+    readonly_from: str = "--readonly"  # how it was asked, for the messages (or GPUDOCK_READONLY=1)
     # the dashboard
     refresh: float = 1.0
     no_demo: bool = False
@@ -79,10 +116,13 @@ class Options:
     daemon_json: str | None = None
 
     @classmethod
-    def from_namespace(cls, ns: Any) -> Options:
-        """The options from an argparse namespace (each command has only some of them)."""
+    def from_namespace(cls, ns: Any, environ: Mapping[str, str] | None = None) -> Options:
+        """The options from an argparse namespace (each command has only some of them), and
+        ``GPUDOCK_READONLY`` from ``environ`` (default: ours)."""
         names = cls.__dataclass_fields__
         values = {n: getattr(ns, n) for n in names if getattr(ns, n, None) is not None}
+        if not values.get("readonly") and readonly_from_env(os.environ if environ is None else environ):
+            values["readonly"], values["readonly_from"] = True, f"{READONLY_ENV}=1"
         opts = cls(**values)
         opts.check()
         return opts
@@ -167,6 +207,16 @@ class HostSession:
         return self.proc_root_override or self.root.path("/proc")
 
     @property
+    def readonly(self) -> bool:
+        return self.options.readonly
+
+    def refuse_if_readonly(self, what: str) -> None:
+        """Raise :class:`ReadOnlyError` when this session may not change the host; ``what``: the
+        change, as the message names it ("stopping train-a")."""
+        if self.options.readonly:
+            raise ReadOnlyError(readonly_message(self.options, what))
+
+    @property
     def root_label(self) -> str | None:
         """What to call the root in headers: None for this machine itself."""
         if self.simulated:
@@ -176,7 +226,29 @@ class HostSession:
     # -- NVML ------------------------------------------------------------------------------------
 
     def snapshot(self) -> HostSnapshot:
-        return self.nvml.snapshot()
+        """The GPUs now; each GPU process with its start time from the host's /proc (how a signal
+        later tells it from a process that got its PID since)."""
+        snap = self.nvml.snapshot()
+        if not any(g.processes for g in snap.gpus):
+            return snap
+        from gpudock.host.signals import read_start_time
+
+        starts: dict[int, int | None] = {}
+
+        def started(pid: int) -> int | None:
+            if pid not in starts:
+                starts[pid] = read_start_time(pid, self.proc_root)
+            return starts[pid]
+
+        gpus = tuple(
+            dataclasses.replace(
+                g, processes=tuple(dataclasses.replace(p, start_time=started(p.pid)) for p in g.processes)
+            )
+            if g.processes
+            else g
+            for g in snap.gpus
+        )
+        return dataclasses.replace(snap, gpus=gpus)
 
     # -- the Docker engine -----------------------------------------------------------------------
 
@@ -189,6 +261,8 @@ class HostSession:
         url = base_url or self.docker_url
         if url is None:
             raise SessionError("the Docker engine is off for this run (--no-docker)")
+        if self.options.readonly:
+            return _read_only_client(self.options, base_url=url, version="auto", timeout=timeout)
         return docker.DockerClient(base_url=url, version="auto", timeout=timeout)
 
     def reachable_docker_client(self, timeout: float = 10.0):
@@ -241,6 +315,8 @@ class HostSession:
 
         from gpudock.host.docker import explain_connect_error
 
+        if isinstance(exc, ReadOnlyError):
+            return str(exc)
         if isinstance(exc, docker.errors.APIError):
             return f"the Docker engine refused: {exc.explanation or exc}"
         return explain_connect_error(exc, self.docker_url or "the Docker engine")
@@ -317,6 +393,90 @@ class HostSession:
         except sim_exec.ProgramError as e:
             raise SessionError(str(e)) from None
 
+    # -- acting on containers and processes (every change checked here) ------------------------
+
+    def container_action(self, ref: str, action: str, *, expect_id: str | None = None, force: bool = False, **kw):
+        """Stop, restart or remove a container (:func:`gpudock.launch.lifecycle.act`): the id shown
+        (``expect_id``) or, from the CLI, a name. Raises ReadOnlyError, or lifecycle.ActionError
+        (ContainerGone) in operator words."""
+        from gpudock.launch import lifecycle
+
+        doing = lifecycle.ACTIONS[action][2] if action in lifecycle.ACTIONS else action
+        self.refuse_if_readonly(f"{doing} container {kw.get('shown_as') or ref}")
+        client = self._action_client()
+        try:
+            return lifecycle.act(client, ref, action, expect_id=expect_id, force=force, **kw)
+        finally:
+            client.close()
+
+    def container_logs(self, ref: str, *, tail: int = 500, follow: bool = True):
+        """A :class:`gpudock.launch.lifecycle.LogStream` of a container's output (reading only:
+        allowed in a read-only session). Its client closes with it."""
+        from gpudock.launch import lifecycle
+
+        client = self._action_client(timeout=None)
+        try:
+            return lifecycle.LogStream(lifecycle.find(client, ref), tail=tail, follow=follow, on_close=client.close)
+        except BaseException:
+            client.close()
+            raise
+
+    def shell_argv(self, ref: str, *, expect_id: str | None = None, shown_as: str | None = None) -> list[str]:
+        """The ``docker exec -it CONTAINER sh`` command line for a shell in a running container of
+        this host's engine, after the checks: not read-only, not the simulated engine's (nothing
+        runs in its containers), the container there and running, sh in its image (started once,
+        ``sh -c 'exit 0'``, so that a missing one is the engine's words, not a dead terminal)."""
+        from gpudock.launch import lifecycle
+
+        who = shown_as or ref
+        self.refuse_if_readonly(f"opening a shell in {who}")
+        if self.simulated and self.docker_url == f"unix://{self.sim.files.docker_socket}":
+            raise lifecycle.ActionError(
+                f"{who} is a container of the simulated host {self.scenario.name}: nothing runs in it, so there "
+                "is no shell to open (a real engine: --docker-host URL)"
+            )
+        client = self._action_client()
+        try:
+            c = lifecycle.find(client, ref, expect_id=expect_id, shown_as=shown_as)
+            if c.status != "running":
+                raise lifecycle.ActionError(f"{c.name} is {c.status}, not running: a shell needs a running container")
+            argv = lifecycle.shell_argv(self.docker_url, c.id)  # the docker CLI is there
+            lifecycle.probe_shell(client, c)  # and so is sh in the image
+            return argv
+        finally:
+            client.close()
+
+    def _action_client(self, timeout: float | None = 30.0):
+        from gpudock.launch.lifecycle import ActionError
+
+        try:
+            return self.docker_client(timeout)
+        except SessionError as e:
+            raise ActionError(str(e)) from None
+
+    def process_start_time(self, pid: int) -> int | None:
+        """``pid``'s start time from the host's /proc (see :mod:`gpudock.host.signals`)."""
+        from gpudock.host.signals import read_start_time
+
+        return read_start_time(pid, self.proc_root)
+
+    def signal_process(self, pid: int, sig, expected_start: int | None, *, what: str = ""):
+        """Send SIGTERM or SIGKILL to a host process the operator was shown (its start time then:
+        ``expected_start``). Refused (:class:`gpudock.host.signals.SignalRefused`, or ReadOnlyError)
+        in a read-only session, on a simulated host whose processes are its own (they are not this
+        machine's: nothing is sent, and nothing is simulated either — the scenario's processes are
+        its own data), and for a PID that exited or was reused since."""
+        from gpudock.host import signals
+
+        sig = signals.parse_signal(sig.name if hasattr(sig, "name") else sig)
+        self.refuse_if_readonly(f"sending {sig.name} to PID {pid}")
+        if self.simulated and self.proc_root_override is None:
+            raise signals.SignalRefused(
+                f"PID {pid} is a process of the simulated host {self.scenario.name}, not of this machine: no signal "
+                "is sent (a simulated host never signals this machine's processes, and its own are made up)"
+            )
+        return signals.send_signal(pid, sig, expected_start, proc_root=self.proc_root, what=what)
+
     # -- the doctor ------------------------------------------------------------------------------
 
     def diagnose(self):
@@ -355,6 +515,37 @@ class HostSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def readonly_message(options: Options, what: str) -> str:
+    return (
+        f"this is a read-only session ({options.readonly_from}): {what} would change the host, and is turned off; "
+        f"start gpudock without {options.readonly_from.split('=')[0]} to do it"
+    )
+
+
+def _read_only_client(options: Options, **kwargs):
+    """A docker SDK client that sends only requests that read (GET, HEAD): any POST, PUT or DELETE
+    (create, start, stop, kill, remove, exec, volume create...) raises ReadOnlyError unsent."""
+    import docker
+
+    class ReadOnlyAPIClient(docker.APIClient):
+        def _refuse(self, method: str, url: str):
+            path = re.sub(r"^[a-z+]+://[^/]*(/v[0-9.]+)?", "", url)
+            raise ReadOnlyError(readonly_message(options, f"the Docker request {method} {path}"))
+
+        def _post(self, url, **kw):
+            self._refuse("POST", url)
+
+        def _put(self, url, **kw):
+            self._refuse("PUT", url)
+
+        def _delete(self, url, **kw):
+            self._refuse("DELETE", url)
+
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = ReadOnlyAPIClient(**kwargs)
+    return client
 
 
 # A URL that never answers, for a watcher that must exist but has no engine (--no-docker).

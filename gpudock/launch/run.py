@@ -97,7 +97,7 @@ def preflight(
 
     if holders is None:
         holders = holders_by_gpu(snapshot)
-    for g in spec.gpus:
+    for g in spec.cards:
         who = holders.get(g.uuid or "", ())
         if who:
             warnings.append(f"GPU {g.index} ({g.uuid}) is already held by {', '.join(who)}")

@@ -1,12 +1,15 @@
 """Which GPUs an operator asked for, in the order they asked.
 
 This module owns turning what a person types ("2,0", "GPU-4f3a…", "0000:05:00.0", an ``NV_GPU``
-string, "all") into an ordered tuple of :class:`gpudock.model.Gpu` from one
-:class:`gpudock.model.HostSnapshot`. Order is kept: "2,0" is not "0,2" (nvidia-docker 1.0 lost it
+string, "all", a MIG device "6:0" or "MIG-…") into an ordered tuple of :class:`gpudock.model.Gpu`
+from one :class:`gpudock.model.HostSnapshot`, with the MIG device chosen on each where one was
+(:attr:`Selection.migs`). Order is kept: "2,0" is not "0,2" (nvidia-docker 1.0 lost it
 in a Go map; the first card a process sees is the first one named here).
 
 gpudock's own rules are strict: a card named twice, or named once by index and once by UUID, is an
-error, not a silent merge. :func:`parse_plugin_devices` implements the old plugin's looser rules
+error, not a silent merge; so is a MIG device named twice, or named beside its whole GPU. Two MIG
+devices of one GPU are two items (the GPU appears twice in ``gpus``, each with its MIG device).
+:func:`parse_plugin_devices` implements the old plugin's looser rules
 (``dev=`` of ``/docker/cli``) for ``gpudock serve`` only.
 
 Plain Python; no Textual.
@@ -18,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gpudock.model import Gpu, HostSnapshot, sysfs_bus_id
+from gpudock.model import Gpu, HostSnapshot, MigDevice, sysfs_bus_id
 
 __all__ = ["Selection", "SelectionError", "parse_selection", "parse_plugin_devices"]
 
@@ -34,6 +37,22 @@ class Selection:
 
     gpus: tuple[Gpu, ...]
     all: bool = False
+    # Parallel to ``gpus``: the MIG device chosen on that GPU, None for the whole GPU (() : none)
+    migs: tuple[MigDevice | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.migs and len(self.migs) != len(self.gpus):
+            raise ValueError("Selection.migs must be parallel to gpus")
+
+    @property
+    def items(self) -> tuple[tuple[Gpu, MigDevice | None], ...]:
+        """(GPU, its MIG device or None) in the order chosen."""
+        return tuple(zip(self.gpus, self.migs or (None,) * len(self.gpus)))
+
+    @property
+    def cards(self) -> tuple[Gpu, ...]:
+        """The physical GPUs, each once, in the order first chosen."""
+        return tuple({g.index: g for g in self.gpus}.values())
 
     @property
     def indices(self) -> tuple[int, ...]:
@@ -48,6 +67,8 @@ _MAX_INDEX_DIGITS = 9
 _INDEX = re.compile(r"\d+")
 # Bus ids: "0000:05:00.0", "00000000:05:00.0", "05:00.0", any case.
 _BUS = re.compile(r"(?:[0-9a-fA-F]{1,8}:)?[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.[0-7]")
+# A MIG device by "<GPU index>:<MIG index>", as NVIDIA_VISIBLE_DEVICES and nvidia-ctk's CDI names take it.
+_MIG_INDEX = re.compile(r"(\d{1,6}):(\d{1,6})")
 
 
 def _tokens(items: str | Iterable[str]) -> list[str]:
@@ -62,6 +83,10 @@ def _tokens(items: str | Iterable[str]) -> list[str]:
 def _kind(token: str) -> str:
     if _INDEX.fullmatch(token):
         return "index"
+    if token[:4].upper() == "MIG-":
+        return "MIG UUID"
+    if _MIG_INDEX.fullmatch(token):
+        return "MIG index"
     if token[:4].upper() == "GPU-":
         return "UUID"
     if _BUS.fullmatch(token):
@@ -84,6 +109,32 @@ _MAX_INDEX_DIGITS = 6
 
 def _describe(g: Gpu) -> str:
     return f"GPU {g.index}" + (f" ({g.uuid})" if g.uuid else "")
+
+
+def _resolve_mig(token: str, kind: str, snapshot: HostSnapshot) -> tuple[Gpu, MigDevice]:
+    if kind == "MIG UUID":
+        want = token.lower()
+        for g in snapshot.gpus:
+            for m in g.mig_devices:
+                if m.uuid.lower() == want:
+                    return g, m
+        raise SelectionError(f"unknown MIG device {_shown(token)}: no MIG device on this host has that UUID")
+    gi, mi = (int(x) for x in _MIG_INDEX.fullmatch(token).groups())
+    g = next((g for g in snapshot.gpus if g.index == gi), None)
+    if g is None:
+        raise SelectionError(
+            f"unknown MIG device {_shown(token)}: this host has no GPU {gi} (indices: {_range_text(snapshot.gpus)})"
+        )
+    m = next((m for m in g.mig_devices if m.index == mi), None)
+    if m is None:
+        have = ", ".join(f"{gi}:{m.index}" for m in g.mig_devices)
+        why = f"its MIG devices are {have}" if have else "MIG is off on it, or it has no MIG devices"
+        raise SelectionError(f"unknown MIG device {_shown(token)}: GPU {gi} has no MIG device {mi} ({why})")
+    return g, m
+
+
+def _mig_name(g: Gpu, m: MigDevice) -> str:
+    return f"MIG device {g.index}:{m.index}"
 
 
 def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
@@ -125,7 +176,8 @@ def _resolve(token: str, snapshot: HostSnapshot) -> Gpu:
                 return g
         raise SelectionError(f"unknown GPU {_shown(token)}: no GPU on this host is at PCI bus id {want}")
     raise SelectionError(
-        f"unknown GPU {_shown(token)}: name a GPU by NVML index (0), UUID (GPU-…), PCI bus id (0000:05:00.0) or 'all'"
+        f"unknown GPU {_shown(token)}: name a GPU by NVML index (0), UUID (GPU-…), PCI bus id (0000:05:00.0), "
+        "a MIG device (0:1, MIG-…) or 'all'"
     )
 
 
@@ -157,9 +209,34 @@ def parse_selection(items: str | Iterable[str], snapshot: HostSnapshot) -> Selec
         return Selection(tuple(sorted(snapshot.gpus, key=lambda g: g.index)), all=True)
 
     chosen: list[Gpu] = []
-    named_by: dict[int, str] = {}  # GPU index -> the token that first named it
+    migs: list[MigDevice | None] = []
+    named_by: dict[int, str] = {}  # GPU index -> the token that first named it (whole)
+    mig_named_by: dict[str, str] = {}  # MIG UUID -> the token that named it
+    mig_parents: dict[int, str] = {}  # GPU index -> a token that named one of its MIG devices
     for tok in tokens:
+        kind = _kind(tok)
+        if kind in ("MIG UUID", "MIG index"):
+            g, m = _resolve_mig(tok, kind, snapshot)
+            if m.uuid in mig_named_by:
+                raise SelectionError(
+                    f"{_mig_name(g, m)} is named twice ({_shown(mig_named_by[m.uuid])} and {_shown(tok)})"
+                )
+            if g.index in named_by:
+                raise SelectionError(
+                    f"GPU {g.index} ({_shown(named_by[g.index])}) and its {_mig_name(g, m)} ({_shown(tok)}) "
+                    "overlap: name the whole GPU or its MIG devices"
+                )
+            mig_named_by[m.uuid] = tok
+            mig_parents.setdefault(g.index, tok)
+            chosen.append(g)
+            migs.append(m)
+            continue
         g = _resolve(tok, snapshot)
+        if g.index in mig_parents:
+            raise SelectionError(
+                f"GPU {g.index} ({_shown(tok)}) and its MIG device ({_shown(mig_parents[g.index])}) overlap: "
+                "name the whole GPU or its MIG devices"
+            )
         first = named_by.get(g.index)
         if first is not None:
             k1, k2 = _kind(first), _kind(tok)
@@ -170,7 +247,8 @@ def parse_selection(items: str | Iterable[str], snapshot: HostSnapshot) -> Selec
             )
         named_by[g.index] = tok
         chosen.append(g)
-    return Selection(tuple(chosen))
+        migs.append(None)
+    return Selection(tuple(chosen), migs=tuple(migs) if any(migs) else ())
 
 
 _GO_ATOI = re.compile(r"[+-]?\d+")

@@ -25,6 +25,11 @@ MPS (kept simple): a thread percentage sets ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE`
 dir is the default ``/tmp/nvidia-mps``). In ``legacy`` mode, which has no toolkit to do it, the pipe
 dir is also bind-mounted; the toolkit mounts it itself in the other modes.
 
+MIG devices (a :class:`~gpudock.launch.selection.Selection` item with its MIG device) are named to
+the runtime, ``--gpus`` and CDI by their UUID (``MIG-…``; ``ids="index"``: ``<gpu>:<mig>``, e.g.
+``6:0``), the forms the toolkit takes; legacy mode maps whole ``/dev/nvidiaN`` nodes and refuses
+them.
+
 Commands are argv lists and are never given to a shell; nothing built here is privileged.
 Plain Python; no Textual.
 """
@@ -38,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from gpudock.model import Gpu, HostSnapshot
+from gpudock.model import Gpu, HostSnapshot, MigDevice
 
 from .selection import Selection
 
@@ -245,7 +250,7 @@ class LaunchSpec:
     """Everything about one GPU container launch, resolved. Build it with :func:`build_spec`."""
 
     mode: Mode
-    gpus: tuple[Gpu, ...]
+    gpus: tuple[Gpu, ...]  # one per item chosen: a GPU twice when two of its MIG devices are
     image: str | None = None
     command: tuple[str, ...] = ()
     name: str | None = None
@@ -261,6 +266,15 @@ class LaunchSpec:
     device_requests: tuple[GpuRequest, ...] = ()
     driver_volume: str | None = None
     ipc_mode: str | None = None
+    migs: tuple[MigDevice | None, ...] = ()  # parallel to gpus: the MIG device chosen on it, or None
+
+    @property
+    def cards(self) -> tuple[Gpu, ...]:
+        """The physical GPUs, each once (what holders are checked against)."""
+        return tuple({g.index: g for g in self.gpus}.values())
+
+    def mig_of(self, i: int) -> MigDevice | None:
+        return self.migs[i] if i < len(self.migs) else None
 
     @property
     def env(self) -> tuple[tuple[str, str], ...]:
@@ -333,7 +347,14 @@ class LaunchSpec:
             "command": list(self.command),
             "name": self.name,
             "gpus": [
-                {"index": g.index, "uuid": g.uuid, "minor": g.minor, "pci_bus_id": g.pci_bus_id} for g in self.gpus
+                {
+                    "index": g.index,
+                    "uuid": g.uuid,
+                    "minor": g.minor,
+                    "pci_bus_id": g.pci_bus_id,
+                    "mig_uuid": self.mig_of(i).uuid if self.mig_of(i) else None,
+                }
+                for i, g in enumerate(self.gpus)
             ],
             "all_gpus": self.all_gpus,
             "gpu_ids": list(self.gpu_ids),
@@ -451,7 +472,14 @@ class LaunchSpec:
     def _gpu_summary(self) -> str:
         if self.all_gpus:
             return "all"
-        return ", ".join(f"{g.index}" + (f" ({g.uuid})" if g.uuid else "") for g in self.gpus)
+        out = []
+        for i, g in enumerate(self.gpus):
+            m = self.mig_of(i)
+            if m is not None:
+                out.append(f"{g.index}:{m.index} ({m.uuid})")
+            else:
+                out.append(f"{g.index}" + (f" ({g.uuid})" if g.uuid else ""))
+        return ", ".join(out)
 
     def render(self, fmt: str) -> str:
         """One of the text formats: cli, plugin, json, compose, k8s, sdk, run."""
@@ -534,7 +562,9 @@ def _scalar(v) -> str:
 # -- building -----------------------------------------------------------------------------------
 
 
-def _runtime_id(g: Gpu, ids: str) -> str:
+def _runtime_id(g: Gpu, ids: str, mig: MigDevice | None = None) -> str:
+    if mig is not None:
+        return mig.uuid if ids == "uuid" else f"{g.index}:{mig.index}"
     if ids == "uuid" and g.uuid:
         return g.uuid
     return str(g.index)
@@ -598,9 +628,16 @@ def build_spec(
     requests: list[GpuRequest] = []
     run_time: str | None = None
     vol_name: str | None = None
-    gpu_ids = tuple(_runtime_id(g, ids) for g in gpus)
+    items = selection.items
+    gpu_ids = tuple(_runtime_id(g, ids, m) for g, m in items)
 
     if mode == "legacy":
+        mig = next(((g, m) for g, m in items if m is not None), None)
+        if mig is not None:
+            raise LaunchError(
+                f"legacy mode maps whole /dev/nvidiaN nodes: it cannot give MIG device {mig[0].index}:{mig[1].index} "
+                "alone; use runtime, gpus or cdi mode"
+            )
         if driver_volume is None and not snapshot.driver_version:
             raise LaunchError("legacy mode needs the driver version (for nvidia_driver_<version>); NVML gave none")
         vol_name = driver_volume or driver_volume_name(snapshot.driver_version)
@@ -665,4 +702,5 @@ def build_spec(
         device_requests=tuple(requests),
         driver_volume=vol_name,
         ipc_mode=ipc,
+        migs=selection.migs,
     )

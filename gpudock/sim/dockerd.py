@@ -13,10 +13,14 @@ Served (any ``/v1.NN`` prefix, or none):
   CDI spec dirs from the scenario's ``[docker]`` table);
 * ``GET /containers/json`` (``all``, ``limit``, ``filters`` status/name/id/label),
   ``GET /containers/{id|name|prefix}/json`` (a realistic inspect document; 404
-  ``{"message": "No such container: X"}``), ``GET /containers/{id}/logs`` (multiplexed frames);
+  ``{"message": "No such container: X"}``), ``GET /containers/{id}/logs`` (multiplexed frames;
+  ``tail``; ``follow`` keeps the stream open, with each new line, until the container stops or is
+  removed, as dockerd does);
 * ``POST /containers/create`` (``?name=``), ``POST /containers/{id}/start|stop|kill|restart``,
-  ``DELETE /containers/{id}`` (``force``): kept in memory, with events, so a launch from the
-  demo's launcher shows up in the holder column;
+  ``DELETE /containers/{id}`` (``force``; 409 for a running container without it, dockerd's
+  words): kept in memory, with dockerd's events (a restart is kill, die, stop, start, restart), so
+  a launch from the demo's launcher shows up in the holder column and a stop empties it. Each start
+  writes the container's first log line again, as a real container's program would;
 * ``GET /events``: a chunked stream that stays open and carries one JSON line per container event
   (``filters`` type/container/event; ``until`` ends it at once);
 * ``GET /images/json``, ``GET /images/{name}/json``;
@@ -146,6 +150,8 @@ class _Container:
     exit_code: int
     tty: bool = False
     logs: list[tuple[int, str]] = field(default_factory=list)  # (stream 1|2, line)
+    # the scenario's host PIDs of its processes (PID 1 and the GPU processes): they end when it stops
+    host_pids: tuple[int, ...] = ()
     mounts: list[dict] = field(default_factory=list)  # inspect's Mounts: volumes and binds
 
     def inspect(self) -> dict:
@@ -261,6 +267,11 @@ class SimEngineState:
         self.root = root
         self.volumes: dict[str, dict] = {}
         self._lock = threading.Lock()
+        # Notified on every state change and log line: what a following log stream waits on.
+        self.changed = threading.Condition(self._lock)
+        # Called with a container's record when it stops (SimHost: its processes end) and when it
+        # starts (the simulated toolkit's debug logs; its processes run again).
+        self.on_stop: Callable[[_Container], None] | None = None
         # Called with a container's record when it starts (the simulated toolkit's debug logs).
         self.on_start: Callable[[_Container], None] | None = None
         self._subs: list[queue.Queue] = []
@@ -289,6 +300,7 @@ class SimEngineState:
                 finished=c.started if c.state in ("exited", "dead") else None,
                 exit_code=c.exit_code,
                 logs=[(1, f"{c.name}: simulated by gpudock (scenario {scenario.name}); nothing runs here")],
+                host_pids=tuple(dict.fromkeys([*([c.pid] if c.pid else []), *(h for h, _ in c.pids)])),
             )
 
         module = scenario.host.module if scenario.host is not None else scenario.driver_version
@@ -358,6 +370,23 @@ class SimEngineState:
         }
         for q in self._subs:
             q.put(ev)
+        self.changed.notify_all()
+
+    def follow_logs(self, c: _Container, seen: int, timeout: float) -> tuple[list[tuple[int, str]], bool]:
+        """The log lines after the first ``seen``, waiting up to ``timeout`` s for one, and whether
+        the stream goes on (the container still runs and is still there)."""
+        with self._lock:
+            if len(c.logs) <= seen and c.state in _ACTIVE and self.containers.get(c.id) is c:
+                self.changed.wait(timeout)
+            alive = c.state in _ACTIVE and self.containers.get(c.id) is c
+            return c.logs[seen:], alive
+
+    def log(self, ref: str, line: str, stream: int = 1) -> None:
+        """A line the container writes (tests, and the simulated containers' own output)."""
+        with self._lock:
+            c = self._find(ref)
+            c.logs.append((stream, line))
+            self.changed.notify_all()
 
     # ------------------------------------------------------------------ changes (with events)
 
@@ -434,6 +463,7 @@ class SimEngineState:
             c.started = _now_rfc3339()
             c.finished = None
             c.exit_code = 0
+            c.logs.append((1, f"{c.name}: simulated by gpudock, started {c.started}; nothing runs here"))
             self._emit(c, "start")
         if self.on_start is not None:
             self.on_start(c)  # outside the lock: it reads and writes files
@@ -441,10 +471,16 @@ class SimEngineState:
 
     def stop(self, ref: str, signal: str = "SIGTERM") -> bool:
         """False when it was not running (HTTP 304)."""
+        stopped = self._stop(ref, signal)
+        if stopped is not None and self.on_stop is not None:
+            self.on_stop(stopped)  # outside the lock
+        return stopped is not None
+
+    def _stop(self, ref: str, signal: str) -> _Container | None:
         with self._lock:
             c = self._find(ref)
             if c.state not in _ACTIVE:
-                return False
+                return None
             c.state = "exited"
             c.exit_code = 137 if signal in ("SIGKILL", "KILL", "9") else 143
             c.finished = _now_rfc3339()
@@ -453,7 +489,11 @@ class SimEngineState:
             self._emit(c, "die", exitCode=str(c.exit_code))
             if signal not in ("SIGKILL", "KILL", "9"):
                 self._emit(c, "stop")
-            return True
+            return c
+
+    def emit_restart(self, ref: str) -> None:
+        with self._lock:
+            self._emit(self._find(ref), "restart")
 
     def remove(self, ref: str, force: bool = False) -> None:
         with self._lock:
@@ -473,6 +513,8 @@ class SimEngineState:
                 self._emit(c, "die", exitCode="137")
             del self.containers[c.id]
             self._emit(c, "destroy")
+        if self.on_stop is not None:
+            self.on_stop(c)
 
     # ------------------------------------------------------------------ volumes (local driver)
 
@@ -873,6 +915,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(204)
                 st.stop(ref)
                 st.start(ref)
+                st.emit_restart(ref)
                 return self._send(204)
         if method == "DELETE":
             m = re.match(r"^/containers/([^/]+)$", path)
@@ -887,17 +930,52 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _logs(self, c: _Container, params: dict[str, list[str]]) -> None:
         want = {1: params.get("stdout", ["0"])[0] in ("1", "true"), 2: params.get("stderr", ["0"])[0] in ("1", "true")}
-        out = bytearray()
-        for stream, line in c.logs:
-            if not want.get(stream):
-                continue
-            data = (line + "\n").encode()
-            if c.tty:
-                out += data
-            else:  # the multiplexed stream: [stream, 0, 0, 0, size(be32)] + data
-                out += bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+        tail = (params.get("tail") or ["all"])[0]
+
+        def frames(lines: list[tuple[int, str]]) -> bytes:
+            out = bytearray()
+            for stream, line in lines:
+                if not want.get(stream):
+                    continue
+                data = (line + "\n").encode()
+                if c.tty:
+                    out += data
+                else:  # the multiplexed stream: [stream, 0, 0, 0, size(be32)] + data
+                    out += bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+            return bytes(out)
+
+        st = self.server.state
+        lines, alive = st.follow_logs(c, 0, 0)
+        seen = len(lines)
+        if tail.isdigit():
+            lines = lines[len(lines) - int(tail) :] if int(tail) else []
         ctype = "application/vnd.docker.raw-stream" if c.tty else "application/vnd.docker.multiplexed-stream"
-        self._send(200, bytes(out), ctype)
+        if params.get("follow", ["0"])[0] not in ("1", "true"):
+            return self._send(200, frames(lines), ctype)
+        # Following: a chunked stream, one chunk per new line, ended when the container stops or
+        # goes (dockerd ends a follow then), when the client goes, or when the engine closes.
+        self.close_connection = True
+        self.send_response(200)
+        self._common_headers()
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            data = frames(lines)
+            if data:  # (an empty chunk would end the stream)
+                self._chunk(data)
+            while alive and not self.server.closing.is_set():
+                new, alive = st.follow_logs(c, seen, 0.5)
+                seen += len(new)
+                data = frames(new)
+                if data:
+                    self.server.wait_while_stalled()
+                    self._chunk(data)
+                elif self._client_gone():
+                    return
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
 
     def _client_gone(self) -> bool:
         try:

@@ -52,13 +52,14 @@ class SimHost:
         self.dockerd: SimDockerd | None = None
         self.docker_base_url: str | None = None
         self._owner: int | None = None  # the open, locked <dir>/owner: held while this host lives
+        self.ended_pids: set[int] = set()  # processes of containers its engine stopped (NVML drops them)
 
     @property
     def proc_root(self) -> str | None:
         return self.files.proc_root if self.files else None
 
     def library_loader(self):
-        return sim_library_loader(self.scenario)
+        return sim_library_loader(self.scenario, ended=self.ended_pids)
 
     def start(self) -> SimHost:
         if self.files is not None:
@@ -83,14 +84,30 @@ class SimHost:
             if self.scenario.has_docker:
                 if given is not None:  # its engine's socket in our own directory, its volumes without files
                     self.dockerd = SimDockerd.start(self.scenario, self.directory)
+                    then = None
                 else:
                     self.dockerd = SimDockerd.start(self.scenario, os.path.dirname(self.files.docker_socket), self.root)
-                    self.dockerd.engine.on_start = ToolkitLog(self.root).container_started
+                    then = ToolkitLog(self.root).container_started
+                self.dockerd.engine.on_start = self._started(then)
+                self.dockerd.engine.on_stop = self._stopped
                 self.docker_base_url = self.dockerd.base_url
         except BaseException:
             self.close()
             raise
         return self
+
+    # A container the engine stops takes its processes with it: NVML stops listing them (and lists
+    # them again when it is started again: the scenario's processes are its own).
+    def _stopped(self, c) -> None:
+        self.ended_pids.update(c.host_pids)
+
+    def _started(self, then):
+        def started(c) -> None:
+            self.ended_pids.difference_update(c.host_pids)
+            if then is not None:
+                then(c)
+
+        return started
 
     def close(self) -> None:
         if self.dockerd is not None:

@@ -108,8 +108,11 @@ def _put_str(buf: int, length: int, text: str) -> int:
 class SimNvmlLibrary:
     """The library object handed to pynvml in place of ``CDLL("libnvidia-ml.so.1")``."""
 
-    def __init__(self, scenario: Scenario, clock=time.monotonic):
+    def __init__(self, scenario: Scenario, clock=time.monotonic, ended: set[int] | None = None):
         self.scenario = scenario
+        # PIDs whose container the simulated engine stopped (SimHost shares the set): NVML no longer
+        # lists them, as it stops listing a process that exited.
+        self.ended: set[int] = ended if ended is not None else set()
         self._clock = (lambda: 0.0) if scenario.frozen else clock
         self._initialized = 0
         self._lost: set[int] = set()  # handles of GPUs that fell off the bus while running
@@ -407,12 +410,12 @@ class SimNvmlLibrary:
                 mig = s._mig_by_handle.get(handle)
                 if mig:  # a MIG device lists the processes in its instance
                     g, mi = mig
-                    procs = [p for p in g.processes if p.kind == kind and p.mig_index == mi]
+                    procs = [p for p in g.processes if p.kind == kind and p.mig_index == mi and p.pid not in s.ended]
                 else:
                     g, rc = s._device_call(handle, "processes")
                     if g is None:
                         return rc
-                    procs = [p for p in g.processes if p.kind == kind]
+                    procs = [p for p in g.processes if p.kind == kind and p.pid not in s.ended]
                 have = cast(count_ptr, POINTER(c_uint))[0]
                 if not procs:
                     _put_uint(count_ptr, 0)
@@ -596,7 +599,7 @@ class SimNvmlLibrary:
                 return rc
             if g.mig_current:
                 return ERROR_NOT_SUPPORTED  # per-process samples are not kept with MIG on
-            procs = list({p.pid: p for p in g.processes}.values())
+            procs = list({p.pid: p for p in g.processes if p.pid not in s.ended}.values())
             # Samples carry the CPU's wall clock in microseconds, as the driver's do, even when the
             # scenario's values are frozen: callers ask for "samples after <now - 1 s>".
             stamp = time.time_ns() // 1000
@@ -855,12 +858,13 @@ def exported_functions() -> frozenset[str]:
     return frozenset(lib._table())
 
 
-def sim_library_loader(scenario: Scenario):
-    """A loader for ``NvmlSession``: returns the library, or raises OSError like CDLL would."""
+def sim_library_loader(scenario: Scenario, ended: set[int] | None = None):
+    """A loader for ``NvmlSession``: returns the library, or raises OSError like CDLL would.
+    ``ended``: PIDs that have exited since the scenario began (the simulated host's, shared)."""
 
     def load():
         if scenario.init_error == 12:  # NVML_ERROR_LIBRARY_NOT_FOUND: there is no library to load
             raise OSError("libnvidia-ml.so.1: cannot open shared object file: No such file or directory")
-        return SimNvmlLibrary(scenario)
+        return SimNvmlLibrary(scenario, ended=ended)
 
     return load

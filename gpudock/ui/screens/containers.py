@@ -10,16 +10,29 @@ PID, PID inside the container, GPU, memory, command) and its conflicts.
 GPU processes that run in no container, or in a container this Docker engine does not know, get
 rows of their own ("host", or the foreign container's short id): they are conflicts, and this is
 where an operator looks for who uses a card.
+
+Acting on the highlighted container, with k9s's keys where they fit: ``l`` its logs, followed
+(:mod:`gpudock.ui.screens.logs`), ``s`` a shell in it (``docker exec -it CONTAINER sh``, the docker
+CLI run as a child process with the terminal while the dashboard is suspended), ``S`` stop, ``R``
+restart, ``ctrl+d`` remove — each of these three after a confirmation that names the container and
+the GPUs it holds (index, bus id, node). The work is :mod:`gpudock.launch.lifecycle`'s, through the
+session (which refuses it in a read-only session), in worker threads.
 """
 
 from __future__ import annotations
 
+import subprocess
+
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 
+from gpudock.launch.lifecycle import ACTIONS
 from gpudock.model import MECHANISM_LABELS, HostSnapshot
+from gpudock.ui.screens.confirm import ConfirmScreen, refused_readonly
 from gpudock.ui.updates import LiveScreen
 from gpudock.ui.widgets.docker_banner import DockerBanner, docker_message
 from gpudock.ui.widgets.find_sort import FIND_SORT_BINDINGS, FindBar, FindSort, find_status
@@ -290,6 +303,12 @@ class ContainerScreen(FindSort, LiveScreen):
         *FIND_SORT_BINDINGS,  # its Escape first: clearing the filter comes before going back
         Binding("escape", "back", "Back", id="back"),
         Binding("a", "toggle_all", "All/running", id="toggle-all"),
+        # acting on the highlighted container (see "actions on a container" below)
+        Binding("l", "logs", "Logs", id="container-logs"),
+        Binding("s", "shell", "Shell", id="container-shell"),
+        Binding("S", "container_action('stop')", "Stop", id="container-stop"),
+        Binding("R", "container_action('restart')", "Restart", show=False, id="container-restart"),
+        Binding("ctrl+d", "container_action('remove')", "Remove", show=False, id="container-remove"),
     ]
 
     def __init__(self) -> None:
@@ -351,6 +370,7 @@ class ContainerScreen(FindSort, LiveScreen):
         self.query_one("#containers-header", LiveText).show(header + Text("\n") + line if line else header)
         self._details = details
         self._hmap = hmap
+        self._select_launched()
         self._show_details()
 
     # -- find and sort (gpudock.ui.widgets.find_sort) ---------------------------------------------
@@ -416,3 +436,178 @@ class ContainerScreen(FindSort, LiveScreen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    # -- actions on a container ------------------------------------------------------------------
+
+    class ActionDone(Message):
+        def __init__(self, message: str, error: bool) -> None:
+            super().__init__()
+            self.message, self.error = message, error
+
+    class ShellReady(Message):
+        def __init__(self, argv: list[str] | None, name: str, error: str | None) -> None:
+            super().__init__()
+            self.argv, self.name, self.error = argv, name, error
+
+    def selected_container(self):
+        """The highlighted container (its ContainerGpus), or None with a notice saying why."""
+        item = self._details.get(self.current_key() or "")
+        if item is None:
+            self.notify("No container highlighted.", severity="warning", timeout=3)
+            return None
+        if isinstance(item, tuple):
+            self.notify(
+                "This row is GPU processes outside this engine's containers: there is no container to act on "
+                "(signal a process from the GPU screen: T or K).",
+                severity="warning",
+                timeout=6,
+            )
+            return None
+        return item
+
+    def action_logs(self) -> None:
+        from gpudock.ui.screens.logs import ContainerLogScreen
+
+        cg = self.selected_container()
+        if cg is not None:
+            self.app.push_screen(ContainerLogScreen(cg.id, cg.name, cg.container.image))
+
+    def action_container_action(self, action: str) -> None:
+        cg = self.selected_container()
+        if cg is None or refused_readonly(self, f"{ACTIONS[action][2]} {cg.name}"):
+            return
+        c = cg.container
+        force = action == "remove" and c.status in ("running", "paused", "restarting")
+        title = f"{action.capitalize()} container {c.name}?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._act(c.id, c.name, action, force)
+            else:
+                self.notify("Cancelled: nothing changed.", timeout=3)
+
+        body = action_body(cg, getattr(self, "_hmap", None), action)
+        self.app.push_screen(ConfirmScreen(title, body, yes=action, id="container-confirm"), answered)
+
+    @work(thread=True, group="container-action", exit_on_error=False)
+    def _act(self, cid: str, name: str, action: str, force: bool) -> None:
+        from gpudock.launch.lifecycle import ActionError
+        from gpudock.session import SessionError
+
+        try:
+            done = self.app.host.container_action(cid, action, expect_id=cid, force=force, shown_as=name)
+        except (ActionError, SessionError) as e:
+            self.post_message(self.ActionDone(str(e), True))
+            return
+        self.post_message(self.ActionDone(done.message, False))
+
+    @on(ActionDone)
+    def _on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.message, severity="error" if message.error else "information", timeout=8)
+        refresh = getattr(self.app, "poll_soon", None)
+        if refresh is not None:
+            refresh()
+
+    def action_shell(self) -> None:
+        cg = self.selected_container()
+        if cg is None or refused_readonly(self, f"a shell in {cg.name}"):
+            return
+        self._prepare_shell(cg.id, cg.name)
+
+    @work(thread=True, group="container-shell", exit_on_error=False)
+    def _prepare_shell(self, cid: str, name: str) -> None:
+        from gpudock.launch.lifecycle import ActionError
+        from gpudock.session import SessionError
+
+        try:
+            argv = self.app.host.shell_argv(cid, expect_id=cid, shown_as=name)
+        except (ActionError, SessionError) as e:
+            self.post_message(self.ShellReady(None, name, str(e)))
+            return
+        self.post_message(self.ShellReady(argv, name, None))
+
+    @on(ShellReady)
+    def _on_shell_ready(self, message: ShellReady) -> None:
+        from textual.app import SuspendNotSupported
+
+        from gpudock.launch.lifecycle import explain_exec
+
+        if message.argv is None:
+            self.notify(message.error or "no shell", severity="error", timeout=10)
+            return
+        try:
+            with self.app.suspend():
+                # The docker CLI, as a child with the terminal; never a host shell. Its own messages
+                # (the engine's refusals) go to stderr: kept, to say them in the dashboard after.
+                done = subprocess.run(message.argv, stderr=subprocess.PIPE, check=False)
+        except SuspendNotSupported:
+            self.notify(
+                f"This terminal cannot hand itself over: run {' '.join(message.argv[3:])} yourself.",
+                severity="error",
+                timeout=10,
+            )
+            return
+        except OSError as e:
+            self.notify(f"Cannot run the docker command: {e.strerror or e}", severity="error", timeout=10)
+            return
+        problem = explain_exec(message.name, done.returncode, done.stderr.decode("utf-8", "replace"))
+        if problem:
+            self.notify(problem, severity="error", timeout=12)
+        else:
+            self.notify(f"Shell in {message.name} closed.", timeout=3)
+        refresh = getattr(self.app, "poll_soon", None)
+        if refresh is not None:
+            refresh()
+
+    def _select_launched(self) -> None:
+        """Put the cursor on the container the launch form just started, once it has a row."""
+        cid = getattr(self.app, SELECT_ATTR, None)
+        table = self.query_one(LiveTable)
+        if cid and cid in table.row_keys:
+            table.move_cursor_to_key(cid)
+            setattr(self.app, SELECT_ATTR, None)
+
+
+# The app attribute the launch form sets to the id of the container it started (select_launched).
+SELECT_ATTR = "launched_container_id"
+
+
+def select_launched(app, container_id: str) -> None:
+    """The Containers screen puts its cursor on ``container_id`` when it next shows it."""
+    setattr(app, SELECT_ATTR, container_id)
+
+
+def action_body(cg, hmap, action: str) -> Text:
+    """What a stop/restart/remove confirmation says: the container, what it holds, what follows."""
+    from gpudock.launch.lifecycle import holdings
+
+    c = cg.container
+    t = Text()
+    t.append(c.name, style="bold")
+    t.append(f"  {c.status}", style="green" if c.status == "running" else "dim")
+    t.append(f"  {c.image}\n")
+    t.append(f"id {c.id[:12]}", style="dim")
+    if c.runtime:
+        t.append(f"  runtime {c.runtime}", style="dim")
+    t.append("\n\n")
+    held = holdings(cg, hmap)
+    gpu_lines = [h for h in held if h.startswith("GPU ")]
+    if gpu_lines:
+        t.append("It holds:\n", style="bold")
+    else:
+        t.append("It holds no GPU.\n", style="dim")
+    for line in held:
+        t.append(f"  {line}\n", style="" if line.startswith("GPU ") else "yellow")
+    t.append("\n")
+    running = c.status in ("running", "paused", "restarting")
+    if action == "stop":
+        t.append("Docker sends its stop signal, then SIGKILL after 10 s; ")
+        t.append("its GPUs are free when it has stopped." if gpu_lines else "it can be started again.")
+    elif action == "restart":
+        t.append("Docker stops it (stop signal, SIGKILL after 10 s) and starts it again, on the same GPUs.")
+    elif running:
+        t.append("It is running: it is killed, then removed (docker rm -f). ", style="bold yellow")
+        t.append("Its writable layer goes with it.")
+    else:
+        t.append("The container and its writable layer are removed (docker rm); named volumes stay.")
+    return t

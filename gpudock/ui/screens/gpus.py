@@ -5,6 +5,9 @@ changed or removed by key and never cleared, so the operator's cursor and select
 refresh, and only the rows whose cells changed are re-rendered and repainted
 (:class:`gpudock.ui.widgets.live_table.LiveTable`). Narrow terminals (80 columns) get short forms of the
 bus id and device node; nothing is dropped that an operator needs to tell cards apart.
+
+``T`` / ``K`` send SIGTERM / SIGKILL to one of the highlighted GPU's processes (nvitop's keys),
+after a confirmation naming its PID, command and container (:mod:`gpudock.ui.screens.signal`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import io
 
 from rich.console import Console
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 
 from gpudock.host.history import History, Series, history_key
 from gpudock.model import Gpu, HostSnapshot, mechanism_label, short_bus_id
@@ -482,6 +487,9 @@ class GpuScreen(FindSort, LiveScreen):
         Binding("d", "app.doctor", "Doctor"),
         Binding("t", "app.toolkit", "Toolkit"),
         *FIND_SORT_BINDINGS,
+        # a signal to one of the highlighted GPU's processes (see "signals to a GPU process" below)
+        Binding("T", "signal('TERM')", "SIGTERM a process", show=False, id="gpu-sigterm"),
+        Binding("K", "signal('KILL')", "SIGKILL a process", show=False, id="gpu-sigkill"),
     ]
 
     def __init__(self, banner: str | None = None) -> None:
@@ -689,7 +697,19 @@ class GpuScreen(FindSort, LiveScreen):
             self.notify("Mark GPUs with the space bar first", severity="warning")
             return
         factory = getattr(self.app, "docker_client_factory", None)
-        self.app.push_screen(LaunchScreen(self._snapshot, gpus, root=self.app.host.root, client_factory=factory))
+        self.app.push_screen(
+            LaunchScreen(
+                self._snapshot, gpus, root=self.app.host.root, client_factory=factory, on_launched=self.clear_marks
+            )
+        )
+
+    def clear_marks(self, _container_id: str | None = None) -> None:
+        """After a launch: the cards it took are not marked for the next one."""
+        self.marks.clear()
+        table = self.query_one(LiveTable)
+        for g in self._snapshot.gpus if self._snapshot is not None else ():
+            if self.row_key(g) in table.row_keys:
+                table.update_cell(self.row_key(g), "idx", self._idx_cell(g))
 
     def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_details()
@@ -697,3 +717,72 @@ class GpuScreen(FindSort, LiveScreen):
     def action_details(self) -> None:
         box = self.query_one("#gpu-details-box")
         box.focus()
+
+    # -- signals to a GPU process ------------------------------------------------------------------
+
+    class Signalled(Message):
+        def __init__(self, message: str, error: bool) -> None:
+            super().__init__()
+            self.message, self.error = message, error
+
+    def action_signal(self, sig: str) -> None:
+        from gpudock.ui.screens.confirm import refused_readonly
+        from gpudock.ui.screens.signal import ProcessPickScreen
+
+        g = self.current_gpu()
+        if g is None:
+            return
+        if not g.processes:
+            self.notify(f"GPU {g.index} runs no process.", timeout=3)
+            return
+        if refused_readonly(self, f"sending SIG{sig} to a process"):
+            return
+        hmap = getattr(self.app, "holders", None)
+        gh = hmap.gpu(g.uuid) if hmap is not None and g.uuid else None
+        held = {hp.pid: hp for hp in gh.processes} if gh is not None else {}
+        if len(g.processes) == 1:
+            self._confirm_signal(g, g.processes[0], held, sig)
+            return
+
+        def picked(pid: int | None) -> None:
+            p = next((p for p in g.processes if p.pid == pid), None)
+            if p is not None:
+                self._confirm_signal(g, p, held, sig)
+
+        self.app.push_screen(ProcessPickScreen(g, held, sig), picked)
+
+    def _confirm_signal(self, g: Gpu, p, held: dict, sig: str) -> None:
+        from gpudock.ui.screens.confirm import ConfirmScreen
+        from gpudock.ui.screens.signal import process_place, signal_body
+
+        what = f"{p.command or '?'}, {process_place(held.get(p.pid))}"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._send_signal(p.pid, sig, p.start_time, what)
+            else:
+                self.notify("Cancelled: no signal sent.", timeout=3)
+
+        body = signal_body(g, p, held.get(p.pid), sig)
+        self.app.push_screen(
+            ConfirmScreen(f"Send SIG{sig} to PID {p.pid}?", body, yes=f"send SIG{sig}", id="signal-confirm"), answered
+        )
+
+    @work(thread=True, group="gpu-signal", exit_on_error=False)
+    def _send_signal(self, pid: int, sig: str, start_time: int | None, what: str) -> None:
+        from gpudock.host.signals import SignalRefused
+        from gpudock.session import SessionError
+
+        try:
+            sent = self.app.host.signal_process(pid, sig, start_time, what=what)
+        except (SignalRefused, SessionError) as e:
+            self.post_message(self.Signalled(str(e), True))
+            return
+        self.post_message(self.Signalled(f"Sent {sent.signal} to PID {pid} ({what}).", False))
+
+    @on(Signalled)
+    def _on_signalled(self, message: Signalled) -> None:
+        self.notify(message.message, severity="error" if message.error else "information", timeout=8)
+        refresh = getattr(self.app, "poll_soon", None)
+        if refresh is not None:
+            refresh()

@@ -21,16 +21,19 @@ from gpudock.ui.widgets.footer import Footer
 def screens() -> list[tuple[str, type]]:
     """(title, class) of every screen and modal whose keys the help lists, in the order an operator
     meets them."""
+    from gpudock.ui.screens.confirm import ConfirmScreen
     from gpudock.ui.screens.containers import ContainerScreen
     from gpudock.ui.screens.doctor import DoctorScreen
     from gpudock.ui.screens.gpus import GpuScreen
     from gpudock.ui.screens.launch import LaunchScreen
-    from gpudock.ui.screens.toolkit import ConfirmScreen, ToolkitScreen
+    from gpudock.ui.screens.logs import ContainerLogScreen
+    from gpudock.ui.screens.toolkit import ToolkitScreen
     from gpudock.ui.screens.topology import TopologyScreen
 
     return [
         ("GPUs (the main screen)", GpuScreen),
         ("Containers (c)", ContainerScreen),
+        ("A container's logs (l on Containers)", ContainerLogScreen),
         ("Doctor (d)", DoctorScreen),
         ("Toolkit (t)", ToolkitScreen),
         ("Topology (o)", TopologyScreen),

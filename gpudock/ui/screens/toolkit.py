@@ -7,11 +7,14 @@ and the running engine (runtime registered, known to the engine, default runtime
 Below, while a debug log is on, a live view follows it, so the operator can launch a container and
 watch the hook's decisions.
 
-Keys: ``h`` / ``u`` toggle the hook's / the runtime's debug log, ``R`` registers the nvidia runtime
-in daemon.json, ``D`` makes it the default runtime (or stops it being), ``w`` writes the toolkit's
+Keys: ``h`` / ``u`` toggle the hook's / the runtime's debug log, ``P`` turns one on with a log path
+the operator types (the CLI's ``toolkit debug on --path``), ``R`` registers the nvidia runtime in
+daemon.json, ``D`` makes it the default runtime (or stops it being), ``w`` writes the toolkit's
 defaults where config.toml is missing, ``r`` re-reads everything (the engine included), ``escape``
 goes back. Every edit is planned first (``gpudock.toolkit``) and shown in a confirmation that names
-the file and the line, old and new; ``y``/enter writes, ``n``/escape cancels.
+the file and the line, old and new; ``y``/enter writes, ``n``/escape cancels. In a read-only
+session (``--readonly``) the keys that edit say so and do nothing. While a log is shown, ``p``
+pauses and resumes it and ``/`` searches it (:class:`gpudock.ui.widgets.follow_log.FollowLog`).
 
 All file I/O and the ``docker info`` call run in ``@work(thread=True)`` workers that post messages;
 the event loop only paints. The log view is fed by a worker polling a ``LogFollower`` every
@@ -36,18 +39,23 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import RichLog, Static
+from textual.widgets import Input, Label, Select, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from gpudock.session import SessionError
 from gpudock.toolkit import config as tkconfig
 from gpudock.toolkit import daemon_json as dj
 from gpudock.toolkit.atomic import AtomicWriteError
 from gpudock.toolkit.logfollow import DEFAULT_WARN_BYTES, LogFollower
 from gpudock.toolkit.overview import overview
+from gpudock.ui.screens.confirm import ConfirmScreen, refused_readonly
+from gpudock.ui.widgets.follow_log import FollowLog, LogSearch
 from gpudock.ui.widgets.footer import Footer
+
+__all__ = ["ConfirmScreen", "ToolkitScreen"]
 
 DockerInfoFactory = Callable[[], dict]
 
@@ -236,44 +244,6 @@ def register_body(plan: dj.RegisterPlan) -> Text:
     return t
 
 
-# --------------------------------------------------------------------------- the confirmation
-
-
-class ConfirmScreen(ModalScreen[bool]):
-    """Yes or no on one planned edit: ``y``/enter writes, ``n``/escape cancels."""
-
-    BINDINGS = [
-        Binding("y", "answer(True)", "Write", id="confirm-yes"),
-        Binding("enter", "answer(True)", "Write", show=False, id="confirm-enter"),
-        Binding("n", "answer(False)", "Cancel", id="confirm-no"),
-        Binding("escape", "answer(False)", "Cancel", show=False, id="confirm-escape"),
-    ]
-
-    def __init__(self, title: str, body: Text) -> None:
-        super().__init__(id="toolkit-confirm")
-        self.title_text = title
-        self.body = body
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-box"):
-            yield Static(Text(self.title_text, style="bold"), id="confirm-title")
-            with VerticalScroll(id="confirm-body-box"):
-                yield Static(self.body, id="confirm-body")
-            hint = Text()
-            hint.append(" y ", style="bold reverse")
-            hint.append("/")
-            hint.append(" Enter ", style="bold reverse")
-            hint.append(" write    ")
-            hint.append(" n ", style="bold reverse")
-            hint.append("/")
-            hint.append(" Esc ", style="bold reverse")
-            hint.append(" cancel")
-            yield Static(hint, id="confirm-hint")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-
 # --------------------------------------------------------------------------- the screen
 
 
@@ -287,6 +257,9 @@ class ToolkitScreen(Screen):
         Binding("D", "toggle_default", "Default runtime", show=False, id="toolkit-default"),
         Binding("w", "write_defaults", "Defaults", id="toolkit-defaults"),
         Binding("r", "reload", "Re-read", id="toolkit-reload", show=False),  # (it re-reads when the files change)
+        Binding("P", "set_log_path", "Debug log path", show=False, id="toolkit-log-path"),
+        Binding("p", "pause_log", "Pause/resume log", show=False, id="toolkit-log-pause"),
+        Binding("slash", "search_log", "Search log", show=False, id="toolkit-log-search"),
         Binding("escape", "back", "Back", id="toolkit-back"),
     ]
 
@@ -359,7 +332,6 @@ class ToolkitScreen(Screen):
         self.loads_done = 0
         self.writes_done = 0
         self.log_lines_seen = 0
-        self.log_lines: deque[str] = deque(maxlen=LOG_MAX_LINES)  # what the log view holds, as text
         self._docker_info: dict | None = None
         self._docker_error: str | None = None
         self._engine_pending = True
@@ -376,10 +348,15 @@ class ToolkitScreen(Screen):
         with VerticalScroll(id="toolkit-status-box"):
             yield Static(self.status_renderable, id="toolkit-status")
         yield Static("", id="toolkit-log-title")
-        yield RichLog(
-            id="toolkit-log", max_lines=LOG_MAX_LINES, wrap=True, markup=False, highlight=False, auto_scroll=True
-        )
+        log = FollowLog(id="toolkit-log", max_lines=LOG_MAX_LINES, auto_scroll=True)
+        yield log
+        yield LogSearch(log, id="toolkit-log-search")
         yield Footer()
+
+    @property
+    def log_lines(self) -> deque[str]:
+        """What the log view holds, as text (shown or not: paused, searched)."""
+        return self.query_one(FollowLog).kept
 
     def on_mount(self) -> None:
         host = getattr(self.app, "host", None)
@@ -395,6 +372,7 @@ class ToolkitScreen(Screen):
         if self.root is None:
             self.root = "/"
         self._show_log(False)
+        self.query_one(LogSearch).display = False
         self._update_header()
         self.query_one("#toolkit-status-box").focus()
         self.reload(ask_engine=True)
@@ -511,8 +489,7 @@ class ToolkitScreen(Screen):
             return
         self._log_sources = wanted
         self._log_gen += 1
-        self.query_one("#toolkit-log", RichLog).clear()
-        self.log_lines.clear()
+        self.query_one(FollowLog).reset()
         self.log_lines_seen = 0
         if not wanted:
             self.workers.cancel_group(self, "toolkit-log")
@@ -524,12 +501,16 @@ class ToolkitScreen(Screen):
         self._follow(wanted, self._log_gen)
 
     def _show_log(self, on: bool) -> None:
-        self.query_one("#toolkit-log", RichLog).display = on
+        self.query_one(FollowLog).display = on
         self.query_one("#toolkit-log-title", Static).display = on
         self.set_class(on, "-log-on")
 
     def _set_log_title(self, state: str) -> None:
         t = Text()
+        view = self.query_one(FollowLog).status()
+        if view:  # first: a long log path is cut at the right edge, and this must show
+            t.append(f"{view}", style="bold reverse")
+            t.append("  ")
         for i, (comp, path) in enumerate(self._log_sources):
             t.append(" · " if i else "")
             t.append(f"{comp} log ", style="bold")
@@ -597,11 +578,8 @@ class ToolkitScreen(Screen):
         if message.gen != self._log_gen:
             return
         if message.lines:
-            view = self.query_one("#toolkit-log", RichLog)
             # a burst bigger than the view keeps (a huge first read) is cut to its end
-            for line in message.lines[-LOG_MAX_LINES:]:
-                view.write(Text(line))
-            self.log_lines.extend(message.lines)
+            self.query_one(FollowLog).follow(message.lines)
             self.log_lines_seen += len(message.lines)
         self.log_state = message.state
         self._set_log_title(message.state)
@@ -612,7 +590,23 @@ class ToolkitScreen(Screen):
         if action == "write_defaults":
             c = (self.doc or {}).get("config")
             return bool(c) and not c["exists"]
+        if action in ("pause_log", "search_log"):
+            return bool(self._log_sources)  # only while a log is shown
         return True
+
+    # the log view: pause and search
+
+    def action_pause_log(self) -> None:
+        view = self.query_one(FollowLog)
+        view.set_paused(not view.paused)
+        self._set_log_title(self.log_state)
+
+    def action_search_log(self) -> None:
+        self.query_one(LogSearch).open()
+
+    @on(LogSearch.Searched)
+    def _on_searched(self, message: LogSearch.Searched) -> None:
+        self._set_log_title(self.log_state)
 
     def _start(self) -> bool:
         if self._busy:
@@ -627,19 +621,33 @@ class ToolkitScreen(Screen):
         self._update_header()
 
     def action_toggle_debug(self, component: str) -> None:
-        if self._start():
+        if (
+            not refused_readonly(self, f"turning {COMPONENT_LABEL[component]} debug logging on or off")
+            and self._start()
+        ):
             self._plan_debug(component)
 
+    def action_set_log_path(self) -> None:
+        if refused_readonly(self, "setting a debug log path"):
+            return
+        debug = ((self.doc or {}).get("config") or {}).get("debug") or {}
+
+        def answered(choice: tuple[str, str] | None) -> None:
+            if choice is not None and self._start():
+                self._plan_debug(choice[0], choice[1])
+
+        self.app.push_screen(LogPathScreen(debug), answered)
+
     def action_register(self) -> None:
-        if self._start():
+        if not refused_readonly(self, "registering the nvidia runtime in daemon.json") and self._start():
             self._plan_register(None)
 
     def action_toggle_default(self) -> None:
-        if self._start():
+        if not refused_readonly(self, "changing Docker's default runtime") and self._start():
             self._plan_register("toggle")
 
     def action_write_defaults(self) -> None:
-        if self._start():
+        if not refused_readonly(self, "writing the toolkit's defaults") and self._start():
             self._plan_defaults()
 
     def action_reload(self) -> None:
@@ -650,12 +658,13 @@ class ToolkitScreen(Screen):
             self.app.pop_screen()
 
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
-    def _plan_debug(self, component: str) -> None:
+    def _plan_debug(self, component: str, log_path: str | None = None) -> None:
+        """Toggle ``component``'s debug log; with ``log_path``, turn it on writing there."""
         loc = self._locate()
         try:
             cfg = tkconfig.load_config(loc)
-            enable = not cfg.debug_status(component).enabled
-            plan = tkconfig.plan_debug(cfg, component, enable)
+            enable = log_path is not None or not cfg.debug_status(component).enabled
+            plan = tkconfig.plan_debug(cfg, component, enable, log_path)
         except tkconfig.ConfigMissingError:
             self.post_message(
                 self.Done(f"{loc.path} does not exist: press w to write the toolkit's defaults first", error=True)
@@ -726,7 +735,10 @@ class ToolkitScreen(Screen):
 
     @work(thread=True, group="toolkit-apply", exit_on_error=False)
     def _apply(self, kind: str, plan: Any) -> None:
+        host = getattr(self.app, "host", None)
         try:
+            if host is not None:
+                host.refuse_if_readonly(f"writing {plan.path}")
             if kind == "debug":
                 tkconfig.apply_plan(plan)
                 state = f"on, writing to {plan.log_path}" if plan.enable else "off"
@@ -742,6 +754,9 @@ class ToolkitScreen(Screen):
             return
         except OSError as e:
             self.post_message(self.Done(f"cannot write: {e}", error=True))
+            return
+        except SessionError as e:  # read-only
+            self.post_message(self.Done(str(e), error=True))
             return
         self.post_message(self.Done(msg, wrote=True))
 
@@ -766,3 +781,67 @@ class ToolkitScreen(Screen):
         elif group == "toolkit-engine":
             self._engine_pending = False
         self.notify(f"Toolkit screen: {event.worker.error}", severity="error", timeout=10)
+
+
+# --------------------------------------------------------------------------- the log path
+
+
+class LogPathScreen(ModalScreen[tuple[str, str] | None]):
+    """Which component's debug log, and where: the path the toolkit writes it to (as the CLI's
+    ``toolkit debug on --path``). Enter asks for the edit's confirmation; Escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="log-path-cancel")]
+
+    def __init__(self, debug: dict) -> None:
+        super().__init__(id="toolkit-log-path-prompt")
+        self.debug = debug
+
+    def _path_of(self, component: str) -> str:
+        d = self.debug.get(component) or {}
+        return d.get("log_path") or d.get("commented_path") or ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="log-path-box"):
+            yield Static(Text("Turn a debug log on, writing to this file", style="bold"), id="log-path-title")
+            with Horizontal(classes="log-path-field"):
+                yield Label("Component")
+                yield Select(
+                    [("the hook (nvidia-container-cli)", "hook"), ("nvidia-container-runtime", "runtime")],
+                    value="hook",
+                    allow_blank=False,
+                    id="log-path-component",
+                    compact=True,
+                )
+            with Horizontal(classes="log-path-field"):
+                yield Label("Log file")
+                yield Input(self._path_of("hook"), placeholder="/var/log/…", id="log-path-input", compact=True)
+            yield Static(
+                Text(
+                    "An absolute path on the host. Enter: show the change to config.toml; Escape: cancel.", style="dim"
+                ),
+                id="log-path-hint",
+            )
+
+    def on_mount(self) -> None:
+        self.query_one("#log-path-input", Input).focus()
+
+    @on(Select.Changed, "#log-path-component")
+    def _component_changed(self, event: Select.Changed) -> None:
+        self.query_one("#log-path-input", Input).value = self._path_of(str(event.value))
+
+    @on(Input.Submitted, "#log-path-input")
+    def _submitted(self, event: Input.Submitted) -> None:
+        path = event.value.strip()
+        hint = self.query_one("#log-path-hint", Static)
+        if not path.startswith("/"):
+            hint.update(
+                Text(
+                    "The log path must be absolute (/var/log/…): the toolkit runs with no working directory of yours.",
+                    style="bold red",
+                )
+            )
+            return
+        self.dismiss((str(self.query_one("#log-path-component", Select).value), path))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
