@@ -156,6 +156,12 @@ class HostRoot:
         """The real directory this host is mounted at ("/" for the live host)."""
         return self._root
 
+    def host_words(self, text: str) -> str:
+        """``text`` with this root's real paths written as the host's own ("/etc/docker/daemon.json",
+        not "/tmp/gpudock-sim-x/host/etc/docker/daemon.json"): for what an operator reads, beside
+        a header that says which root it is."""
+        return text.replace(self._prefix + "/", "/") if self._prefix else text
+
     @property
     def is_live(self) -> bool:
         """True when this is the machine's own filesystem (root "/")."""

@@ -714,7 +714,7 @@ class EditPlan:
         if self.changed and self.enable and self.log_path in _SHIPPED_DEBUG_PATHS:
             return (
                 "toolkit packages 1.14-1.19 comment a debug key that holds its default path out again "
-                "when they re-render config.toml on upgrade; a non-default --path survives that"
+                "when they re-render config.toml on upgrade; a log path other than the default survives that"
             )
         return None
 

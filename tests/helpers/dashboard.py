@@ -81,3 +81,8 @@ async def first_snapshot(pilot) -> None:
         if app.snapshot is not None and docker_settled(app):
             return
     raise AssertionError("the dashboard never received a snapshot")
+
+
+def screen_text(app) -> str:
+    """What the terminal shows now: the composed screen, line by line."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

@@ -28,17 +28,12 @@ from gpudock.ui.screens.launch import LaunchScreen
 from gpudock.ui.screens.toolkit import ToolkitScreen
 from gpudock.ui.screens.topology import TopologyScreen
 from helpers import tty
-from helpers.dashboard import first_snapshot, make_app, settle_workers
+from helpers.dashboard import first_snapshot, make_app, screen_text, settle_workers
 from helpers.sim import frozen_demo
 
 SIZE = (80, 24)
 
 SCREEN_OF_KEY = {"g": GpuScreen, "c": ContainerScreen, "d": DoctorScreen, "t": ToolkitScreen, "o": TopologyScreen}
-
-
-def screen_text(app) -> str:
-    """What the terminal shows now: the composed screen, line by line."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 def de_bruijn(symbols: str, n: int) -> list[str]:
@@ -355,3 +350,24 @@ async def test_the_whole_nvml_banner_shows_at_80x24():
         assert "NVML could not start: Driver/library version mismatch" in text
         assert "The doctor (d) shows both versions and any stray libraries." in text
         assert "gpudock doctor" not in text  # the dashboard names its key, not the CLI
+
+
+async def test_the_toolkit_names_the_simulated_hosts_files_by_their_host_paths():
+    # not by where this machine keeps them (/tmp/gpudock-sim-*/host/...): the header says whose
+    app = make_app(refresh=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        await first_snapshot(pilot)
+        await pilot.press("t")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if "daemon.json   /etc" in screen_text(app):
+                break
+        text = screen_text(app)
+        assert "simulated host demo" in text
+        assert "config.toml   /etc/nvidia-container-runtime/config.toml" in text
+        assert "daemon.json   /etc/docker/daemon.json" in text
+        assert "gpudock-sim-" not in text
+        await pilot.press("h")  # the confirmation names the line by its host path too
+        await pilot.pause(0.3)
+        text = " ".join(screen_text(app).split())
+        assert "/etc/nvidia-container-runtime/config.toml line 8" in text and "gpudock-sim-" not in text

@@ -45,6 +45,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Label, Select, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from gpudock.host.root import HostRoot
 from gpudock.session import SessionError
 from gpudock.toolkit import config as tkconfig
 from gpudock.toolkit import daemon_json as dj
@@ -90,7 +91,7 @@ def _value(v: Any) -> str:
 # --------------------------------------------------------------------------- rendering (pure)
 
 
-def status_text(doc: dict | None, *, engine_pending: bool = False) -> Table | Text:
+def status_text(doc: dict | None, *, engine_pending: bool = False, shown=lambda p: p) -> Table | Text:
     """The whole status panel for an ``overview()`` document: a label column and a value column
     (values wrap inside their column, so 80 columns stay readable)."""
     if doc is None:
@@ -104,7 +105,7 @@ def status_text(doc: dict | None, *, engine_pending: bool = False) -> Table | Te
 
     c = doc["config"]
     v = Text()
-    v.append(c["path"], style="cyan")
+    v.append(shown(c["path"]), style="cyan")
     v.append(f" ({_source_words(c['source'])})", style="dim")
     row("config.toml", v)
     if not c["exists"]:
@@ -131,7 +132,7 @@ def status_text(doc: dict | None, *, engine_pending: bool = False) -> Table | Te
             row(f"{COMPONENT_LABEL[comp]} debug", _debug_value(c["debug"][comp]), style="")
     d = doc["daemon_json"]
     v = Text()
-    v.append(d["path"], style="cyan")
+    v.append(shown(d["path"]), style="cyan")
     if not d.get("exists", True):
         v.append(" (does not exist yet)", style="dim")
     row("daemon.json", v)
@@ -206,10 +207,10 @@ def _debug_value(d: dict) -> Text:
     return t
 
 
-def plan_body(plan: tkconfig.EditPlan) -> Text:
+def plan_body(plan: tkconfig.EditPlan, shown=lambda p: p) -> Text:
     """What the debug confirmation says: the file and line, old and new, and what follows."""
     t = Text()
-    t.append(plan.describe() + "\n\n")
+    t.append(shown(plan.describe()) + "\n\n")
     if plan.added_header:
         t.append(f"+ {plan.added_header}\n", style="green")
     if plan.old_line is not None:
@@ -231,9 +232,9 @@ def plan_body(plan: tkconfig.EditPlan) -> Text:
     return t
 
 
-def register_body(plan: dj.RegisterPlan) -> Text:
+def register_body(plan: dj.RegisterPlan, shown=lambda p: p) -> Text:
     t = Text()
-    t.append(f"{plan.path}:\n", style="cyan")
+    t.append(f"{shown(plan.path)}:\n", style="cyan")
     for change in plan.changes:
         t.append(f"  {change}\n", style="green")
     t.append(
@@ -451,7 +452,7 @@ class ToolkitScreen(Screen):
         shown = (self.doc, self._engine_pending)
         if shown != self._status_shown:
             self._status_shown = shown
-            self.status_renderable = status_text(self.doc, engine_pending=self._engine_pending)
+            self.status_renderable = status_text(self.doc, engine_pending=self._engine_pending, shown=self.host_words)
             self.query_one("#toolkit-status", Static).update(self.status_renderable)
         self._update_header()
         self.refresh_bindings()
@@ -500,6 +501,12 @@ class ToolkitScreen(Screen):
         self._set_log_title("opening…")
         self._follow(wanted, self._log_gen)
 
+    def host_words(self, text: str) -> str:
+        """Paths as the host names them: a simulated host's or a --root copy's files by their own
+        paths (the header says which root), not by where this machine holds them."""
+        root = self.root if isinstance(self.root, HostRoot) else HostRoot(self.root or "/")
+        return root.host_words(text)
+
     def _show_log(self, on: bool) -> None:
         self.query_one(FollowLog).display = on
         self.query_one("#toolkit-log-title", Static).display = on
@@ -514,7 +521,7 @@ class ToolkitScreen(Screen):
         for i, (comp, path) in enumerate(self._log_sources):
             t.append(" · " if i else "")
             t.append(f"{comp} log ", style="bold")
-            t.append(path, style="cyan")
+            t.append(self.host_words(path), style="cyan")
         if state:
             t.append("  ")
             if state.startswith("!"):
@@ -677,7 +684,7 @@ class ToolkitScreen(Screen):
             self.post_message(self.Done(plan.describe()))
             return
         title = f"Turn {COMPONENT_LABEL[component]} debug logging {'ON' if enable else 'off'}?"
-        self.post_message(self.Planned("debug", plan, title, plan_body(plan)))
+        self.post_message(self.Planned("debug", plan, title, plan_body(plan, self.host_words)))
 
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
     def _plan_register(self, default: str | None) -> None:
@@ -702,7 +709,7 @@ class ToolkitScreen(Screen):
                 self.Done(f"{path}: the nvidia runtime is already registered as asked; nothing to change")
             )
             return
-        self.post_message(self.Planned("register", plan, title, register_body(plan)))
+        self.post_message(self.Planned("register", plan, title, register_body(plan, self.host_words)))
 
     @work(thread=True, group="toolkit-plan", exit_on_error=False)
     def _plan_defaults(self) -> None:
@@ -763,11 +770,12 @@ class ToolkitScreen(Screen):
     @on(Done)
     def _on_done(self, message: Done) -> None:
         self._finish()
+        said = self.host_words(message.message)
         if message.error:
-            self.notify(message.message, severity="error", timeout=10)
+            self.notify(said, severity="error", timeout=10)
         else:
             self.writes_done += message.wrote
-            self.notify(message.message, timeout=6)
+            self.notify(said, timeout=6)
         self.reload()
 
     @on(Worker.StateChanged)
