@@ -16,6 +16,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from gpudock.ui.widgets.footer import Footer
+
 __all__ = ["ConfirmScreen", "refused_readonly"]
 
 
@@ -50,6 +52,7 @@ class ConfirmScreen(ModalScreen[bool]):
             hint.append(" Esc ", style="bold reverse")
             hint.append(" cancel")
             yield Static(hint, id="confirm-hint")
+        yield Footer()  # its own keys, not those of the screen under it
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
