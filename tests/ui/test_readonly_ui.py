@@ -17,7 +17,7 @@ from gpudock.ui.screens.gpus import GpuScreen
 from gpudock.ui.screens.launch import LaunchScreen
 from gpudock.ui.screens.logs import ContainerLogScreen
 from gpudock.ui.widgets.live_table import LiveTable
-from helpers.dashboard import first_snapshot, settle_workers
+from helpers.dashboard import first_snapshot, screen_text, settle_workers
 from helpers.sim import frozen_demo
 
 READONLY = "Read-only session (--readonly)"
@@ -44,6 +44,17 @@ async def until(pilot, cond, what: str, timeout: float = 20.0) -> None:
         if not isinstance(pilot.app.screen, ContainerLogScreen):
             await settle_workers(pilot.app)
         await pilot.pause(0.05)
+
+
+async def test_the_header_says_read_only_before_any_key_is_pressed():
+    app = readonly_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        assert "[read-only]" in screen_text(app).splitlines()[0]
+    app = GpudockApp(open_scenario(frozen_demo(), Options(demo=True)), refresh=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_snapshot(pilot)
+        assert "read-only" not in screen_text(app)
 
 
 async def test_container_actions_are_refused_and_logs_still_open():

@@ -387,7 +387,12 @@ def _onoff(v: bool | None) -> str:
 
 
 def header_text(
-    snap: HostSnapshot | None, banner: str | None, conflicts: int = 0, wide: bool = True, compact: bool = False
+    snap: HostSnapshot | None,
+    banner: str | None,
+    conflicts: int = 0,
+    wide: bool = True,
+    compact: bool = False,
+    readonly: bool = False,
 ) -> Text:
     """The line above the table. ``wide``: with the NVML version; ``compact`` (below 80 columns):
     without the GPU count (the table counts them), so the conflicts' legend stays on the line."""
@@ -412,6 +417,8 @@ def header_text(
         t.append(f"  {len(snap.gpus)} GPUs", style="dim")
     if snap.source != "nvml":
         t.append(f"  [{snap.source}]", style="bold magenta")
+    if readonly:  # always in sight: the keys that change the host say so only when pressed
+        t.append("  [read-only]", style="bold cyan")
     if conflicts:
         # the legend of the holder column's marker
         t.append(f"  ! {conflicts} conflict{'s' if conflicts != 1 else ''}", style="bold yellow")
@@ -565,6 +572,7 @@ class GpuScreen(FindSort, LiveScreen):
             conflicts=len(hmap.conflicts) if hmap is not None else 0,
             wide=self.size.width >= WIDE,
             compact=0 < self.size.width < NARROW,
+            readonly=bool(getattr(getattr(self.app, "host", None), "readonly", False)),
         )
         self.query_one("#host-header", LiveText).show(header + self._find_line(table, snap))
         self._show_details()
