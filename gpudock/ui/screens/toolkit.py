@@ -146,8 +146,10 @@ def status_text(doc: dict | None, *, engine_pending: bool = False, shown=lambda 
         else:
             v.append("nvidia not registered", style="yellow")
             v.append(" (R registers it)", style="dim")
-        if d["nvidia_registered"] or d["default_runtime"] == "nvidia":
-            v.append(" (D: default or not)", style="dim")
+        if d["default_runtime"] == "nvidia":
+            v.append(" (D makes runc the default again)", style="dim")
+        elif d["nvidia_registered"]:
+            v.append(" (D makes it the default)", style="dim")
         others = [n for n in d["toolkit_runtimes"] if n != "nvidia"]
         if others:
             v.append(f"; also toolkit runtimes {', '.join(others)}", style="dim")
