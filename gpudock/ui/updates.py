@@ -225,6 +225,8 @@ def _cells(strip: Strip) -> list[tuple[str, Style | None]]:
 
 def changed_spans(old: Strip, new: Strip) -> list[tuple[int, int]]:
     """The ``[start, end)`` cell spans where two lines differ (spans less than MERGE_GAP apart joined)."""
+    if old == new:  # the same segments (most lines of a text shown anew): no cell to compare
+        return []
     a, b = _cells(old), _cells(new)
     if len(a) != len(b):
         return [(0, max(len(a), len(b)))]
