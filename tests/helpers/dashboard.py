@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from textual.worker import WorkerCancelled, WorkerError
@@ -81,6 +82,29 @@ async def first_snapshot(pilot) -> None:
         if app.snapshot is not None and docker_settled(app):
             return
     raise AssertionError("the dashboard never received a snapshot")
+
+
+async def until(pilot, cond, what: str, timeout: float = 20.0) -> None:
+    """Let the app run (its workers awaited, its messages handled) until ``cond()`` holds."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await settle_workers(pilot.app)
+        await pilot.pause(0.05)
+
+
+async def refresh(pilot) -> None:
+    """One real refresh from the host, as the timer would do it."""
+    app = pilot.app
+    before = app.snapshot
+    app.poll_soon()
+    for _ in range(100):
+        await settle_workers(app)
+        await pilot.pause()
+        if app.snapshot is not before:
+            return
+    raise AssertionError("no refresh came")
 
 
 def screen_text(app) -> str:

@@ -13,7 +13,7 @@ from gpudock.ui.screens.containers import ContainerScreen
 from gpudock.ui.screens.gpus import GpuScreen
 from gpudock.ui.widgets.find_sort import FindBar, matches, sort_rows
 from gpudock.ui.widgets.live_table import LiveTable
-from helpers.dashboard import first_snapshot, make_app, settle_workers
+from helpers.dashboard import first_snapshot, make_app, refresh
 
 # The frozen demo's GPU utilization by index: GPU 4 (burn-in) is the busiest, 3, 5 and 7 idle.
 BUSIEST_FIRST = [4, 1, 0, 2, 6, 3, 5, 7]
@@ -42,19 +42,6 @@ async def find(pilot, text: str, enter: bool = True) -> None:
     if enter:
         await pilot.press("enter")
     await pilot.pause()
-
-
-async def refresh(pilot) -> None:
-    """One real refresh from the host, as the timer would do it."""
-    app = pilot.app
-    before = app.snapshot
-    app.poll_soon()
-    for _ in range(100):
-        await settle_workers(app)
-        await pilot.pause()
-        if app.snapshot is not before:
-            return
-    raise AssertionError("no refresh came")
 
 
 async def test_slash_finds_gpus_by_any_text_of_their_row_and_escape_clears_it():

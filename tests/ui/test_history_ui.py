@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from gpudock.host.history import BLOCKS, History, history_key
 from gpudock.ui.widgets.live_table import LiveTable
-from helpers.dashboard import first_snapshot, make_app, settle_workers
+from helpers.dashboard import first_snapshot, make_app, refresh, settle_workers
 
 
 def stepping(step: float):
@@ -27,18 +27,6 @@ def details_lines(app) -> dict[str, str]:
 
 def blocks(s: str) -> str:
     return "".join(ch for ch in s if ch in BLOCKS)
-
-
-async def refresh(pilot) -> None:
-    app = pilot.app
-    before = app.snapshot
-    app.poll_soon()
-    for _ in range(100):
-        await settle_workers(app)
-        await pilot.pause()
-        if app.snapshot is not before:
-            return
-    raise AssertionError("no refresh came")
 
 
 async def test_the_sparklines_fill_from_the_readings_each_refresh_takes():

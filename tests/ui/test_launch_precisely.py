@@ -6,7 +6,6 @@ and the new container is the one selected on the Containers screen."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 from textual.widgets import Input, Select, Static
@@ -16,19 +15,10 @@ from gpudock.ui.screens.containers import ContainerScreen
 from gpudock.ui.screens.gpus import GpuScreen
 from gpudock.ui.screens.launch import ComposePathScreen, LaunchScreen
 from gpudock.ui.widgets.live_table import LiveTable
-from helpers.dashboard import first_snapshot, make_app, settle_workers
+from helpers.dashboard import first_snapshot, make_app, until
 
 IMAGE = "nvidia/cuda:12.0.1-base-ubuntu22.04"  # a local image of the demo's engine
 MIG_6_1 = "MIG-6e2f7a3b-8c4d-5e5f-a071-8293a4b5c6d2"  # GPU 6's MIG device 1 (2g.20gb), held by no one
-
-
-async def until(pilot, cond, what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await settle_workers(pilot.app)
-        await pilot.pause(0.05)
 
 
 def preview(form) -> str:

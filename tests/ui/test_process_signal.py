@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -20,7 +19,7 @@ from gpudock.ui.app import GpudockApp
 from gpudock.ui.screens.confirm import ConfirmScreen
 from gpudock.ui.screens.gpus import GpuScreen
 from gpudock.ui.screens.signal import ProcessPickScreen
-from helpers.dashboard import NO_DOCKER, first_snapshot, make_app, settle_workers
+from helpers.dashboard import NO_DOCKER, first_snapshot, make_app, until
 from helpers.sim import gpu, scenario
 
 
@@ -45,15 +44,6 @@ def app_on(pids: list[int], readonly: bool = False) -> GpudockApp:
     sc = scenario([gpu(0, process=procs), gpu(1)])
     host = open_scenario(sc, Options(sim="test", readonly=readonly), docker_url=NO_DOCKER, proc_root="/proc")
     return GpudockApp(host, refresh=0.3)
-
-
-async def until(pilot, cond, what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await settle_workers(pilot.app)
-        await pilot.pause(0.05)
 
 
 def notices(app) -> list[str]:
